@@ -1,0 +1,84 @@
+"""Checks: each module holds one family of rules and registers its check functions here.
+
+Four kinds of check, by what they look at:
+
+- document checks: `fn(doc: Document, ctx: CheckContext) -> Iterable[Finding]`, once per object
+  (a YAML document with apiVersion or kind), whether it came from a plain file or a kustomize render;
+- file checks: `fn(entry: Entry, data: bytes | None, ctx: CheckContext) -> Iterable[Finding]`, once per
+  file of the tree that is not excluded (data is None for symlinks, submodules and oversized blobs);
+- tree checks: `fn(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]`, once per tree;
+- history checks: `fn(entry: Entry, data: bytes, commit: str, ctx) -> Iterable[Finding]`, for every blob
+  that a new commit of the push adds (pre-receive only), for rules that care about history (secrets).
+
+Every finding names a rule registered in the catalogue (`findings.register`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..findings import Finding
+
+if TYPE_CHECKING:
+    from ..config import Policy
+    from ..documents import Document, ParsedFile
+    from ..gitrepo import Entry
+    from ..schemas import CustomSchemas, KubernetesSchemas
+
+
+@dataclass
+class CheckContext:
+    policy: Policy
+    kube: KubernetesSchemas
+    custom: CustomSchemas
+    ref: str = ""
+    old_tree: Any = None  # the snapshot before the push, when there is one (transition rules)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TreeView:
+    """What tree checks see: every entry, the parsed manifest files and the objects to validate."""
+
+    entries: list[Entry]
+    parsed: dict[str, ParsedFile]
+    objects: list[Document]
+    # Objects grouped by the unit inside which each must be unique (a folder, a kustomize render).
+    units: dict[str, list[Document]]
+
+
+DocumentCheck = Callable[["Document", CheckContext], Iterable[Finding]]
+FileCheck = Callable[["Entry", "bytes | None", CheckContext], Iterable[Finding]]
+TreeCheck = Callable[[TreeView, CheckContext], Iterable[Finding]]
+HistoryCheck = Callable[["Entry", bytes, str, CheckContext], Iterable[Finding]]
+
+DOCUMENT_CHECKS: list[DocumentCheck] = []
+FILE_CHECKS: list[FileCheck] = []
+TREE_CHECKS: list[TreeCheck] = []
+HISTORY_CHECKS: list[HistoryCheck] = []
+
+
+def document_check(fn: DocumentCheck) -> DocumentCheck:
+    DOCUMENT_CHECKS.append(fn)
+    return fn
+
+
+def file_check(fn: FileCheck) -> FileCheck:
+    FILE_CHECKS.append(fn)
+    return fn
+
+
+def tree_check(fn: TreeCheck) -> TreeCheck:
+    TREE_CHECKS.append(fn)
+    return fn
+
+
+def history_check(fn: HistoryCheck) -> HistoryCheck:
+    HISTORY_CHECKS.append(fn)
+    return fn
+
+
+# Built-in families. Importing a module registers its rules and checks.
+from . import core, objects, schema  # noqa: E402,F401

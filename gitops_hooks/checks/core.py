@@ -1,0 +1,65 @@
+"""Rules for reading the tree itself: YAML, files, kustomize, refs, policy and the gate's own health."""
+
+from __future__ import annotations
+
+from ..findings import Rule, Severity, register
+
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+register(
+    Rule("yaml-syntax", "yaml", E, "The file is not valid YAML (or JSON).",
+         "kubectl cannot read a manifest that does not parse; nothing in the file can be applied.",
+         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"),
+    Rule("yaml-duplicate-key", "yaml", E, "A map has the same key twice.",
+         "kubectl's strict decoding refuses duplicate keys; other tools silently keep the last one, "
+         "so what you reviewed may not be what gets applied.",
+         "metadata:\n  labels:\n    app: web\n"),
+    Rule("yaml-not-mapping", "yaml", E, "A YAML document is a list or a scalar, not an object.",
+         "Every document of a manifest file must be one Kubernetes object: a map with apiVersion, kind "
+         "and metadata.", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"),
+    Rule("yaml-tag", "yaml", E, "The document uses a YAML tag kubectl does not understand.",
+         "Tags such as !!python/object construct program objects in some YAML libraries; kubectl refuses "
+         "them and so do we.", "value: plain-string\n"),
+    Rule("yaml-alias", "yaml", E, "YAML aliases expand too far or loop.",
+         "Anchors and aliases can multiply a small file into billions of values (a 'billion laughs' "
+         "attack). The expansion is bounded by limits.max_alias_expansion.", ""),
+    Rule("yaml-limits", "yaml", E, "The file goes past a configured limit (documents, nesting, key size).",
+         "Limits keep the gate fast and safe; see the limits section of the configuration.", ""),
+    Rule("file-binary", "file", E, "A file named like a manifest holds binary content.",
+         "Manifests are text. Move binary files out of the manifest paths or exclude them.", ""),
+    Rule("file-encoding", "file", E, "A manifest file is not valid UTF-8.",
+         "kubectl reads UTF-8 (a BOM is accepted). Save the file as UTF-8.", ""),
+    Rule("file-too-large", "file", E, "A file is larger than limits.max_file_bytes.",
+         "Very large files are refused by size before they are read.", ""),
+    Rule("template-unrendered", "template", E, "A manifest file holds template syntax ({{ }} or {% %}).",
+         "Helm or Jinja templates are not desired state until rendered. Commit the rendered manifests, "
+         "or keep the chart in a folder with Chart.yaml (it is then recognised as a chart).",
+         "image: registry.example.com/web:1.4.2\n"),
+    Rule("helm-chart", "helm", I, "A Helm chart folder: recognised as a chart, its templates are not validated.",
+         "Folders with a Chart.yaml hold templates, not manifests. Deploy the chart with a HelmRelease "
+         "(Flux) or an Application (Argo CD) whose values are in git.", ""),
+    Rule("tree-symlink", "tree", I, "A symbolic link where a manifest would be: listed, never followed.",
+         "The gate never follows links, so their targets are not checked; kubectl and kustomize would "
+         "read the target. Replace the link with the file itself.", ""),
+    Rule("tree-submodule", "tree", I, "A submodule: listed, never followed.",
+         "Submodule contents live in another repository and are not checked by this push.", ""),
+    Rule("kustomize-build", "kustomize", E, "A kustomization does not build.",
+         "The folder's kustomization.yaml is rendered with `kubectl kustomize` (or read directly when it "
+         "only lists local files); its errors are reported here.", ""),
+    Rule("kustomize-unsafe", "kustomize", E,
+         "A kustomization needs remote resources, plugins, exec functions or Helm inflation.",
+         "The gate renders kustomizations with everything that reaches outside the repository switched "
+         "off. Vendor remote bases into the repository, and render Helm charts with a HelmRelease.",
+         "resources:\n  - ../base\n  - deployment.yaml\n"),
+    Rule("ref-protected", "refs", E, "A protected ref may not be deleted.",
+         "The administrator lists refs that may not be deleted under refs.protect.", ""),
+    Rule("policy-loosening-ignored", "policy", W,
+         "The repository's .gitops-hooks.yaml tried to loosen the server's policy; that part is ignored.",
+         "A pushed repository may only tighten the server's policy (raise severities, check more files).",
+         "rules:\n  schema-unknown-kind: error\n"),
+    Rule("internal-error", "gate", E, "The gate failed internally and refuses the push (fail closed).",
+         "The traceback is in the log inside the bare repository (gitops-hooks/log/). Tell the administrator.",
+         ""),
+    Rule("config-error", "gate", E, "The server configuration is broken; the gate refuses pushes until fixed.",
+         "Run `gitops-hooks config check <repo>` on the server.", ""),
+)

@@ -1,0 +1,536 @@
+"""YAML and JSON files to documents, read the way kubectl reads them.
+
+kubectl decodes YAML with go-yaml v2 (YAML 1.1 scalars: `yes`, `on`, `y` are booleans) and refuses
+duplicate keys. PyYAML's C parser gives us nodes with positions; a small constructor of our own turns
+them into plain JSON-like values, refuses duplicate keys and unknown tags, and bounds alias expansion.
+
+Positions are not kept for every value (that would cost memory on large trees): a Document knows its
+file and index, and `locate()` composes that file again only when a finding needs a line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .findings import Finding, finding
+
+try:
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    raise ImportError("gitops-hooks needs PyYAML built with libyaml (yaml._yaml.CParser)") from None
+
+Pointer = tuple[str | int, ...]
+
+# YAML 1.1 booleans that go-yaml v2 (and so kubectl) reads as true/false.
+YAML11_BOOLS = frozenset(
+    "y Y yes Yes YES n N no No NO on On ON off Off OFF".split()
+)
+
+_TAG = "tag:yaml.org,2002:"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 20 * 1024 * 1024
+    max_documents: int = 10_000
+    max_nodes: int = 2_000_000  # values after alias expansion, per file
+    max_key_bytes: int = 64 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """PyYAML's YAML 1.1 resolver plus the single-letter booleans go-yaml v2 knows."""
+
+
+_Resolver.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items()}
+_Resolver.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+
+
+class _Composer(_CParser, _Resolver):  # type: ignore[misc]
+    """C scanner and composer; resolution with our resolver; no constructor."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        _CParser.__init__(self, stream)
+        _Resolver.__init__(self)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document that is a mapping."""
+
+    path: str
+    index: int  # position of the document in its file, from 0
+    line: int  # 1-based line of the document's first node
+    column: int
+    obj: dict[str, Any]
+    source: SourceFile | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def api_version(self) -> str:
+        v = self.obj.get("apiVersion")
+        return v if isinstance(v, str) else ""
+
+    @property
+    def kind(self) -> str:
+        v = self.obj.get("kind")
+        return v if isinstance(v, str) else ""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        m = self.obj.get("metadata")
+        return m if isinstance(m, dict) else {}
+
+    @property
+    def name(self) -> str:
+        n = self.metadata.get("name")
+        return n if isinstance(n, str) else ""
+
+    @property
+    def namespace(self) -> str:
+        n = self.metadata.get("namespace")
+        return n if isinstance(n, str) else ""
+
+    @property
+    def is_object(self) -> bool:
+        """A document that means to be a Kubernetes object (it says apiVersion or kind)."""
+        return "apiVersion" in self.obj or "kind" in self.obj
+
+    @property
+    def group(self) -> str:
+        av = self.api_version
+        return av.rsplit("/", 1)[0] if "/" in av else ""
+
+    def subject(self) -> tuple[str, str, str, str]:
+        return (self.api_version, self.kind, self.namespace, self.name)
+
+    def describe(self) -> str:
+        kind = self.kind.lower() or "object"
+        group = self.group
+        ident = f"{kind}.{group}" if group else kind
+        return f"{ident}/{self.name}" if self.name else ident
+
+    def locate(self, pointer: Pointer) -> tuple[int, int]:
+        """Line and column (1-based) of the deepest existing node on the pointer's path."""
+        if self.source is None:
+            return self.line, self.column
+        return self.source.locate(self.index, pointer, (self.line, self.column))
+
+    def raw_scalar(self, pointer: Pointer) -> str | None:
+        """The scalar as written in the source, if the pointer names a scalar."""
+        if self.source is None:
+            return None
+        return self.source.raw_scalar(self.index, pointer)
+
+
+class SourceFile:
+    """The text of one file, composed again on demand to find positions."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._roots: list[Node | None] | None = None
+
+    def _nodes(self) -> list[Node | None]:
+        if self._roots is None:
+            roots: list[Node | None] = []
+            try:
+                loader = _Composer(self.text)
+                try:
+                    while loader.check_node():
+                        roots.append(loader.get_node())
+                finally:
+                    loader.dispose()
+            except yaml.YAMLError:
+                pass
+            self._roots = roots
+        return self._roots
+
+    def _walk(self, index: int, pointer: Pointer) -> tuple[Node | None, bool]:
+        roots = self._nodes()
+        if index >= len(roots) or roots[index] is None:
+            return None, False
+        node = roots[index]
+        assert node is not None
+        for part in pointer:
+            child = _child(node, part)
+            if child is None:
+                return node, False
+            node = child
+        return node, True
+
+    def locate(self, index: int, pointer: Pointer, default: tuple[int, int]) -> tuple[int, int]:
+        node, _ = self._walk(index, pointer)
+        if node is None:
+            return default
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def raw_scalar(self, index: int, pointer: Pointer) -> str | None:
+        node, exact = self._walk(index, pointer)
+        if exact and isinstance(node, ScalarNode) and not node.style:
+            return str(node.value)
+        return None
+
+
+def _child(node: Node, part: str | int) -> Node | None:
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.value == str(part):
+                return value  # type: ignore[no-any-return]
+        # Merged keys: look through `<<` sources.
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.tag == _TAG + "merge":
+                sources = value.value if isinstance(value, SequenceNode) else [value]
+                for src in sources:
+                    found = _child(src, part)
+                    if found is not None:
+                        return found
+        return None
+    if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return node.value[part]  # type: ignore[no-any-return]
+    return None
+
+
+class YAMLProblem(Exception):
+    def __init__(self, rule: str, node: Node | None, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.node = node
+        self.message = message
+        self.hint = hint
+
+
+class _Builder:
+    """Nodes to plain values: dict, list, str, int, float, bool, None."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.memo: dict[int, Any] = {}
+        self._int = yaml.constructor.SafeConstructor.construct_yaml_int
+        self._float = yaml.constructor.SafeConstructor.construct_yaml_float
+
+    def build(self, node: Node) -> Any:
+        key = id(node)
+        if key in self.memo:
+            return self.memo[key]
+        if isinstance(node, ScalarNode):
+            value = self.scalar(node)
+        elif isinstance(node, SequenceNode):
+            self._check_tag(node, ("seq", "set", "omap", "pairs"))
+            value = []
+            self.memo[key] = value
+            value.extend(self.build(child) for child in node.value)
+            return value
+        elif isinstance(node, MappingNode):
+            self._check_tag(node, ("map", "set", "omap"))
+            value = {}
+            self.memo[key] = value
+            self.mapping(node, value)
+            return value
+        else:  # pragma: no cover - PyYAML has only three node kinds
+            raise YAMLProblem("yaml-syntax", node, f"unexpected node {type(node).__name__}")
+        self.memo[key] = value
+        return value
+
+    def _check_tag(self, node: Node, allowed: tuple[str, ...]) -> None:
+        tag = node.tag or ""
+        if tag.startswith(_TAG) and tag[len(_TAG):] in allowed:
+            return
+        if tag.startswith(_TAG + "python/") or not tag.startswith(_TAG):
+            raise YAMLProblem(
+                "yaml-tag",
+                node,
+                f"the YAML tag {_short_tag(tag)} is not understood by kubectl",
+                "remove the tag: Kubernetes manifests hold plain maps, lists and scalars",
+            )
+        raise YAMLProblem("yaml-tag", node, f"the YAML tag {_short_tag(tag)} does not fit this node")
+
+    def scalar(self, node: ScalarNode) -> Any:
+        tag = node.tag or ""
+        if not tag.startswith(_TAG) or tag.startswith(_TAG + "python/"):
+            raise YAMLProblem(
+                "yaml-tag",
+                node,
+                f"the YAML tag {_short_tag(tag)} is not understood by kubectl",
+                "remove the tag: Kubernetes manifests hold plain maps, lists and scalars",
+            )
+        kind = tag[len(_TAG):]
+        text: str = node.value
+        if kind == "str" or kind in ("timestamp", "binary", "value", "merge"):
+            # go-yaml keeps timestamps and `=` as the strings they were written as.
+            return text
+        if kind == "null":
+            return None
+        if kind == "bool":
+            return text.lower() in ("y", "yes", "true", "on")
+        if kind == "int":
+            return self._int(_NO_SELF, node)
+        if kind == "float":
+            return self._float(_NO_SELF, node)
+        raise YAMLProblem("yaml-tag", node, f"the YAML tag {_short_tag(tag)} is not understood by kubectl")
+
+    def mapping(self, node: MappingNode, out: dict[str, Any]) -> None:
+        seen: dict[str, Node] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _TAG + "merge":
+                for src in _merge_sources(value_node):
+                    built = self.build(src)
+                    for k, v in built.items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise YAMLProblem("yaml-syntax", key_node, "a mapping key must be a plain scalar, not a map or list")
+            key = _key_text(self.scalar(key_node))
+            if len(key) > self.limits.max_key_bytes:
+                raise YAMLProblem(
+                    "yaml-limits", key_node, f"a key of {len(key)} characters is over the limit of {self.limits.max_key_bytes}"
+                )
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise YAMLProblem(
+                    "yaml-duplicate-key",
+                    key_node,
+                    f"duplicate key {key!r} (first defined on line {first})",
+                    "kubectl's strict decoding refuses duplicate keys; keep one",
+                )
+            seen[key] = key_node
+            out[key] = self.build(value_node)
+        for k, v in merged.items():
+            out.setdefault(k, v)
+
+
+class _NoSelf:
+    """PyYAML's int/float constructors only call construct_scalar on self."""
+
+    @staticmethod
+    def construct_scalar(node: ScalarNode) -> str:
+        return str(node.value)
+
+
+_NO_SELF = _NoSelf()
+
+
+def _merge_sources(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [node]
+    if isinstance(node, SequenceNode) and all(isinstance(n, MappingNode) for n in node.value):
+        return list(node.value)
+    raise YAMLProblem("yaml-syntax", node, "a merge key (<<) must refer to a map or a list of maps")
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+
+
+def _expanded_size(root: Node, limit: int) -> int:
+    """Number of values the document has once aliases are expanded; stops past the limit.
+
+    Raises YAMLProblem on a recursive alias (an anchor used inside itself)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise YAMLProblem("yaml-alias", node, "a YAML alias refers to the node that contains it (a loop)")
+        if isinstance(node, ScalarNode):
+            return 1
+        active.add(key)
+        total = 1
+        children = node.value if isinstance(node, SequenceNode) else [c for kv in node.value for c in kv]
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+@dataclass
+class ParsedFile:
+    path: str
+    documents: list[Document]
+    findings: list[Finding]
+    source: SourceFile | None = None
+
+
+_TEMPLATE_RE = re.compile(r"\{\{-?\s*[.$a-zA-Z(]|\{%-?\s")
+
+
+def decode(path: str, data: bytes) -> tuple[str | None, Finding | None]:
+    """Bytes to text as kubectl would accept them: UTF-8, an optional BOM, no NUL bytes."""
+    if b"\x00" in data[:8192] or b"\x00" in data:
+        return None, finding(
+            "file-binary", path, 1, 1, "binary content (NUL bytes) in a file named like a manifest",
+            "manifests are text; move binary files out of the manifest paths or exclude them",
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, finding(
+            "file-encoding", path, line, col, f"not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+            "save the file as UTF-8",
+        )
+    return text, None
+
+
+def parse_json(path: str, text: str) -> ParsedFile:
+    """JSON is YAML 1.2, but we read it as JSON so that its errors are JSON's."""
+    import json
+
+    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ValueError(f"duplicate key {k!r}")
+            out[k] = v
+        return out
+
+    try:
+        obj = json.loads(text, object_pairs_hook=no_dupes)
+    except json.JSONDecodeError as exc:
+        return ParsedFile(path, [], [finding("yaml-syntax", path, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")])
+    except ValueError as exc:
+        return ParsedFile(path, [], [finding("yaml-duplicate-key", path, 1, 1, str(exc))])
+    except RecursionError:
+        return ParsedFile(path, [], [finding("yaml-limits", path, 1, 1, "JSON nested too deeply")])
+    source = SourceFile(path, text)
+    if isinstance(obj, dict):
+        return ParsedFile(path, [Document(path, 0, 1, 1, obj, source)], [], source)
+    if isinstance(obj, list) and all(isinstance(o, dict) for o in obj) and not text.lstrip().startswith("{"):
+        # A JSON array is not a manifest kubectl would apply as a list of objects; treat like `kind: List`.
+        return ParsedFile(path, [], [finding("yaml-not-mapping", path, 1, 1, "a JSON array is not a Kubernetes object")])
+    return ParsedFile(path, [], [finding("yaml-not-mapping", path, 1, 1, "the document is not a map of fields")])
+
+
+def parse_yaml(path: str, text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
+    source = SourceFile(path, text)
+    result = ParsedFile(path, [], [], source)
+    has_anchors = "&" in text
+    try:
+        loader = _Composer(text)
+    except yaml.YAMLError as exc:  # pragma: no cover - reader errors surface later
+        result.findings.append(_syntax_finding(path, text, exc))
+        return result
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if index >= limits.max_documents:
+                result.findings.append(
+                    finding("yaml-limits", path, node.start_mark.line + 1, 1,
+                            f"more than {limits.max_documents} documents in one file")
+                )
+                break
+            try:
+                doc = _document(path, index, node, source, limits, has_anchors)
+            except YAMLProblem as problem:
+                mark = problem.node.start_mark if problem.node is not None else node.start_mark
+                result.findings.append(
+                    _template_finding(path, text, mark.line + 1, mark.column + 1)
+                    or finding(problem.rule, path, mark.line + 1, mark.column + 1, problem.message, problem.hint)
+                )
+                doc = None
+            if doc is not None:
+                result.documents.append(doc)
+            index += 1
+    except yaml.YAMLError as exc:
+        result.findings.append(_syntax_finding(path, text, exc))
+    except RecursionError:
+        result.findings.append(finding("yaml-limits", path, 1, 1, "the document is nested too deeply"))
+    finally:
+        loader.dispose()
+    return result
+
+
+def _document(path: str, index: int, node: Node, source: SourceFile, limits: Limits, has_anchors: bool) -> Document | None:
+    if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and node.value in ("", "~", "null"):
+        return None  # empty or comment-only document
+    if not isinstance(node, MappingNode):
+        what = "a list" if isinstance(node, SequenceNode) else f"the scalar {str(node.value)[:40]!r}"
+        raise YAMLProblem(
+            "yaml-not-mapping", node, f"document {index + 1} is {what}, not a map of fields",
+            "every YAML document in a manifest must be one object (a map with apiVersion, kind and metadata)",
+        )
+    if has_anchors and _expanded_size(node, limits.max_nodes) > limits.max_nodes:
+        raise YAMLProblem(
+            "yaml-alias", node,
+            f"aliases expand this document beyond {limits.max_nodes} values (an alias bomb?)",
+            "write the values out or use fewer nested aliases",
+        )
+    obj = _Builder(limits).build(node)
+    mark = node.start_mark
+    return Document(path, index, mark.line + 1, mark.column + 1, obj, source)
+
+
+def _template_finding(path: str, text: str, line: int, col: int) -> Finding | None:
+    """A parse error on a line with template syntax is an unrendered template, not broken YAML."""
+    lines = text.splitlines()
+    nearby = lines[max(0, line - 2): line + 1]
+    if not any(_TEMPLATE_RE.search(x) for x in nearby):
+        return None
+    return finding(
+        "template-unrendered", path, line, col,
+        "the file holds template syntax ({{ … }} or {% … %}), so it is not YAML yet",
+        "commit the rendered manifests, or mark the folder as a Helm chart (Chart.yaml)",
+    )
+
+
+def _syntax_finding(path: str, text: str, exc: yaml.YAMLError) -> Finding:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    col = mark.column + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    hint = ""
+    template = _template_finding(path, text, line, col)
+    if template is not None:
+        return template
+    lines = text.splitlines()
+    if 0 < line <= len(lines) and lines[line - 1][: len(lines[line - 1]) - len(lines[line - 1].lstrip())].count("\t"):
+        hint = "YAML does not allow tabs for indentation"
+    return finding("yaml-syntax", path, line, col, message, hint)
+
+
+def parse(path: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
+    """Read one file's bytes into documents and findings. Never raises for bad input."""
+    if len(data) > limits.max_file_bytes:
+        return ParsedFile(path, [], [
+            finding("file-too-large", path, 1, 1,
+                    f"{len(data)} bytes is over the limit of {limits.max_file_bytes} bytes for one manifest file")
+        ])
+    text, problem = decode(path, data)
+    if text is None:
+        assert problem is not None
+        return ParsedFile(path, [], [problem])
+    if path.endswith(".json"):
+        return parse_json(path, text)
+    return parse_yaml(path, text, limits)
+
+
+def iter_objects(parsed: ParsedFile) -> Iterator[Document]:
+    return (d for d in parsed.documents if d.is_object)

@@ -1,0 +1,129 @@
+"""Install the hooks into a bare repository (server) or a working clone (client)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from . import config as configmod
+
+MARKER = "gitops-hooks-managed"
+SERVER_HOOKS = ("pre-receive", "post-receive")
+
+DEFAULT_CONFIG = """\
+# gitops-hooks server configuration. No push can change this file: it lives in the bare repository.
+# Check it with `gitops-hooks config check <repo>`. Every setting is optional; defaults are shown.
+version: 1
+# kubernetes_version: "1.37"      # target version for schemas (1.25 to 1.37); empty: newest bundled
+# engine: builtin                 # or kubeconform (must be on PATH)
+# strict: true                    # unknown fields are errors (kubectl apply --validate=strict)
+# schema_dirs: []                 # folders with CRDs for custom resources
+# manifests:
+#   include: ["**/*.yaml", "**/*.yml", "**/*.json"]
+#   exclude: []
+# paths:
+#   exclude: []                   # e.g. ["docs/**"]: not checked at all
+# refs:
+#   check: ["refs/heads/*"]       # add "refs/tags/*" to check tags
+#   protect: []                   # e.g. ["refs/heads/main"]: may not be deleted
+# rules: {}                       # severity per rule id: error, warning, info or off
+# environments: {}                # see `gitops-hooks env add`
+"""
+
+
+class InstallError(Exception):
+    pass
+
+
+def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def suite_executable() -> str:
+    exe = Path(sys.executable).parent / "gitops-hooks"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("gitops-hooks")
+    if found is None:
+        raise InstallError("cannot find the gitops-hooks executable of this environment")
+    return found
+
+
+def hook_text(name: str, exe: str) -> str:
+    template = files("gitops_hooks.hook_scripts").joinpath(name).read_text(encoding="utf-8")
+    return template.replace("GITOPS_HOOKS=gitops-hooks", f"GITOPS_HOOKS='{exe}'", 1)
+
+
+def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:
+    target = hooks_dir / name
+    if target.exists() or target.is_symlink():
+        current = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else ""
+        if MARKER not in current:
+            chain = hooks_dir / f"{name}.d"
+            chain.mkdir(exist_ok=True)
+            kept = chain / f"00-previous-{name}"
+            n = 0
+            while kept.exists():
+                n += 1
+                kept = chain / f"0{n}-previous-{name}"
+            target.rename(kept)
+            log.append(f"kept the existing {name} hook: it now runs from {kept} after the checks")
+    target.write_text(text, encoding="utf-8")
+    target.chmod(0o755)
+    log.append(f"installed {target}")
+
+
+def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
+    log: list[str] = []
+    repo = repo.resolve()
+    if not repo.exists():
+        proc = _git("init", "--bare", "--quiet", "--initial-branch=main", str(repo))
+        if proc.returncode != 0:
+            raise InstallError(f"git init --bare {repo} failed: {proc.stderr.strip()}")
+        log.append(f"created the bare repository {repo}")
+    proc = _git("--git-dir", str(repo), "rev-parse", "--is-bare-repository")
+    if proc.returncode != 0:
+        raise InstallError(f"{repo} is not a git repository: {proc.stderr.strip()}")
+    if proc.stdout.strip() != "true":
+        raise InstallError(f"{repo} is not a bare repository (use --client for a working clone)")
+    fmt = _git("--git-dir", str(repo), "rev-parse", "--show-object-format").stdout.strip() or "sha1"
+    if fmt != "sha1":
+        raise InstallError(
+            f"{repo} uses {fmt} object ids; gitops-hooks reads objects with libgit2 (pygit2), which "
+            "supports only SHA-1 repositories here. Use a SHA-1 repository."
+        )
+    exe = suite_executable()
+    target_dir = hooks_dir or repo / "hooks"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for name in SERVER_HOOKS:
+        _place_hook(target_dir, name, hook_text(name, exe), log)
+    cfg_dir = repo / configmod.CONFIG_DIR
+    cfg_dir.mkdir(exist_ok=True)
+    cfg = cfg_dir / configmod.CONFIG_FILE
+    if not cfg.exists():
+        cfg.write_text(DEFAULT_CONFIG, encoding="utf-8")
+        log.append(f"wrote the default configuration {cfg}")
+    else:
+        configmod.load_server_config(repo)  # refuse to finish on a broken one
+        log.append(f"kept the configuration {cfg}")
+    if _git("--git-dir", str(repo), "config", "receive.advertisePushOptions", "true").returncode != 0:
+        raise InstallError("could not set receive.advertisePushOptions")
+    log.append("set receive.advertisePushOptions=true")
+    server = configmod.load_server_config(repo)
+    if server["engine"] == "kubeconform" and shutil.which("kubeconform") is None:
+        raise InstallError("engine: kubeconform is selected but kubeconform is not on PATH")
+    return log
+
+
+def install_client(clone: Path) -> list[str]:
+    proc = _git("rev-parse", "--git-path", "hooks", cwd=clone)
+    if proc.returncode != 0:
+        raise InstallError(f"{clone} is not a git working clone: {proc.stderr.strip()}")
+    hooks_dir = (clone / proc.stdout.strip()).resolve()
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    log: list[str] = []
+    _place_hook(hooks_dir, "pre-commit", hook_text("pre-commit", suite_executable()), log)
+    return log

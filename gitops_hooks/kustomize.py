@@ -1,0 +1,277 @@
+"""Kustomizations in a tree: which files they consume, which are roots, and their rendered objects.
+
+A kustomization that only lists local files (and folders whose kustomization does the same) renders to
+exactly those files' objects, so we take them as parsed, with their real lines. Anything else is
+rendered with `kubectl kustomize` in a private copy of the tree, with remote resources, plugins, exec
+functions and Helm inflation refused beforehand. Findings on rendered objects point back to the source
+file through kustomize's origin annotations.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .documents import Document, ParsedFile, parse_yaml
+from .findings import Finding, finding
+from .gitrepo import Entry
+
+NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+ORIGIN = "config.kubernetes.io/origin"
+REMOTE_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)|\?ref=|//\S+\?", re.I)
+
+# Fields whose entries are paths (files or folders) relative to the kustomization.
+PATH_LISTS = ("resources", "bases", "components", "crds", "configurations", "transformers", "generators",
+              "validators", "patchesStrategicMerge")
+SIMPLE_KEYS = frozenset({"apiVersion", "kind", "resources"})
+
+
+@dataclass
+class Kustomization:
+    dir: str  # folder of the kustomization, "" for the root of the tree
+    path: str
+    data: dict[str, Any]
+    line_of: Callable[[str], int] = field(default=lambda _: 1, repr=False)
+
+    @property
+    def is_component(self) -> bool:
+        return self.data.get("kind") == "Component"
+
+    def refs(self) -> list[tuple[str, str]]:
+        """(field, entry) for every local path this kustomization reads."""
+        out = []
+        for key in PATH_LISTS:
+            for item in self.data.get(key) or []:
+                if isinstance(item, str):
+                    out.append((key, item))
+        for key in ("patches", "patchesJson6902"):
+            for item in self.data.get(key) or []:
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    out.append((key, item["path"]))
+                elif isinstance(item, str):
+                    out.append((key, item))
+        for key in ("configMapGenerator", "secretGenerator"):
+            for gen in self.data.get(key) or []:
+                if not isinstance(gen, dict):
+                    continue
+                for src in (gen.get("files") or []) + (gen.get("envs") or []) + ([gen["env"]] if gen.get("env") else []):
+                    if isinstance(src, str):
+                        out.append((key, src.split("=", 1)[-1]))
+        replacements = self.data.get("replacements") or []
+        for item in replacements:
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                out.append(("replacements", item["path"]))
+        return out
+
+    def resolve(self, entry: str) -> str:
+        return posixpath.normpath(posixpath.join(self.dir, entry)) if self.dir else posixpath.normpath(entry)
+
+
+@dataclass
+class Plan:
+    kustomizations: dict[str, Kustomization]  # by folder
+    roots: list[str]
+    consumed: set[str]  # file paths read by some kustomization (not standalone manifests)
+    findings: list[Finding]
+
+
+def is_kustomization(path: str) -> bool:
+    return posixpath.basename(path) in NAMES
+
+
+def find(entries: list[Entry], parsed: dict[str, ParsedFile], read: Callable[[Entry], bytes]) -> Plan:
+    files = {e.path for e in entries if not e.is_link and not e.is_submodule}
+    dirs = _dirs(files)
+    found: dict[str, Kustomization] = {}
+    findings: list[Finding] = []
+    for e in entries:
+        if not is_kustomization(e.path) or e.is_submodule:
+            continue
+        if e.is_link:
+            findings.append(finding("kustomize-unsafe", e.path, 1, 1,
+                                    "kustomization file is a symbolic link: not followed, not rendered"))
+            continue
+        d = posixpath.dirname(e.path)
+        if d in found:
+            findings.append(finding("kustomize-build", e.path, 1, 1,
+                                    f"more than one kustomization file in {d or 'the top folder'}"))
+            continue
+        pf = parsed.get(e.path)
+        if pf is None:
+            pf = parse_yaml(e.path, read(e).decode("utf-8", "replace"))
+        if pf.findings or len(pf.documents) != 1:
+            findings.extend(pf.findings or [finding("kustomize-build", e.path, 1, 1, "a kustomization must be one map")])
+            continue
+        doc = pf.documents[0]
+        found[d] = Kustomization(d, e.path, doc.obj, _line_finder(doc))
+    consumed: set[str] = set()
+    referenced_dirs: set[str] = set()
+    for k in found.values():
+        findings.extend(_safety(k, files, dirs))
+        for key, entry in k.refs():
+            if REMOTE_RE.search(entry) or entry.startswith("/"):
+                continue
+            target = k.resolve(entry)
+            if target in files:
+                consumed.add(target)
+            elif target in dirs:
+                referenced_dirs.add(target)
+    roots = sorted(d for d, k in found.items() if d not in referenced_dirs and not k.is_component)
+    for d in found:
+        consumed.add(found[d].path)
+    return Plan(found, roots, consumed, findings)
+
+
+def _line_finder(doc: Document) -> Callable[[str], int]:
+    def line_of(entry: str) -> int:
+        for key in PATH_LISTS + ("patches",):
+            items = doc.obj.get(key)
+            if isinstance(items, list):
+                for i, item in enumerate(items):
+                    if item == entry or (isinstance(item, dict) and item.get("path") == entry):
+                        return doc.locate((key, i))[0]
+        return doc.line
+    return line_of
+
+
+def _dirs(files: Iterable[str]) -> set[str]:
+    out = {""}
+    for f in files:
+        d = posixpath.dirname(f)
+        while d and d not in out:
+            out.add(d)
+            d = posixpath.dirname(d)
+    return out
+
+
+def _safety(k: Kustomization, files: set[str], dirs: set[str]) -> Iterable[Finding]:
+    for key in ("helmCharts", "helmChartInflationGenerator", "helmGlobals"):
+        if k.data.get(key):
+            yield finding("kustomize-unsafe", k.path, k.line_of(key), 1,
+                          f"{key}: Helm inflation is switched off at the gate",
+                          "render the chart with a HelmRelease (Flux) or commit the rendered manifests")
+    for key, entry in k.refs():
+        line = k.line_of(entry)
+        if REMOTE_RE.search(entry):
+            yield finding("kustomize-unsafe", k.path, line, 1, f"{key}: remote resource {entry!r} is switched off at the gate",
+                          "vendor the remote base into this repository")
+            continue
+        if entry.startswith("/"):
+            yield finding("kustomize-unsafe", k.path, line, 1, f"{key}: absolute path {entry!r} points outside the repository")
+            continue
+        target = k.resolve(entry)
+        if target == ".." or target.startswith("../"):
+            yield finding("kustomize-unsafe", k.path, line, 1, f"{key}: {entry!r} points outside the repository")
+            continue
+        if target not in files and target not in dirs:
+            yield finding("kustomize-build", k.path, line, 1, f"{key}: {entry!r} does not exist in this commit")
+        if key in ("generators", "transformers", "validators") and target in files:
+            pass  # plugin configs are refused by kubectl itself without --enable-alpha-plugins
+
+
+# ---------------------------------------------------------------------------- rendering
+
+@dataclass
+class Rendered:
+    root: str
+    documents: list[Document]
+    findings: list[Finding]
+
+
+def is_simple(plan: Plan, d: str, files: set[str], seen: frozenset[str] = frozenset()) -> bool:
+    k = plan.kustomizations.get(d)
+    if k is None or k.is_component or d in seen or not set(k.data) <= SIMPLE_KEYS:
+        return False
+    for _, entry in k.refs():
+        target = k.resolve(entry)
+        if target in files:
+            continue
+        if not is_simple(plan, target, files, seen | {d}):
+            return False
+    return True
+
+
+def simple_render(plan: Plan, d: str, files: set[str], parsed: dict[str, ParsedFile]) -> list[Document]:
+    k = plan.kustomizations[d]
+    out: list[Document] = []
+    for _, entry in k.refs():
+        target = k.resolve(entry)
+        if target in files:
+            pf = parsed.get(target)
+            if pf is not None:
+                out.extend(doc for doc in pf.documents if doc.is_object)
+        else:
+            out.extend(simple_render(plan, target, files, parsed))
+    return out
+
+
+def kubectl_render(
+    plan: Plan, d: str, entries: list[Entry], read: Callable[[Entry], bytes],
+    parsed: dict[str, ParsedFile], kubectl: str = "kubectl", timeout: float = 60,
+) -> Rendered:
+    k = plan.kustomizations[d]
+    with tempfile.TemporaryDirectory(prefix="gitops-hooks-kustomize-") as tmp:
+        base = Path(tmp)
+        for e in entries:
+            if e.is_link or e.is_submodule or ".." in e.path.split("/"):
+                continue
+            target = base / e.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(read(e))
+        data = dict(k.data)
+        meta = list(data.get("buildMetadata") or [])
+        if "originAnnotations" not in meta:
+            meta.append("originAnnotations")
+        data["buildMetadata"] = meta
+        (base / k.path).write_text(yaml.safe_dump(data), encoding="utf-8")
+        env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+        env["KUSTOMIZE_PLUGIN_HOME"] = str(base / ".no-plugins")
+        if shutil.which(kubectl) is None:
+            return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1,
+                                            f"{kubectl} is not installed on the server: cannot render this kustomization")])
+        try:
+            proc = subprocess.run(
+                [kubectl, "kustomize", str(base / d) if d else str(base)],
+                capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize took longer than {timeout:.0f} s")])
+    if proc.returncode != 0:
+        message = proc.stderr.strip().replace(tmp + "/", "").replace(tmp, ".")
+        message = message.removeprefix("error: ")
+        return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize: {message[:500]}")])
+    out = parse_yaml(k.path, proc.stdout)
+    docs = [_point_back(doc, d, k.path, parsed) for doc in out.documents]
+    return Rendered(d, docs, out.findings)
+
+
+def _point_back(doc: Document, d: str, kpath: str, parsed: dict[str, ParsedFile]) -> Document:
+    """Give a rendered object the file and line it came from, using kustomize's origin annotation."""
+    meta = doc.obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    origin_path = None
+    if isinstance(annotations, dict) and ORIGIN in annotations:
+        try:
+            origin = yaml.safe_load(annotations.pop(ORIGIN))
+        except yaml.YAMLError:
+            origin = None
+        if not annotations:
+            meta.pop("annotations")
+        if isinstance(origin, dict) and isinstance(origin.get("path"), str) and "repo" not in origin:
+            origin_path = posixpath.normpath(posixpath.join(d, origin["path"]))
+    if origin_path and origin_path in parsed:
+        for src in parsed[origin_path].documents:
+            if src.kind == doc.kind and (src.name == doc.name or not src.name):
+                return Document(origin_path, src.index, src.line, src.column, doc.obj, src.source)
+        return Document(origin_path, 0, 1, 1, doc.obj, None)
+    return Document(kpath, doc.index, 1, 1, doc.obj, None)

@@ -1,0 +1,174 @@
+"""The pre-receive gate: judge every ref update of a push, refuse the push if any ref fails.
+
+Fails closed: a broken configuration or an internal error refuses the push with a one-line reason; the
+traceback goes to a log file inside the bare repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import config as configmod
+from .findings import Finding, finding
+from .gitrepo import GitTree, RefUpdate, open_repository, parse_ref_updates
+from .pipeline import Result, Stats, check_snapshot, make_context
+
+log = logging.getLogger("gitops_hooks")
+
+PREFIX = "gitops-hooks"
+
+
+class GateTimeout(Exception):
+    pass
+
+
+def log_dir(git_dir: Path) -> Path:
+    return git_dir / configmod.CONFIG_DIR / "log"
+
+
+def write_log(git_dir: Path, text: str) -> Path | None:
+    """Append to the gate's log inside the bare repository; never raises."""
+    try:
+        d = log_dir(git_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / "gitops-hooks.log"
+        from datetime import UTC, datetime
+
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"--- {datetime.now(UTC).isoformat()} pid {os.getpid()}\n{text}\n")
+        return path
+    except OSError:
+        return None
+
+
+def push_options(env: Mapping[str, str]) -> list[str]:
+    try:
+        count = int(env.get("GIT_PUSH_OPTION_COUNT", "0"))
+    except ValueError:
+        return []
+    return [env.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(min(count, 100))]
+
+
+def repo_policy(snapshot: GitTree, server: dict[str, Any]) -> tuple[dict[str, Any], list[Finding]]:
+    """The server's config for this ref, tightened by the pushed `.gitops-hooks.yaml` if any."""
+    entry = next((e for e in snapshot.entries() if e.path == configmod.REPO_POLICY_FILE), None)
+    if entry is None or entry.is_link or entry.size > 1024 * 1024:
+        return server, []
+    import yaml
+
+    try:
+        data = yaml.safe_load(snapshot.read(entry).decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return server, [finding("yaml-syntax", entry.path, 1, 1, f"repository policy unreadable: {exc}".splitlines()[0])]
+    if data is None:
+        return server, []
+    if not isinstance(data, dict):
+        return server, [finding("yaml-not-mapping", entry.path, 1, 1, "the repository policy must be a map of settings")]
+    return configmod.tighten(server, data, entry.path)
+
+
+def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[str]) -> Result | None:
+    """Findings for one ref update; None when the ref is not checked."""
+    cfg = configmod.for_ref(server, update.ref)
+    label = f"{update.ref} at {update.short()}"
+    if update.is_delete:
+        if configmod.matches(update.ref, cfg["refs"]["protect"]):
+            f = finding("ref-protected", update.ref, 1, 1, f"{update.ref} is protected: it may not be deleted")
+            return Result(f"{update.ref} (delete)", [f], Stats())
+        return None
+    if not any(configmod.glob_regex(p).match(update.ref) for p in cfg["refs"]["check"]):
+        return None
+    snapshot = GitTree(repo, update.new, label)
+    merged, notes = repo_policy(snapshot, cfg)
+    policy = configmod.Policy(merged, tuple(notes))
+    ctx = make_context(policy, update.ref)
+    result = check_snapshot(snapshot, policy, update.ref, context=ctx)
+    limit = int(policy.limits["max_objects_per_push"])
+    if result.stats.objects > limit:
+        result.findings.append(finding("yaml-limits", ".", 1, 1,
+                                       f"{result.stats.objects} objects is over the limit of {limit} per push"))
+    return result
+
+
+def run_chained(git_dir: Path, hook: str, stdin_text: str, out: TextIO) -> int:
+    """Run executables in hooks/<hook>.d/ (hooks that were there before us) with the same input."""
+    d = git_dir / "hooks" / f"{hook}.d"
+    if not d.is_dir():
+        return 0
+    for script in sorted(d.iterdir()):
+        if not script.is_file() or not os.access(script, os.X_OK):
+            continue
+        proc = subprocess.run([str(script)], input=stdin_text, text=True, capture_output=True, check=False)
+        out.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            out.write(f"{PREFIX}: {hook}.d/{script.name} refused the push (exit {proc.returncode})\n")
+            return proc.returncode
+    return 0
+
+
+def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
+    try:
+        server = configmod.load_server_config(git_dir)
+    except configmod.ConfigError as exc:
+        write_log(git_dir, f"configuration error:\n{exc}")
+        out.write(f"{PREFIX}: push refused: the server configuration is broken; tell the administrator "
+                  f"(`gitops-hooks config check`). First problem: {str(exc).splitlines()[0]}\n")
+        return 1
+    timeout = float(server["limits"]["timeout_seconds"])
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise GateTimeout()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        code = _gate(stdin_text, git_dir, env, server, out)
+    except GateTimeout:
+        out.write(f"{PREFIX}: push refused: checking took longer than limits.timeout_seconds ({timeout:g} s)\n")
+        return 1
+    except Exception as exc:  # fail closed, never a traceback to the pusher
+        path = write_log(git_dir, traceback.format_exc())
+        where = f"; details in {path}" if path else ""
+        one_line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        out.write(f"{PREFIX}: push refused: internal error ({one_line}){where}\n")
+        return 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    if code != 0:
+        return code
+    return run_chained(git_dir, "pre-receive", stdin_text, out)
+
+
+def _gate(stdin_text: str, git_dir: Path, env: Mapping[str, str], server: dict[str, Any], out: TextIO) -> int:
+    from .report import render_text
+
+    updates = parse_ref_updates(stdin_text)
+    options = push_options(env)
+    repo = open_repository(git_dir)
+    results = []
+    for update in updates:
+        result = judge(repo, update, server, options)
+        if result is not None:
+            results.append(result)
+    if not results:
+        return 0
+    explain = "gitops.explain" in options
+    text = render_text(results, int(server["report"]["max_findings"]), explain=explain)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        names = ", ".join(r.label for r in failed)
+        text += f"\n{PREFIX}: push refused: {names} failed the checks\n"
+    else:
+        text += f"\n{PREFIX}: accepted\n"
+    out.write(text)
+    out.flush()
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Reconciliation of accepted state with a cluster."""

@@ -1,0 +1,59 @@
+"""Report renderers. Text is what a pusher sees after `remote:`; no colour codes, one line per finding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .findings import Finding, Severity
+from .pipeline import Result
+
+
+def finding_line(f: Finding) -> str:
+    return f"{f.path}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
+
+
+def render_text(results: Iterable[Result], max_findings: int = 50, explain: bool = False) -> str:
+    lines: list[str] = []
+    results = list(results)
+    shown = 0
+    hidden = 0
+    explained: set[str] = set()
+    for result in results:
+        if results and len(results) > 1 or result.label:
+            if result.findings or len(results) > 1:
+                lines.append(f"== {result.label}")
+        current = None
+        for f in sorted(result.findings, key=lambda f: (f.path, f.line, f.column, -f.severity, f.rule)):
+            if shown >= max_findings:
+                hidden += 1
+                continue
+            if f.path != current:
+                if current is not None:
+                    lines.append("")
+                current = f.path
+            lines.append(finding_line(f))
+            if f.hint:
+                lines.append(f"    hint: {f.hint}")
+            shown += 1
+            if explain and f.rule not in explained and f.severity >= Severity.WARNING:
+                explained.add(f.rule)
+                from .findings import rule
+
+                try:
+                    r = rule(f.rule)
+                    lines.extend("    | " + x for x in r.explanation.splitlines())
+                except KeyError:
+                    pass
+        if result.findings:
+            lines.append("")
+    if hidden:
+        lines.append(f"... and {hidden} more")
+        lines.append("")
+    for result in results:
+        s = result.stats
+        lines.append(
+            f"{result.label}: {s.files} files, {s.manifests} manifests, {s.objects} objects: "
+            f"{result.errors} error{'s' if result.errors != 1 else ''}, "
+            f"{result.warnings} warning{'s' if result.warnings != 1 else ''} ({s.seconds:.2f} s)"
+        )
+    return "\n".join(lines)

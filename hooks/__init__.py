@@ -1,0 +1,1 @@
+"""Hook scripts installed by `gitops-hooks install` (package data)."""

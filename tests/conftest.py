@@ -1,0 +1,120 @@
+"""Shared test helpers: real git, real bare repositories with the hooks installed, real pushes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
+CRDS = SHARED / "crds"
+EXE = str(Path(sys.executable).parent / "gitops-hooks")
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test Pusher",
+    "GIT_AUTHOR_EMAIL": "pusher@example.com",
+    "GIT_COMMITTER_NAME": "Test Pusher",
+    "GIT_COMMITTER_EMAIL": "pusher@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(*args: str, cwd: Path | None = None, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **GIT_ENV, "HOME": str(cwd or Path.cwd())}
+    env.pop("GIT_DIR", None)
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, input=input, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_suite(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, input=input, check=False)
+
+
+@dataclass
+class Push:
+    returncode: int
+    output: str  # what the pusher sees (git's stderr, with the `remote:` lines)
+
+    @property
+    def accepted(self) -> bool:
+        return self.returncode == 0
+
+    def remote_lines(self) -> list[str]:
+        return [line[len("remote: "):].rstrip() for line in self.output.splitlines() if line.startswith("remote: ")]
+
+
+class Server:
+    """A bare repository guarded by gitops-hooks, installed by the real `gitops-hooks install`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        proc = run_suite("install", str(path))
+        assert proc.returncode == 0, proc.stderr
+        self.config_path = path / "gitops-hooks" / "config.yaml"
+
+    def configure(self, text: str) -> None:
+        self.config_path.write_text(text, encoding="utf-8")
+
+    def rev(self, ref: str = "refs/heads/main") -> str | None:
+        proc = git("--git-dir", str(self.path), "rev-parse", "--verify", "--quiet", ref, check=False)
+        return proc.stdout.strip() or None
+
+
+class Clone:
+    """A working clone that commits files and pushes them with real `git push`."""
+
+    def __init__(self, server: Server, path: Path) -> None:
+        self.server = server
+        self.path = path
+        git("init", "--quiet", "--initial-branch=main", str(path))
+        git("remote", "add", "origin", str(server.path), cwd=path)
+        git("config", "user.name", "Test Pusher", cwd=path)
+        git("config", "user.email", "pusher@example.com", cwd=path)
+
+    def write(self, rel: str, text: str | bytes) -> Path:
+        p = self.path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            p.write_bytes(text)
+        else:
+            p.write_text(text, encoding="utf-8")
+        return p
+
+    def copy_tree(self, src: Path, dest: str = "") -> None:
+        shutil.copytree(src, self.path / dest if dest else self.path, dirs_exist_ok=True)
+
+    def remove(self, rel: str) -> None:
+        git("rm", "-r", "--quiet", rel, cwd=self.path)
+
+    def commit(self, message: str = "change") -> str:
+        git("add", "-A", cwd=self.path)
+        git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.path)
+        return git("rev-parse", "HEAD", cwd=self.path).stdout.strip()
+
+    def push(self, *args: str, ref: str = "HEAD:refs/heads/main") -> Push:
+        proc = git("push", "--porcelain", "origin", *args, ref, cwd=self.path, check=False)
+        return Push(proc.returncode, proc.stderr + proc.stdout)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Server:
+    return Server(tmp_path / "server.git")
+
+
+@pytest.fixture
+def clone(server: Server, tmp_path: Path) -> Clone:
+    return Clone(server, tmp_path / "work")
+
+
+def need_corpus() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not at {CORPUS}")
