@@ -112,9 +112,29 @@ def load_server_config(git_dir: Path) -> dict[str, Any]:
     return checked(data, str(path))
 
 
+def _severity_words(rules: Any) -> Any:
+    """YAML 1.1 reads an unquoted `off` as false; in a severity map it means the word."""
+    if isinstance(rules, dict):
+        return {k: ("off" if v is False else v) for k, v in rules.items()}
+    return rules
+
+
+def normalise(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    if "rules" in out:
+        out["rules"] = _severity_words(out["rules"])
+    if isinstance(out.get("ref_policies"), dict):
+        out["ref_policies"] = {
+            k: ({**v, "rules": _severity_words(v.get("rules"))} if isinstance(v, dict) and "rules" in v else v)
+            for k, v in out["ref_policies"].items()
+        }
+    return out
+
+
 def checked(data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the configuration must be a map of settings")
+    data = normalise(data)
     problems = schema_errors(data, where)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -274,7 +294,7 @@ def tighten(base: Mapping[str, Any], repo: Mapping[str, Any], where: str) -> tup
 
     from .findings import rule as rule_meta
 
-    for key, value in repo.items():
+    for key, value in normalise(dict(repo)).items():
         if key == "rules" and isinstance(value, Mapping):
             for rule_id, sev_text in value.items():
                 try:

@@ -295,10 +295,11 @@ class _Builder:
                 )
             if key in seen:
                 first = seen[key].start_mark.line + 1
+                shown = repr(key) if key_node.value == key else f"{key_node.value!r} (read as {key!r})"
                 raise YAMLProblem(
                     "yaml-duplicate-key",
                     key_node,
-                    f"duplicate key {key!r} (first defined on line {first})",
+                    f"duplicate key {shown} (first defined on line {first})",
                     "kubectl's strict decoding refuses duplicate keys; keep one",
                 )
             seen[key] = key_node
