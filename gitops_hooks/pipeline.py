@@ -19,7 +19,7 @@ from .config import Policy, matches
 from .documents import Document, Limits, ParsedFile, parse
 from .findings import Finding, Severity, finding
 from .gitrepo import Entry, Snapshot
-from .schemas import CustomSchemas, KubernetesSchemas, load_bundled
+from .schemas import CustomSchemas, KubernetesSchemas, definition_closure, load_bundled
 
 
 @dataclass
@@ -80,17 +80,12 @@ def _in_dirs(path: str, dirs: list[str]) -> bool:
 def make_context(policy: Policy, ref: str = "") -> CheckContext:
     kube = kubernetes_schemas(policy.kubernetes_version, policy.strict)
     meta_name = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-    object_meta = _inline_defs(kube.defs, meta_name)
+    object_meta = definition_closure(kube.defs, meta_name)
     custom = CustomSchemas(policy.strict, object_meta, "tree")
     load_bundled(custom)
     for folder in policy.config.get("schema_dirs", []):
         _load_schema_dir(Path(folder), custom)
     return CheckContext(policy=policy, kube=kube, custom=custom, ref=ref)
-
-
-def _inline_defs(defs: dict[str, Any], name: str) -> dict[str, Any]:
-    """A definition with the $defs it refers to, as a standalone schema."""
-    return {"$ref": f"#/$defs/{name}", "$defs": defs}
 
 
 def _load_schema_dir(folder: Path, custom: CustomSchemas) -> None:

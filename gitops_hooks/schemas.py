@@ -109,6 +109,19 @@ class KubernetesSchemas:
         return group in self.groups or group.endswith(".k8s.io") and group in self.groups
 
 
+def definition_closure(defs: dict[str, Any], name: str) -> dict[str, Any]:
+    """A definition and every definition it refers to, as `{"$ref": ..., "$defs": ...}`."""
+    needed: dict[str, Any] = {}
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in needed or current not in defs:
+            continue
+        needed[current] = defs[current]
+        todo.extend(re.findall(r'"#/\$defs/([^"]+)"', json.dumps(defs[current])))
+    return {"$ref": f"#/$defs/{name}", "$defs": needed}
+
+
 def compile_schema(schema: dict[str, Any]) -> Any:
     import jsonschema_rs
 
@@ -144,8 +157,8 @@ def crd_to_jsonschema(schema: dict[str, Any], strict: bool, object_meta: dict[st
     props["apiVersion"] = {"type": "string"}
     props["kind"] = {"type": "string"}
     if object_meta is not None:
-        props["metadata"] = {"$ref": "#/$defs/objectmeta"}
-        out["$defs"] = {"objectmeta": object_meta}
+        props["metadata"] = {"$ref": object_meta["$ref"]}
+        out["$defs"] = object_meta["$defs"]
     if strict and "additionalProperties" not in out and not schema.get("x-kubernetes-preserve-unknown-fields"):
         out["additionalProperties"] = False
     return out

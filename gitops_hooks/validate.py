@@ -69,7 +69,12 @@ def run(paths: list[Path], rev: str | None, staged: bool, policy_file: Path | No
     except configmod.ConfigError as exc:
         click.echo(f"gitops-hooks validate: {exc}", err=True)
         return 2
-    result: Result = check_snapshot(snapshot, policy)
+    try:
+        result: Result = check_snapshot(snapshot, policy)
+    except Exception as exc:  # an internal error is reported, never a traceback
+        one_line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        click.echo(f"gitops-hooks validate: internal error: {one_line}", err=True)
+        return 2
     click.echo(render_text([result], max_findings=10_000))
     sys.stdout.flush()
     return 0 if result.ok else 1
