@@ -201,11 +201,16 @@ def _convert(s: Any, strict: bool, top: bool = False) -> dict[str, Any]:
         out["additionalProperties"] = _convert(ap, strict)
     elif isinstance(ap, bool):
         out["additionalProperties"] = ap
+    # Junctors only add constraints: structural schemas declare every field outside them too, and that
+    # outer schema decides which fields are unknown. Closing objects inside a junctor would refuse valid
+    # objects (Gateway API's `oneOf` over address types lists only some of the fields in each branch).
     for comb in ("allOf", "anyOf", "oneOf"):
         if isinstance(s.get(comb), list):
-            out[comb] = [_convert(x, strict) for x in s[comb]]
+            out[comb] = [_convert(x, False) for x in s[comb]]
     if isinstance(s.get("not"), dict):
-        out["not"] = _convert(s["not"], strict)
+        out["not"] = _convert(s["not"], False)
+    if s.get("x-kubernetes-list-type") == "set":  # the API server refuses duplicates ("Duplicate value")
+        out["uniqueItems"] = True
     embedded = bool(s.get("x-kubernetes-embedded-resource"))
     if embedded:
         props = out.setdefault("properties", {})
