@@ -119,18 +119,42 @@ def explain(rule_id: str) -> None:
 @click.option("--staged", is_flag=True, help="Validate the index: what the next commit will hold.")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A policy exported from the server with `gitops-hooks policy export`.")
-@click.option("--output", "output", type=click.Choice(["text"]), default="text", show_default=True)
-def validate(paths: tuple[Path, ...], rev: str | None, staged: bool, policy_file: Path | None, output: str) -> None:
-    """Run the server's checks on files, a folder, a commit (--rev) or the index (--staged)."""
-    from .validate import run
+@click.option("--ref", help="Apply the server's ref_policies for this ref (default: the current branch).")
+@click.option("--output", "-o", "output", type=click.Choice(["text", "json", "junit", "sarif", "github"]),
+              default="text", show_default=True, help="Report format, printed on standard output.")
+def validate(paths: tuple[Path, ...], rev: str | None, staged: bool, policy_file: Path | None,
+             ref: str | None, output: str) -> None:
+    """Run the server's checks on files, a folder, a commit (--rev) or the index (--staged).
 
-    sys.exit(run(list(paths), rev, staged, policy_file, output))
+    Exit codes: 0 clean, 1 findings at error level, 2 usage or configuration error."""
+    from .validate import Request, run
+
+    sys.exit(run(Request(tuple(paths), rev, staged, policy_file, ref, output)))
 
 
 @main.command("pre-commit")
 @click.argument("files", nargs=-1)
 def pre_commit(files: tuple[str, ...]) -> None:
-    """Client hook: validate what is staged (the pre-commit framework passes file names; all are checked)."""
-    from .validate import run
+    """Git's pre-commit hook: validate the index, then run hooks chained in hooks/pre-commit.d."""
+    from .validate import run_precommit_hook
 
-    sys.exit(run([], None, True, None, "text"))
+    sys.exit(run_precommit_hook())
+
+
+@main.group("policy")
+def policy_group() -> None:
+    """The server's policy, for clients and CI."""
+
+
+@policy_group.command("export")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def policy_export(repo: Path) -> None:
+    """Print REPO's policy (without environments) for `gitops-hooks validate --policy FILE`."""
+    from .config import ConfigError
+    from .validate import UsageProblem, export_policy_text
+
+    try:
+        click.echo(export_policy_text(repo), nl=False)
+    except (ConfigError, UsageProblem) as exc:
+        click.echo(f"gitops-hooks policy export: {exc}", err=True)
+        sys.exit(2)

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from . import config as configmod
 from .findings import Finding, finding
-from .gitrepo import GitTree, RefUpdate, open_repository, parse_ref_updates
+from .gitrepo import GitTree, RefUpdate, Snapshot, open_repository, parse_ref_updates
 from .pipeline import Result, Stats, check_snapshot, make_context
 
 log = logging.getLogger("gitops_hooks")
@@ -57,7 +57,7 @@ def push_options(env: Mapping[str, str]) -> list[str]:
     return [env.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(min(count, 100))]
 
 
-def repo_policy(snapshot: GitTree, server: dict[str, Any]) -> tuple[dict[str, Any], list[Finding]]:
+def repo_policy(snapshot: Snapshot, server: dict[str, Any]) -> tuple[dict[str, Any], list[Finding]]:
     """The server's config for this ref, tightened by the pushed `.gitops-hooks.yaml` if any."""
     entry = next((e for e in snapshot.entries() if e.path == configmod.REPO_POLICY_FILE), None)
     if entry is None or entry.is_link or entry.size > 1024 * 1024:

@@ -1,80 +1,279 @@
-"""`gitops-hooks validate` and the client pre-commit hook: the server's checks before the push."""
+"""`gitops-hooks validate` and the client pre-commit hook: the server's checks before the push.
+
+The same pipeline as the gate (pipeline.check_snapshot) with the same policy layers: the server's policy
+(exported with `gitops-hooks policy export`, or the built-in defaults), its per-ref overlay for the branch,
+then the repository's own `.gitops-hooks.yaml`, which may only tighten. The `.gitops-hooks.yaml` is read from
+what is checked: the commit for --rev, the index for --staged, the disk otherwise.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-import click
+import pygit2
 
 from . import config as configmod
-from .findings import Finding
-from .gitrepo import FolderTree, GitTree, IndexTree, Snapshot
+from .findings import finding
+from .gitrepo import MODE_GITLINK, Entry, FolderTree, GitTree, IndexTree, Snapshot
 from .pipeline import Result, check_snapshot
 
-
-def load_policy(root: Path, policy_file: Path | None) -> configmod.Policy:
-    """The exported server policy if given, else the defaults; then the repository's own file on top."""
-    base: dict[str, Any]
-    if policy_file is not None:
-        base = configmod.checked(configmod.read_yaml_file(policy_file), str(policy_file))
-    else:
-        base = configmod.checked({}, "defaults")
-    notes: list[Finding] = []
-    repo_file = root / configmod.REPO_POLICY_FILE
-    if repo_file.is_file():
-        data = configmod.read_yaml_file(repo_file)
-        if isinstance(data, dict):
-            base, notes = configmod.tighten(base, data, configmod.REPO_POLICY_FILE)
-    return configmod.Policy(base, tuple(notes))
+PREFIX = "gitops-hooks"
 
 
-def _repo(start: Path) -> Any:
-    import pygit2
+class UsageProblem(Exception):
+    """Bad arguments or configuration: exit code 2, one line for the user."""
 
+
+@dataclass(frozen=True)
+class Request:
+    paths: tuple[Path, ...] = ()
+    rev: str | None = None
+    staged: bool = False
+    policy_file: Path | None = None
+    ref: str | None = None
+    output: str = "text"
+
+
+# ---------------------------------------------------------------------------- what is checked
+
+class StagedTree(IndexTree):
+    """The index git will commit. During `git commit -a` or `git commit PATH`, git hands its hooks a
+    temporary index in GIT_INDEX_FILE; that one, not .git/index, is what the commit will hold."""
+
+    def __init__(self, repo: pygit2.Repository, index_file: Path | None = None) -> None:
+        super().__init__(repo)
+        self.index_file = index_file
+
+    def entries(self) -> list[Entry]:
+        index = pygit2.Index(str(self.index_file)) if self.index_file else self.repo.index
+        odb = self.repo.odb
+        out = []
+        for item in index:
+            size = 0 if item.mode == MODE_GITLINK else odb.read_header(item.id)[1]
+            out.append(Entry(item.path, item.mode, str(item.id), size))
+        return out
+
+
+def find_repository(start: Path) -> pygit2.Repository | None:
     found = pygit2.discover_repository(str(start))
-    if found is None:
+    return pygit2.Repository(found) if found else None
+
+
+def index_file_from_env(cwd: Path) -> Path | None:
+    value = os.environ.get("GIT_INDEX_FILE")
+    if not value:
         return None
-    return pygit2.Repository(found)
+    path = Path(value)
+    return path if path.is_absolute() else (cwd / path)
 
 
-def snapshot_for(paths: list[Path], rev: str | None, staged: bool) -> tuple[Snapshot, Path]:
-    cwd = Path.cwd()
-    repo = _repo(cwd)
-    root = Path(repo.workdir) if repo is not None and repo.workdir else cwd
-    if rev is not None or staged:
-        if repo is None:
-            raise click.UsageError("--rev and --staged need a git repository")
-        if staged:
-            return IndexTree(repo), root
-        try:
-            commit = repo.revparse_single(rev)
-        except (KeyError, ValueError) as exc:
-            raise click.UsageError(f"unknown revision {rev!r}") from exc
-        return GitTree(repo, str(commit.id), f"{rev} ({str(commit.id)[:12]})"), root
-    targets = [p.resolve() for p in paths] or [cwd]
-    return FolderTree(root, targets), root
+def snapshot_for(req: Request, cwd: Path) -> tuple[Snapshot, Path, pygit2.Repository | None]:
+    """The snapshot to check, the root that paths are relative to, and the repository if any."""
+    if req.rev is not None and req.staged:
+        raise UsageProblem("--rev and --staged exclude each other")
+    if req.paths and (req.rev is not None or req.staged):
+        raise UsageProblem("PATHS cannot be combined with --rev or --staged: those check the whole tree")
+    repo = find_repository(cwd)
+    root = Path(repo.workdir).resolve() if repo is not None and repo.workdir else cwd.resolve()
+    if req.rev is None and not req.staged:
+        return FolderTree(root, [p.resolve() for p in req.paths] or [cwd.resolve()]), root, repo
+    if repo is None:
+        raise UsageProblem(f"--rev and --staged need a git repository; {cwd} is not in one")
+    if req.staged:
+        return StagedTree(repo, index_file_from_env(cwd)), root, repo
+    return commit_tree(repo, req.rev or "HEAD"), root, repo
 
 
-def run(paths: list[Path], rev: str | None, staged: bool, policy_file: Path | None, output: str) -> int:
-    from .report import render_text
-
+def commit_tree(repo: pygit2.Repository, rev: str) -> GitTree:
     try:
-        snapshot, root = snapshot_for(paths, rev, staged)
-        policy = load_policy(root, policy_file)
-    except click.UsageError as exc:
-        click.echo(f"gitops-hooks validate: {exc.message}", err=True)
+        obj = repo.revparse_single(rev)
+        commit = obj.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
+        raise UsageProblem(f"--rev {rev}: not a commit in this repository ({exc})") from None
+    return GitTree(repo, str(commit.id), f"{rev} ({str(commit.id)[:12]})")
+
+
+def current_ref(repo: pygit2.Repository | None) -> str:
+    """The branch HEAD points at (even before its first commit), for the server's per-ref overlays."""
+    head = repo.references.get("HEAD") if repo is not None else None
+    target = head.target if head is not None else None
+    return target if isinstance(target, str) and target.startswith("refs/") else ""
+
+
+# ---------------------------------------------------------------------------- policy
+
+def base_config(policy_file: Path | None) -> dict[str, Any]:
+    """The server's policy exported to a file, or the built-in defaults."""
+    if policy_file is None:
+        return configmod.checked({}, "defaults")
+    try:
+        data = configmod.read_yaml_file(policy_file)
+    except FileNotFoundError:
+        raise UsageProblem(f"--policy {policy_file}: no such file") from None
+    if isinstance(data, dict) and "environments" in data:
+        raise UsageProblem(f"--policy {policy_file}: holds environments; export the policy with "
+                           "`gitops-hooks policy export`, which leaves them out")
+    cfg = configmod.checked(data, str(policy_file))
+    for folder in cfg["schema_dirs"]:
+        if not Path(folder).is_dir():
+            raise UsageProblem(f"--policy {policy_file}: schema_dirs: {folder} is not a folder on this "
+                               "machine; copy the server's CRD folder here and point schema_dirs at it")
+    return cfg
+
+
+def policy_source(snapshot: Snapshot, root: Path) -> Snapshot:
+    """Where `.gitops-hooks.yaml` is read from: the checked tree, or the root folder on disk."""
+    if isinstance(snapshot, FolderTree):
+        own = root / configmod.REPO_POLICY_FILE
+        return FolderTree(root, [own] if own.is_file() else [])
+    return snapshot
+
+
+def effective_policy(snapshot: Snapshot, root: Path, base: dict[str, Any], ref: str) -> configmod.Policy:
+    from .prereceive import repo_policy
+
+    cfg = configmod.for_ref(base, ref) if ref else base
+    source = policy_source(snapshot, root)
+    if isinstance(source, FolderTree) and not source.paths:
+        return configmod.Policy(cfg, ())
+    merged, notes = repo_policy(source, cfg)
+    return configmod.Policy(merged, tuple(notes))
+
+
+# ---------------------------------------------------------------------------- progress
+
+class TerminalProgress:
+    """A one-line counter on a terminal, shown only once a run has taken longer than `delay` seconds."""
+
+    def __init__(self, stream: TextIO, delay: float = 0.5, interval: float = 0.1) -> None:
+        self.stream = stream
+        self.delay = delay
+        self.interval = interval
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.started < self.delay or (now - self.last < self.interval and done < total):
+            return
+        self.last = now
+        text = f"reading manifests {done}/{total}" if done < total else f"checking {total} manifests"
+        self.stream.write(f"\r\x1b[K{PREFIX}: {text}")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def progress_for(stream: TextIO) -> TerminalProgress | None:
+    try:
+        return TerminalProgress(stream) if stream.isatty() else None
+    except (AttributeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- run
+
+def check(req: Request, cwd: Path, err: TextIO) -> Result:
+    snapshot, root, repo = snapshot_for(req, cwd)
+    ref = req.ref if req.ref is not None else current_ref(repo)
+    policy = effective_policy(snapshot, root, base_config(req.policy_file), ref)
+    progress = progress_for(err)
+    try:
+        result = check_snapshot(snapshot, policy, ref, progress=progress)
+    except FileNotFoundError as exc:
+        raise UsageProblem(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    limit = int(policy.limits["max_objects_per_push"])
+    if result.stats.objects > limit:  # as the gate does for a push
+        message = f"{result.stats.objects} objects is over the limit of {limit} per push"
+        result.findings.append(finding("yaml-limits", ".", 1, 1, message))
+    return result
+
+
+def run(req: Request, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Exit code: 0 clean, 1 findings at error level, 2 usage, configuration or internal error."""
+    from .formats import render
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        result = check(req, Path.cwd(), err)
+        text = render([result], req.output)
+    except UsageProblem as exc:
+        err.write(f"{PREFIX} validate: {exc}\n")
         return 2
     except configmod.ConfigError as exc:
-        click.echo(f"gitops-hooks validate: {exc}", err=True)
+        err.write(f"{PREFIX} validate: configuration error: {exc}\n")
         return 2
-    try:
-        result: Result = check_snapshot(snapshot, policy)
-    except Exception as exc:  # an internal error is reported, never a traceback
+    except Exception as exc:  # fail closed, one line, no traceback
         one_line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        click.echo(f"gitops-hooks validate: internal error: {one_line}", err=True)
+        err.write(f"{PREFIX} validate: internal error ({one_line}); nothing was accepted\n")
         return 2
-    click.echo(render_text([result], max_findings=10_000))
-    sys.stdout.flush()
+    out.write(text.rstrip("\n") + "\n")
+    out.flush()
     return 0 if result.ok else 1
+
+
+# ---------------------------------------------------------------------------- the git pre-commit hook
+
+def hooks_dir(cwd: Path) -> Path | None:
+    proc = subprocess.run(["git", "rev-parse", "--git-path", "hooks"], cwd=cwd,
+                          capture_output=True, text=True, check=False)
+    return (cwd / proc.stdout.strip()).resolve() if proc.returncode == 0 else None
+
+
+def run_chained(cwd: Path, err: TextIO) -> int:
+    """Hooks that were in place before `install --client` run after the checks, in name order."""
+    folder = hooks_dir(cwd)
+    chain = folder / "pre-commit.d" if folder else None
+    if chain is None or not chain.is_dir():
+        return 0
+    for script in sorted(chain.iterdir()):
+        if not script.is_file() or not os.access(script, os.X_OK):
+            continue
+        code = subprocess.run([str(script)], cwd=cwd, check=False).returncode
+        if code != 0:
+            err.write(f"{PREFIX}: pre-commit.d/{script.name} refused the commit (exit {code})\n")
+            return code
+    return 0
+
+
+def run_precommit_hook() -> int:
+    """What git's pre-commit hook runs: the checks on the index, then any chained hooks."""
+    code = run(Request(staged=True))
+    if code == 1:
+        sys.stderr.write(f"{PREFIX}: commit refused: fix the findings above (the server runs the same checks "
+                         "on push); `git commit --no-verify` skips this hook once\n")
+        return 1
+    if code != 0:
+        return code
+    return run_chained(Path.cwd(), sys.stderr)
+
+
+# ---------------------------------------------------------------------------- policy export
+
+def export_policy_text(git_dir: Path) -> str:
+    """The server's policy as a file for `validate --policy`: all but environments and their secrets."""
+    import yaml
+
+    if not configmod.server_config_path(git_dir).is_file():
+        raise UsageProblem(f"{git_dir}: no {configmod.CONFIG_DIR}/{configmod.CONFIG_FILE}; "
+                           "is it a bare repository guarded with `gitops-hooks install`?")
+    cfg = configmod.load_server_config(git_dir)
+    exported = configmod.export_policy(cfg)
+    header = (f"# gitops-hooks policy exported from {git_dir.resolve()}\n"
+              "# For `gitops-hooks validate --policy FILE`. It holds no environments or credentials.\n")
+    return header + yaml.safe_dump(exported, sort_keys=False, default_flow_style=False)
