@@ -117,10 +117,18 @@ class Document:
         ident = f"{kind}.{group}" if group else kind
         return f"{ident}/{self.name}" if self.name else ident
 
-    def locate(self, pointer: Pointer) -> tuple[int, int]:
-        """Line and column (1-based) of the deepest existing node on the pointer's path."""
+    def locate(self, pointer: Pointer, key: bool = False) -> tuple[int, int]:
+        """Line and column (1-based) of the deepest existing node on the pointer's path.
+
+        With key=True, a pointer that ends at a map entry gives the position of its key."""
         if self.source is None:
             return self.line, self.column
+        if key and pointer:
+            parent, exact = self.source._walk(self.index, pointer[:-1])
+            if exact and isinstance(parent, MappingNode):
+                for k, _ in parent.value:
+                    if isinstance(k, ScalarNode) and k.value == str(pointer[-1]):
+                        return k.start_mark.line + 1, k.start_mark.column + 1
         return self.source.locate(self.index, pointer, (self.line, self.column))
 
     def raw_scalar(self, pointer: Pointer) -> str | None:

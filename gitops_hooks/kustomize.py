@@ -201,6 +201,20 @@ def is_simple(plan: Plan, d: str, files: set[str], seen: frozenset[str] = frozen
     return True
 
 
+def closure(plan: Plan, d: str, seen: set[str] | None = None) -> set[str]:
+    """Paths of the kustomization files a render of folder d reads."""
+    seen = set() if seen is None else seen
+    k = plan.kustomizations.get(d)
+    if k is None or k.path in seen:
+        return seen
+    seen.add(k.path)
+    for _, entry in k.refs():
+        target = k.resolve(entry)
+        if target in plan.kustomizations:
+            closure(plan, target, seen)
+    return seen
+
+
 def simple_render(plan: Plan, d: str, files: set[str], parsed: dict[str, ParsedFile]) -> list[Document]:
     k = plan.kustomizations[d]
     out: list[Document] = []
@@ -247,8 +261,9 @@ def kubectl_render(
         except subprocess.TimeoutExpired:
             return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize took longer than {timeout:.0f} s")])
     if proc.returncode != 0:
-        message = proc.stderr.strip().replace(tmp + "/", "").replace(tmp, ".")
-        message = message.removeprefix("error: ")
+        lines = proc.stderr.strip().replace(tmp + "/", "").replace(tmp, ".").splitlines()
+        errors = [x for x in lines if x.lower().startswith("error:")] or lines[-1:] or ["failed"]
+        message = errors[-1].split(":", 1)[1].strip() if ":" in errors[-1] else errors[-1]
         return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize: {message[:500]}")])
     out = parse_yaml(k.path, proc.stdout)
     docs = [_point_back(doc, d, k.path, parsed) for doc in out.documents]
@@ -270,8 +285,13 @@ def _point_back(doc: Document, d: str, kpath: str, parsed: dict[str, ParsedFile]
         if isinstance(origin, dict) and isinstance(origin.get("path"), str) and "repo" not in origin:
             origin_path = posixpath.normpath(posixpath.join(d, origin["path"]))
     if origin_path and origin_path in parsed:
-        for src in parsed[origin_path].documents:
-            if src.kind == doc.kind and (src.name == doc.name or not src.name):
-                return Document(origin_path, src.index, src.line, src.column, doc.obj, src.source)
+        same_kind = [src for src in parsed[origin_path].documents if src.kind == doc.kind]
+        # Exact name first; then namePrefix/nameSuffix renames; then the only object of that kind.
+        candidates = [src for src in same_kind if src.name == doc.name] or \
+            [src for src in same_kind if src.name and src.name in doc.name] or \
+            (same_kind if len(same_kind) == 1 else [])
+        if candidates:
+            src = candidates[0]
+            return Document(origin_path, src.index, src.line, src.column, doc.obj, src.source)
         return Document(origin_path, 0, 1, 1, doc.obj, None)
     return Document(kpath, doc.index, 1, 1, doc.obj, None)

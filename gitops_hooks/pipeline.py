@@ -162,11 +162,10 @@ def check_snapshot(
         findings.extend(kplan.findings)
         consumed = kplan.consumed
         files = {e.path for e in entries if not e.is_link and not e.is_submodule}
-        unsafe = {f.path for f in kplan.findings if f.rule == "kustomize-unsafe"}
+        broken = {f.path for f in kplan.findings}
         for d in kplan.roots:
-            kpath = kplan.kustomizations[d].path
-            if kpath in unsafe:
-                continue
+            if kustomize.closure(kplan, d) & broken:
+                continue  # already reported; kubectl would only repeat it
             if kustomize.is_simple(kplan, d, files):
                 docs = kustomize.simple_render(kplan, d, files, parsed)
             else:

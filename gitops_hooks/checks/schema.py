@@ -104,7 +104,7 @@ def _schema_finding(doc: Document, err: Any, source: str) -> Finding:
             hint = "quote the value to write a string"
     elif kind_name == "OneOfNotValid" and _is_int_or_string(err):
         message = f"{_show(err.instance)} must be an integer or a string"
-    line, col = doc.locate(tuple(locate_path))
+    line, col = doc.locate(tuple(locate_path), key=locate_path is not path)
     where = _dotted(locate_path)
     return finding(
         "schema-invalid", doc.path, line, col, f"{doc.describe()}: {where}: {message}", hint, subject=doc.subject()
