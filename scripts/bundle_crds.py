@@ -36,8 +36,10 @@ DEFAULT_OUT = REPO_ROOT / "schemas" / "crds"
 LICENCE = "Apache-2.0"
 
 # | `glob`, `glob` | owner/repo `folder` | commit |
-_ROW = re.compile(r"^\|\s*(?P<globs>[^|]+?)\s*\|\s*(?P<repo>[\w.-]+/[\w.-]+)\s+`(?P<folder>[^`]+)`\s*\|"
-                  r"\s*(?P<commit>[0-9a-f]{6,40})\s*\|\s*$")
+_ROW = re.compile(
+    r"^\|\s*(?P<globs>[^|]+?)\s*\|\s*(?P<repo>[\w.-]+/[\w.-]+)\s+`(?P<folder>[^`]+)`\s*\|"
+    r"\s*(?P<commit>[0-9a-f]{6,40})\s*\|\s*$"
+)
 
 
 class BundleError(Exception):
@@ -74,7 +76,10 @@ class BundledCRD:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "group": self.group, "kind": self.kind, "scope": self.scope,
+            "name": self.name,
+            "group": self.group,
+            "kind": self.kind,
+            "scope": self.scope,
             "source": self.source,
             "versions": [{"name": v, "openAPIV3Schema": s} for v, s in self.versions],
         }
@@ -120,8 +125,9 @@ def load_crds(path: Path) -> list[dict[str, Any]]:
 def bundle_one(crd: dict[str, Any], filename: str, origin: Origin) -> BundledCRD:
     where = f"{filename}: {crd.get('metadata', {}).get('name', '?')}"
     if crd.get("apiVersion") != "apiextensions.k8s.io/v1":
-        raise BundleError(f"{where}: apiVersion {crd.get('apiVersion')!r}; "
-                          "only apiextensions.k8s.io/v1 is bundled")
+        raise BundleError(
+            f"{where}: apiVersion {crd.get('apiVersion')!r}; only apiextensions.k8s.io/v1 is bundled"
+        )
     spec = crd["spec"]
     versions = []
     for v in spec["versions"]:
@@ -133,8 +139,15 @@ def bundle_one(crd: dict[str, Any], filename: str, origin: Origin) -> BundledCRD
         versions.append((str(v["name"]), schema))
     if not versions:
         raise BundleError(f"{where}: no served version")
-    return BundledCRD(filename, str(crd["metadata"]["name"]), str(spec["group"]), str(spec["names"]["kind"]),
-                      str(spec.get("scope", "Namespaced")), origin.source(filename), tuple(versions))
+    return BundledCRD(
+        filename,
+        str(crd["metadata"]["name"]),
+        str(spec["group"]),
+        str(spec["names"]["kind"]),
+        str(spec.get("scope", "Namespaced")),
+        origin.source(filename),
+        tuple(versions),
+    )
 
 
 def collect(crds_dir: Path) -> list[BundledCRD]:
@@ -155,8 +168,11 @@ def dump(data: Any) -> str:
 
 
 def index_json(bundled: list[BundledCRD]) -> dict[str, Any]:
-    kinds = [{"group": b.group, "version": v, "kind": b.kind, "file": b.out_file}
-             for b in bundled for v, _ in b.versions]
+    kinds = [
+        {"group": b.group, "version": v, "kind": b.kind, "file": b.out_file}
+        for b in bundled
+        for v, _ in b.versions
+    ]
     return {"kinds": sorted(kinds, key=lambda k: (k["group"], k["kind"], k["version"]))}
 
 
@@ -234,8 +250,9 @@ def differences(files: dict[str, str], out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--crds", type=Path, default=DEFAULT_CRDS,
-                    help="folder of upstream CRD files (default: %(default)s)")
+    ap.add_argument(
+        "--crds", type=Path, default=DEFAULT_CRDS, help="folder of upstream CRD files (default: %(default)s)"
+    )
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     ap.add_argument("--check", action="store_true", help="compare with the output folder instead of writing")
     args = ap.parse_args(argv)
