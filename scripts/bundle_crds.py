@@ -103,8 +103,8 @@ def read_origins(readme: Path) -> list[Origin]:
 def origin_of(filename: str, origins: list[Origin]) -> Origin:
     found = [o for o in origins if o.covers(filename)]
     if len(found) != 1:
-        why = "no row" if not found else f"{len(found)} rows"
-        raise BundleError(f"{filename}: {why} of the provenance table match this file")
+        raise BundleError(f"{filename}: {len(found)} rows of the provenance table match this file "
+                          "(exactly one must say where it comes from)")
     return found[0]
 
 
