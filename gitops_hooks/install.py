@@ -84,7 +84,7 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
         if proc.returncode != 0:
             raise InstallError(f"git init --bare {repo} failed: {proc.stderr.strip()}")
         log.append(f"created the bare repository {repo}")
-    proc = _git("--git-dir", str(repo), "rev-parse", "--is-bare-repository")
+    proc = _git("-C", str(repo), "rev-parse", "--is-bare-repository")
     if proc.returncode != 0:
         raise InstallError(f"{repo} is not a git repository: {proc.stderr.strip()}")
     if proc.stdout.strip() != "true":
