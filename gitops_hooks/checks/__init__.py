@@ -81,4 +81,4 @@ def history_check(fn: HistoryCheck) -> HistoryCheck:
 
 
 # Built-in families. Importing a module registers its rules and checks.
-from . import core, objects, schema  # noqa: E402,F401
+from . import core, deprecations, imperative, livestate, objects, schema, secrets  # noqa: E402,F401

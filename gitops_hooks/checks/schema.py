@@ -38,7 +38,8 @@ def validate_schema(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     if schema is None:
         schema = ctx.kube.get(gvk)
     if schema is None:
-        yield _unknown(doc, ctx, group)
+        if not _reported_as_removed(doc, ctx):
+            yield _unknown(doc, ctx, group)
         return
     validator = schema.validator
     if validator.is_valid(doc.obj):
@@ -49,6 +50,15 @@ def validate_schema(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
                           f"{doc.describe()}: more schema errors not shown", subject=doc.subject())
             return
         yield _schema_finding(doc, err, schema.source)
+
+
+def _reported_as_removed(doc: Document, ctx: CheckContext) -> bool:
+    """A removed API version is reported once, by api-removed (which names the replacement)."""
+    from .deprecations import removed
+
+    if removed(doc.api_version, doc.kind, ctx.kube.version) is None:
+        return False
+    return ctx.policy.severity("api-removed", Severity.ERROR) is not Severity.OFF
 
 
 def _unknown(doc: Document, ctx: CheckContext, group: str) -> Finding:

@@ -1,0 +1,313 @@
+"""Secrets: plaintext Secret objects, and credentials found in any file, at the tip and in history.
+
+Credentials are never printed: a finding names what was found and at most a fixed, public prefix
+(`AKIA…`, `ghp_…`), never characters of the secret itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..documents import Document
+from ..findings import Finding, Rule, Severity, finding, register
+from ..gitrepo import Entry
+from . import CheckContext, document_check, file_check, history_check
+
+E = Severity.ERROR
+
+ENCRYPT = ("encrypt it with SOPS (a sops: block and ENC[...] values), or commit a SealedSecret or an "
+           "ExternalSecret instead; rotate the credential if it was real")
+
+register(
+    Rule("secret-plaintext", "secrets", E, "A Secret with data or stringData that is not SOPS-encrypted.",
+         "Whatever is committed stays in git history for ever, readable by everyone who can clone. "
+         "Commit Secrets encrypted with SOPS (the file keeps a `sops:` block and every value is "
+         "`ENC[...]`), or commit a SealedSecret or an ExternalSecret that refers to a secret store. "
+         "Configuration that is kept in a Secret without being secret (a common case in upstream "
+         "bundles) can be allowed by the administrator for the named objects "
+         "(`allow: [{rule: secret-plaintext, kind: Secret, namespace: ..., name: ...}]`).",
+         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n"
+         "  password: ENC[AES256_GCM,data:3q2+7w==,iv:...,tag:...,type:str]\n"
+         "sops:\n  age:\n    - recipient: age1...\n  mac: ENC[AES256_GCM,data:...,type:str]\n"),
+    Rule("secret-value", "secrets", E,
+         "A credential in a file: private key, cloud access key, token or high-entropy password.",
+         "Private keys (PEM), AWS access key ids, GitHub and Slack tokens, Slack webhook URLs and "
+         "high-entropy values of password/secret/token/api-key settings are looked for in every file "
+         "(ConfigMaps, Helm values, env values, config files). Move the value to a SOPS-encrypted "
+         "Secret, a SealedSecret or an ExternalSecret and refer to it (secretKeyRef); rotate it.",
+         "env:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef: {name: db, key: password}\n"),
+    Rule("secret-in-history", "secrets", E,
+         "A commit of the push adds a credential that a later commit removes: it stays in history.",
+         "Every new commit of a push is searched, not only its final tree: a secret added and removed "
+         "within one push is still in the repository's history. Rewrite the commits before pushing "
+         "(git rebase -i, git commit --amend) so that no commit holds it, and rotate the credential.", ""),
+)
+
+# ---------------------------------------------------------------------------- Secret objects
+
+ENC_VALUE = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$", re.S)
+
+
+def is_sops(obj: dict[str, Any]) -> bool:
+    return isinstance(obj.get("sops"), dict) and bool(obj["sops"])
+
+
+def plaintext_keys(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, key) of every Secret value that is not SOPS-encrypted."""
+    sops = is_sops(obj)
+    out = []
+    for field in ("data", "stringData"):
+        values = obj.get(field)
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if not (sops and isinstance(value, str) and ENC_VALUE.match(value)):
+                out.append((field, str(key)))
+    return out
+
+
+def is_core_secret(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1"
+
+
+def _plaintext_message(doc: Document, keys: list[tuple[str, str]]) -> str:
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    names = ", ".join(f"{f}.{k}" for f, k in keys[:5]) + more
+    encrypted = " (it has a sops: block, but these values are not ENC[...])" if is_sops(doc.obj) else ""
+    return f"{doc.describe()} holds plaintext values: {names}{encrypted}"
+
+
+@document_check
+def plaintext_secret(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
+    if not is_core_secret(doc.obj):
+        return
+    keys = plaintext_keys(doc.obj)
+    if not keys:
+        return
+    line, col = doc.locate((keys[0][0], keys[0][1]))
+    yield finding("secret-plaintext", doc.path, line, col, _plaintext_message(doc, keys), ENCRYPT,
+                  subject=doc.subject())
+
+
+# ---------------------------------------------------------------------------- credentials in text
+
+@dataclass(frozen=True)
+class Leak:
+    line: int
+    column: int
+    what: str  # "an AWS access key id (AKIA…)": never characters of the secret itself
+
+
+@dataclass(frozen=True)
+class Pattern:
+    regex: re.Pattern[str]
+    what: str
+    public_prefix: int  # characters of the match that are a fixed, public marker (shown), or 0
+
+
+STRONG = (
+    Pattern(re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"), "a private key", 0),
+    Pattern(re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"), "an AWS access key id", 4),
+    Pattern(re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b"), "a GitHub token", 4),
+    Pattern(re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,244}"), "a GitHub fine-grained token", 11),
+    Pattern(re.compile(r"\bxox[abposr]-[0-9A-Za-z-]{10,}"), "a Slack token", 5),
+    Pattern(re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"),
+            "a Slack webhook URL", 33),
+)
+STRONG_ANY = re.compile("|".join(p.regex.pattern for p in STRONG))
+
+KEYWORD = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|" \
+          r"private[_-]?key|client[_-]?secret|credentials?)"
+KEYWORD_ANY = re.compile(KEYWORD, re.I)
+ASSIGNMENT = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<key>[A-Za-z0-9_.-]{0,40}?(?P<kw>" + KEYWORD + r")(?P<suffix>[A-Za-z0-9_.-]{0,30}))"
+    r"[\"']?[ \t]*[:=][ \t]*[\"']?(?P<value>[^\s\"'#,;}\]]+)", re.I)
+ENV_NAME = re.compile(
+    r"^\s*-?\s*name:\s*[\"']?(?P<key>[A-Za-z0-9_.-]*" + KEYWORD + r"[A-Za-z0-9_.-]*)[\"']?\s*$", re.I)
+ENV_VALUE = re.compile(r"^\s*value:\s*[\"']?(?P<value>[^\s\"'#]+)")
+# Keys that name where a secret is, not the secret: secretName, tokenFile, passwordPath, secretKeyRef...
+REFERENCE_SUFFIXES = re.compile(
+    r"^[_.-]?(?:name|names|file|files|path|paths|ref|keyref|dir|url|uri|endpoint|type|mode|length|ttl|"
+    r"header|field|source|template|namespace|id|key|keys|store|provider|audience|expiration\w*|ref\w*|"
+    r"secret(?:name|ref)?)s?$", re.I)
+PLACEHOLDER = re.compile(r"^(?:\$|\{\{|<|%|ENC\[|\[|\{|\(|\*+$|x+$)", re.I)
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+MIN_LENGTH = 12
+MIN_ENTROPY = 3.5  # bits per character
+
+
+def entropy(value: str) -> float:
+    counts = Counter(value)
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def looks_secret(key_suffix: str, value: str) -> bool:
+    """A value of a password/token setting that looks like a real credential, not a name or reference."""
+    if REFERENCE_SUFFIXES.match(key_suffix) and key_suffix:
+        return False
+    if len(value) < MIN_LENGTH or PLACEHOLDER.match(value) or DNS_NAME.match(value):
+        return False
+    if value.startswith(("/", "./", "../", "~/")) or "://" in value:
+        return False  # a path or URL
+    if value.isdigit() or value.lower() in ("true", "false", "null", "none"):
+        return False
+    has_digit = any(c.isdigit() for c in value)
+    has_alpha = any(c.isalpha() for c in value)
+    return has_digit and has_alpha and entropy(value) >= MIN_ENTROPY
+
+
+@dataclass
+class _Text:
+    text: str
+    _newlines: list[int] | None = None
+    _docs: list[tuple[int, str, bool]] | None = None  # (start offset, kind, sops)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self.text)]
+        line = bisect.bisect_left(self._newlines, offset)
+        start = self._newlines[line - 1] + 1 if line else 0
+        return line + 1, offset - start + 1
+
+    def line_text(self, offset: int) -> tuple[int, str]:
+        start = self.text.rfind("\n", 0, offset) + 1
+        end = self.text.find("\n", offset)
+        return start, self.text[start: end if end >= 0 else len(self.text)]
+
+    def context(self, offset: int) -> tuple[str, bool]:
+        """Kind and SOPS status of the YAML document holding offset."""
+        if self._docs is None:
+            starts = [0] + [m.end() for m in re.finditer(r"(?m)^---[^\n]*$", self.text)]
+            docs = []
+            for i, s in enumerate(starts):
+                chunk = self.text[s: starts[i + 1] if i + 1 < len(starts) else len(self.text)]
+                found = re.search(r"(?m)^(?:kind|\s{0,4}\"kind\")\s*:\s*[\"']?(\w+)", chunk)
+                has_sops = re.search(r"(?m)^(?:sops|\s{0,4}\"sops\")\s*:", chunk) is not None
+                docs.append((s, found.group(1) if found else "", has_sops))
+            self._docs = docs
+        i = bisect.bisect_right([d[0] for d in self._docs], offset) - 1
+        _, kind, sops = self._docs[max(i, 0)]
+        return kind, sops
+
+
+# Documents whose values are Secret material by design: checked by secret-plaintext or encrypted.
+SECRET_KINDS = frozenset({"Secret", "SealedSecret"})
+
+
+def _strong(doc: _Text) -> Iterator[Leak]:
+    for m in STRONG_ANY.finditer(doc.text):
+        if doc.context(m.start())[0] in SECRET_KINDS:
+            continue
+        for p in STRONG:
+            if p.regex.fullmatch(m.group(0)) or p.regex.match(m.group(0)):
+                if p.what == "an AWS access key id" and m.group(0).endswith("EXAMPLE"):
+                    break  # AWS's documented example key
+                shown = m.group(0) if p.public_prefix == 0 else m.group(0)[: p.public_prefix] + "…"
+                line, col = doc.position(m.start())
+                yield Leak(line, col, f"{p.what} ({shown})")
+                break
+
+
+def _generic(doc: _Text) -> Iterator[Leak]:
+    seen_lines: set[int] = set()
+    for m in KEYWORD_ANY.finditer(doc.text):
+        start, text = doc.line_text(m.start())
+        if start in seen_lines:
+            continue
+        seen_lines.add(start)
+        kind, _ = doc.context(start)
+        if kind in SECRET_KINDS:
+            continue
+        yield from _assignments(doc, start, text)
+        yield from _env_pair(doc, start, text)
+
+
+def _assignments(doc: _Text, start: int, text: str) -> Iterator[Leak]:
+    for a in ASSIGNMENT.finditer(text):
+        if looks_secret(a.group("suffix"), a.group("value")):
+            line, col = doc.position(start + a.start("value"))
+            yield Leak(line, col, f"a high-entropy value for {a.group('key')!r} "
+                                  f"({len(a.group('value'))} characters, not shown)")
+
+
+def _env_pair(doc: _Text, start: int, text: str) -> Iterator[Leak]:
+    m = ENV_NAME.match(text)
+    if m is None:
+        return
+    offset = start + len(text) + 1
+    for _ in range(3):  # `value:` within the next lines of the same env entry
+        if offset >= len(doc.text):
+            return
+        nstart, ntext = doc.line_text(offset)
+        v = ENV_VALUE.match(ntext)
+        if v is not None:
+            if looks_secret("", v.group("value")):
+                line, col = doc.position(nstart + v.start("value"))
+                yield Leak(line, col, f"a high-entropy value for the variable {m.group('key')!r} "
+                                      f"({len(v.group('value'))} characters, not shown)")
+            return
+        offset = nstart + len(ntext) + 1
+
+
+def scan(text: str) -> list[Leak]:
+    """Credentials in a file's text, in order of position."""
+    doc = _Text(text)
+    leaks = list(_strong(doc))
+    if KEYWORD_ANY.search(text):
+        leaks.extend(_generic(doc))
+    return sorted(set(leaks), key=lambda leak: (leak.line, leak.column))
+
+
+def _decode(data: bytes | None) -> str | None:
+    if data is None or b"\x00" in data[:8192]:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+@file_check
+def credentials_in_files(entry: Entry, data: bytes | None, ctx: CheckContext) -> Iterator[Finding]:
+    text = _decode(data)
+    if text is None:
+        return
+    for leak in scan(text):
+        yield finding("secret-value", entry.path, leak.line, leak.column, f"{leak.what} in {entry.path}",
+                      "move it into an encrypted Secret (SOPS), a SealedSecret or an ExternalSecret and "
+                      "refer to it; rotate the credential")
+
+
+# ---------------------------------------------------------------------------- history
+
+HISTORY_HINT = ("rewrite the commits before pushing (git rebase -i, git commit --amend) so that no commit "
+                "holds it, and rotate the credential")
+
+
+@history_check
+def secrets_in_history(entry: Entry, data: bytes, commit: str, ctx: CheckContext) -> Iterator[Finding]:
+    text = _decode(data)
+    if text is None:
+        return
+    where = f"commit {commit[:12]} adds"
+    for leak in scan(text):
+        yield finding("secret-in-history", entry.path, leak.line, leak.column,
+                      f"{where} {leak.what}; a later commit removes it, but history keeps it", HISTORY_HINT)
+    if entry.path.endswith((".yaml", ".yml", ".json")) and "Secret" in text:
+        yield from _secrets_in_blob(entry, data, where)
+
+
+def _secrets_in_blob(entry: Entry, data: bytes, where: str) -> Iterator[Finding]:
+    from ..documents import parse
+
+    for doc in parse(entry.path, data).documents:
+        keys = plaintext_keys(doc.obj) if is_core_secret(doc.obj) else []
+        if keys:
+            line, col = doc.locate((keys[0][0], keys[0][1]))
+            yield finding("secret-in-history", entry.path, line, col,
+                          f"{where} a plaintext Secret: {_plaintext_message(doc, keys)}; a later commit "
+                          "changes it, but history keeps it", HISTORY_HINT, subject=doc.subject())
