@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "version": 1,
     "kubernetes_version": "",  # empty: the newest bundled
     "engine": "builtin",
+    "kubeconform": {"command": "kubeconform", "schema_locations": []},
     "strict": True,
     "schema_dirs": [],
     "manifests": {"include": ["**/*.yaml", "**/*.yml", "**/*.json"], "exclude": []},

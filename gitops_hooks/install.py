@@ -9,6 +9,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import config as configmod
+from . import kubeconform
 
 MARKER = "gitops-hooks-managed"
 SERVER_HOOKS = ("pre-receive", "post-receive")
@@ -113,8 +114,11 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
         raise InstallError("could not set receive.advertisePushOptions")
     log.append("set receive.advertisePushOptions=true")
     server = configmod.load_server_config(repo)
-    if server["engine"] == "kubeconform" and shutil.which("kubeconform") is None:
-        raise InstallError("engine: kubeconform is selected but kubeconform is not on PATH")
+    if kubeconform.selected(server):
+        try:
+            kubeconform.find_binary(server)
+        except kubeconform.KubeconformMissing as exc:
+            raise InstallError(str(exc)) from None
     return log
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import kustomize
+from . import kubeconform, kustomize
 from .checks import DOCUMENT_CHECKS, FILE_CHECKS, TREE_CHECKS, CheckContext, TreeView
 from .config import Policy, matches
 from .documents import Document, Limits, ParsedFile, parse
@@ -194,6 +194,8 @@ def check_snapshot(
     for doc in objects:
         for check in DOCUMENT_CHECKS:
             findings.extend(check(doc, ctx))
+    if kubeconform.selected(policy.config):  # the schema check is delegated to kubeconform
+        findings.extend(kubeconform.check(objects, ctx))
     for e in entries:
         data = None if e.is_link or e.is_submodule or e.size > limits.max_file_bytes else None
         for fcheck in FILE_CHECKS:

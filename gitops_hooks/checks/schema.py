@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .. import kubeconform
 from ..documents import YAML11_BOOLS, Document
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import split_api_version
@@ -30,8 +31,8 @@ register(
 @document_check
 def validate_schema(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     api_version, kind = doc.api_version, doc.kind
-    if not api_version or not kind:
-        return  # reported by object-required
+    if not api_version or not kind or kubeconform.selected(ctx.policy.config):
+        return  # reported by object-required; or delegated to the kubeconform engine (pipeline)
     group, version = split_api_version(api_version)
     gvk = (group, version, kind)
     schema = ctx.custom.get(gvk) if gvk in ctx.custom else None
