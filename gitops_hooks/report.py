@@ -42,6 +42,9 @@ def render_text(results: Iterable[Result], max_findings: int = 50, explain: bool
                 try:
                     r = rule(f.rule)
                     lines.extend("    | " + x for x in r.explanation.splitlines())
+                    if r.example:
+                        lines.append("    | compliant example:")
+                        lines.extend("    |     " + x for x in r.example.rstrip().splitlines())
                 except KeyError:
                     pass
         if result.findings:

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..documents import Document, Pointer
+from ..documents import Document, ParsedFile, Pointer
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry
-from . import CheckContext, TreeView, document_check, file_check, tree_check
+from . import CheckContext, document_check, file_check, parsed_check
 
 E, W = Severity.ERROR, Severity.WARNING
 
@@ -187,18 +187,17 @@ def find_steps(obj: Any, path: Pointer = (), depth: int = 0) -> Pointer | None:
     return None
 
 
-@tree_check
-def step_documents(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
-    for path, parsed in sorted(tree.parsed.items()):
-        if pipeline_kind(path) is not None or _name_kind(path) is not None:
-            continue  # the file itself is reported
+@parsed_check
+def step_documents(parsed: ParsedFile, ctx: CheckContext) -> Iterator[Finding]:
+    path = parsed.path
+    if pipeline_kind(path) is None and _name_kind(path) is None:  # else the file itself is reported
         for doc in parsed.documents:
             if doc.is_object:
                 continue
             pointer = find_steps(doc.obj)
             if pointer is None:
                 continue
-            line, col = doc.locate(pointer)
+            line, col = doc.locate(pointer, key=True)
             where = ".".join(str(p) for p in pointer)
             yield finding("imperative-steps", path, line, col,
                           f"document {doc.index + 1} has no apiVersion/kind and lists steps under {where}",
@@ -308,7 +307,7 @@ def imperative_workloads(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
             continue
         fieldname = "command" if mutating_commands(command) else "args"
         pointer = spec_path + (group, i, fieldname)
-        line, col = doc.locate(pointer)
+        line, col = doc.locate(pointer, key=True)
         name = container.get("name", f"#{i}")
         yield finding(
             "imperative-workload", doc.path, line, col,
@@ -331,10 +330,10 @@ def lifecycle_hooks(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
         value = annotations.get(key)
         if not isinstance(value, str) or not value.strip() or value.strip() == "Skip":
             continue
-        line, col = doc.locate(("metadata", "annotations", key))
+        line, col = doc.locate(("metadata", "annotations", key), key=True)
         yield finding(
             "imperative-hook", doc.path, line, col,
-            f"{doc.describe()} is a {tool} lifecycle hook ({key}: {value}): it runs steps around a sync",
+            f"{doc.describe()} is a lifecycle hook ({key}: {value}): {tool} runs it as a step around a sync",
             "prefer plain objects ordered by their dependencies, or an operator",
             subject=doc.subject(),
         )

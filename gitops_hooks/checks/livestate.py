@@ -80,7 +80,7 @@ def live_state(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     for prefix, obj in _items(doc):
         label = _label(doc, prefix, obj)
         for pointer in live_fields(obj):
-            line, col = doc.locate(prefix + pointer)
+            line, col = doc.locate(prefix + pointer, key=True)
             dotted = ".".join(str(p) for p in pointer)
             yield finding("live-state-field", doc.path, line, col,
                           f"{label}: {dotted} is live state written by the API server",
@@ -90,12 +90,12 @@ def live_state(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
             continue
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-            line, col = doc.locate(prefix + ("metadata", "annotations", LAST_APPLIED))
+            line, col = doc.locate(prefix + ("metadata", "annotations", LAST_APPLIED), key=True)
             yield finding("live-state-last-applied", doc.path, line, col,
                           f"{label}: the {LAST_APPLIED} annotation is a copy kubectl keeps of a past apply",
                           "remove the annotation", subject=doc.subject())
         if _present(meta.get("generateName")):
-            line, col = doc.locate(prefix + ("metadata", "generateName"))
+            line, col = doc.locate(prefix + ("metadata", "generateName"), key=True)
             yield finding("live-state-generate-name", doc.path, line, col,
                           f"{label}: metadata.generateName makes a new object on every sync (not idempotent)",
                           "give the object a fixed metadata.name", subject=doc.subject())

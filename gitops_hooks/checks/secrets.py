@@ -90,7 +90,7 @@ def plaintext_secret(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     keys = plaintext_keys(doc.obj)
     if not keys:
         return
-    line, col = doc.locate((keys[0][0], keys[0][1]))
+    line, col = doc.locate((keys[0][0], keys[0][1]), key=True)
     yield finding("secret-plaintext", doc.path, line, col, _plaintext_message(doc, keys), ENCRYPT,
                   subject=doc.subject())
 
@@ -307,7 +307,7 @@ def _secrets_in_blob(entry: Entry, data: bytes, where: str) -> Iterator[Finding]
     for doc in parse(entry.path, data).documents:
         keys = plaintext_keys(doc.obj) if is_core_secret(doc.obj) else []
         if keys:
-            line, col = doc.locate((keys[0][0], keys[0][1]))
+            line, col = doc.locate((keys[0][0], keys[0][1]), key=True)
             yield finding("secret-in-history", entry.path, line, col,
                           f"{where} a plaintext Secret: {_plaintext_message(doc, keys)}; a later commit "
                           "changes it, but history keeps it", HISTORY_HINT, subject=doc.subject())
