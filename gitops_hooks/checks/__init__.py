@@ -6,7 +6,12 @@ Four kinds of check, by what they look at:
   (a YAML document with apiVersion or kind), whether it came from a plain file or a kustomize render;
 - file checks: `fn(entry: Entry, data: bytes | None, ctx: CheckContext) -> Iterable[Finding]`, once per
   file of the tree that is not excluded (data is None for symlinks, submodules and oversized blobs);
-- tree checks: `fn(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]`, once per tree;
+- tree checks: `fn(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]`, once per tree. Results of
+  the other kinds are cached per blob; a tree check runs on every push, so it should use the objects'
+  identities (path, line, kind, name, ...) and touch `doc.obj` or `tree.parsed` only where it must
+  (that parses the file again);
+- parsed-file checks: `fn(parsed: ParsedFile, ctx: CheckContext) -> Iterable[Finding]`, once per manifest
+  file, with all its documents (also those that are not objects);
 - history checks: `fn(entry: Entry, data: bytes, commit: str, ctx) -> Iterable[Finding]`, for every blob
   that a new commit of the push adds (pre-receive only), for rules that care about history (secrets).
 
@@ -58,6 +63,14 @@ DOCUMENT_CHECKS: list[DocumentCheck] = []
 FILE_CHECKS: list[FileCheck] = []
 TREE_CHECKS: list[TreeCheck] = []
 HISTORY_CHECKS: list[HistoryCheck] = []
+ParsedCheck = Callable[["ParsedFile", CheckContext], Iterable[Finding]]
+PARSED_CHECKS: list[ParsedCheck] = []
+
+
+def parsed_check(fn: ParsedCheck) -> ParsedCheck:
+    """Once per manifest file, with every document of it (objects or not)."""
+    PARSED_CHECKS.append(fn)
+    return fn
 
 
 def document_check(fn: DocumentCheck) -> DocumentCheck:
@@ -81,4 +94,4 @@ def history_check(fn: HistoryCheck) -> HistoryCheck:
 
 
 # Built-in families. Importing a module registers its rules and checks.
-from . import core, deprecations, imperative, livestate, objects, schema, secrets  # noqa: E402,F401
+from . import core, deprecations, imperative, livestate, objects, policy, schema, secrets  # noqa: E402,F401
