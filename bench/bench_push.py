@@ -1,0 +1,513 @@
+"""Push-speed benchmark: the gate's own wall time and peak memory, median of several runs.
+
+    python bench/bench_push.py --corpus kube-prometheus
+    python bench/bench_push.py --corpus generated --objects 10000 --runs 5
+    python bench/bench_push.py --corpus kube-prometheus --profile /tmp/prof   # cProfile of one run of each
+    python bench/bench_push.py --import-time
+    python bench/bench_push.py --corpus generated --code HEAD   # an export of a commit, not the live tree
+
+Figures (one line each):
+  cold-push   first push of the whole corpus into a fresh bare repository (a new one for every run)
+  one-file    a push that changes one manifest (a label added to its first object) on a server that
+              has already seen the corpus
+  readme      a push that changes no manifest (README.md edited)
+  validate    `gitops-hooks validate` of the clone's working tree
+
+Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
+wrapper that starts the hook installed by `gitops-hooks install` and records, with os.wait4, the wall
+time from spawn to exit and the child's ru_maxrss. git's own transfer time is not counted. `validate`
+is measured the same way, as a child of this script. "MB" is ru_maxrss / 1024 (MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent
+SHARED = HERE.parent.parent / "shared"
+KUBE_PROMETHEUS = SHARED / "corpus" / "kube-prometheus" / "manifests"
+EXE = str(Path(sys.executable).parent / "gitops-hooks")
+FIGURES = ("cold-push", "one-file", "readme", "validate")
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+# The measuring wrapper, installed as hooks/pre-receive. Standard library only; `-S` skips site.
+WRAPPER = '''#!{python} -S
+import json, os, sys, time
+cmd = {cmd!r}
+start = time.perf_counter()
+pid = os.posix_spawn(cmd[0], cmd, os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+code = os.waitstatus_to_exitcode(status)
+with open({record!r}, "a") as fh:
+    fh.write(json.dumps({{"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": code,
+                         "user": usage.ru_utime, "sys": usage.ru_stime}}) + "\\n")
+sys.exit(code)
+'''
+
+# Runs the suite's command line under cProfile (imports included) and writes the stats to argv[1].
+PROFILED = '''
+import cProfile, sys
+out, args = sys.argv[1], sys.argv[2:]
+sys.argv = ["gitops-hooks", *args]
+prof = cProfile.Profile()
+prof.enable()
+code = 0
+try:
+    from gitops_hooks.cli import main
+    main()
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+sys.exit(code)
+'''
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    maxrss_kb: int
+    exit: int
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------- git and measuring
+
+def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **GIT_ENV}
+    env.pop("GIT_DIR", None)
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise BenchError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def measured(cmd: list[str], cwd: Path) -> Sample:
+    """Run cmd as a child; wall time from spawn to exit and the child's peak RSS."""
+    import time
+
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as null:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=null, stderr=null)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Sample(wall, usage.ru_maxrss, proc.returncode)
+
+
+def profiled_cmd(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-c", PROFILED, str(out), *args]
+
+
+class Server:
+    """A bare repository with the suite installed by `gitops-hooks install`, its hook wrapped to measure."""
+
+    def __init__(self, path: Path, record: Path, profile: Path | None = None) -> None:
+        self.path = path
+        self.record = record
+        proc = subprocess.run([EXE, "install", str(path)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BenchError(f"gitops-hooks install {path} failed: {proc.stderr.strip()}")
+        hook = path / "hooks" / "pre-receive"
+        installed = path / "hooks" / "pre-receive.measured"
+        hook.rename(installed)
+        cmd = profiled_cmd(profile, "pre-receive") if profile else [str(installed)]
+        hook.write_text(WRAPPER.format(python=sys.executable, cmd=cmd, record=str(record)), encoding="utf-8")
+        hook.chmod(0o755)
+
+    def samples(self) -> list[Sample]:
+        if not self.record.exists():
+            return []
+        return [Sample(d["wall"], d["maxrss_kb"], d["exit"])
+                for d in map(json.loads, self.record.read_text(encoding="utf-8").splitlines())]
+
+    def push(self, clone: Path) -> tuple[Sample, str]:
+        """Push the clone's HEAD to main; the hook's sample and what the pusher saw."""
+        before = len(self.samples())
+        proc = git("push", "--porcelain", str(self.path), "HEAD:refs/heads/main", cwd=clone, check=False)
+        after = self.samples()
+        if len(after) != before + 1:
+            raise BenchError(f"the measuring hook did not record the push to {self.path}:\n{proc.stderr}")
+        return after[-1], proc.stderr
+
+    def force(self, clone: Path) -> None:
+        """Make main the clone's HEAD without running hooks (when the gate refused a base state)."""
+        git("--git-dir", str(self.path), "fetch", "--quiet", str(clone), "+HEAD:refs/heads/main")
+
+
+# ---------------------------------------------------------------------------- which code is measured
+
+def export_code(rev: str, dest: Path) -> str:
+    """Export commit `rev` of the checkout to dest and make every child import gitops_hooks from there.
+
+    The editable install maps gitops_hooks.schemas_data and .hook_scripts to the live checkout; the links
+    make the export self-contained. Returns the commit id.
+    """
+    sha = git("rev-parse", "--verify", f"{rev}^{{commit}}", cwd=CHECKOUT).stdout.strip()
+    dest.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "archive", sha], cwd=CHECKOUT, stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise BenchError(f"git archive {sha} failed")
+    (dest / "gitops_hooks" / "schemas_data").symlink_to(dest / "schemas")
+    (dest / "gitops_hooks" / "hook_scripts").symlink_to(dest / "hooks")
+    os.environ["PYTHONPATH"] = str(dest)
+    return sha
+
+
+def code_description() -> str:
+    """Where the children import gitops_hooks from, and at which commit."""
+    proc = subprocess.run([sys.executable, "-c", "import gitops_hooks; print(gitops_hooks.__file__)"],
+                          capture_output=True, text=True, check=False, cwd="/")
+    where = Path(proc.stdout.strip() or "?").parent.parent
+    if os.environ.get("PYTHONPATH") and str(where) == os.environ["PYTHONPATH"]:
+        return f"code: export in {where}"
+    head = git("rev-parse", "--short", "HEAD", cwd=CHECKOUT, check=False).stdout.strip()
+    dirty = git("status", "--porcelain", "--", "gitops_hooks", "schemas", "hooks", cwd=CHECKOUT, check=False)
+    changed = len(dirty.stdout.splitlines())
+    state = f", plus uncommitted changes in {changed} files" if changed else ""
+    return f"code: live checkout {where} at {head}{state}"
+
+
+# ---------------------------------------------------------------------------- corpus and clone
+
+def write_corpus(kind: str, objects: int, clone: Path) -> str:
+    if kind == "kube-prometheus":
+        if not KUBE_PROMETHEUS.is_dir():
+            raise BenchError(f"the shared corpus is not at {KUBE_PROMETHEUS}")
+        shutil.copytree(KUBE_PROMETHEUS, clone / "manifests")
+        return "kube-prometheus"
+    sys.path.insert(0, str(HERE))
+    import make_corpus
+
+    make_corpus.write(make_corpus.build(make_corpus.load_pool(make_corpus.DEFAULT_SOURCE), objects), clone)
+    return f"generated-{objects}"
+
+
+def make_clone(path: Path, kind: str, objects: int) -> str:
+    git("init", "--quiet", "--initial-branch=main", str(path))
+    label = write_corpus(kind, objects, path)
+    commit(path, "corpus")
+    return label
+
+
+def commit(clone: Path, message: str) -> None:
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", message, cwd=clone)
+
+
+def manifest_files(clone: Path) -> list[Path]:
+    return sorted(p for p in clone.rglob("*.yaml") if ".git" not in p.parts)
+
+
+def edit_one_file(clone: Path, run: int) -> Path:
+    """Add (or change) a label on the first object of one manifest; falls back to a comment."""
+    files = manifest_files(clone)
+    target = next((p for p in files if b"\n  labels:\n" in p.read_bytes()), files[0])
+    text = target.read_text(encoding="utf-8")
+    label = f"    bench.gitops-hooks.io/edit: run-{run}\n"
+    if "bench.gitops-hooks.io/edit:" in text:
+        lines = text.splitlines(keepends=True)
+        text = "".join(label if "bench.gitops-hooks.io/edit:" in ln else ln for ln in lines)
+    elif "\n  labels:\n" in text:
+        text = text.replace("\n  labels:\n", "\n  labels:\n" + label, 1)
+    else:
+        text += f"# bench edit {run}\n"
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+# ---------------------------------------------------------------------------- figures
+
+def cold_push(work: Path, clone: Path, runs: int, profile: Path | None) -> list[Sample]:
+    out = []
+    for i in range(runs):
+        server = Server(work / f"cold-{i}.git", work / f"cold-{i}.jsonl", profile if i == 0 else None)
+        sample, _ = server.push(clone)
+        out.append(sample)
+        shutil.rmtree(server.path)
+        if profile is not None:
+            break
+    return out
+
+
+def warm_server(work: Path, clone: Path) -> tuple[Server, str]:
+    """A server that has seen the corpus through the gate (so a cache, if any, is filled)."""
+    server = Server(work / "warm.git", work / "warm.jsonl")
+    sample, output = server.push(clone)
+    note = ""
+    if sample.exit != 0:
+        server.force(clone)
+        note = "the gate refused the corpus itself; the base was placed without hooks"
+        remote = "\n".join(ln for ln in output.splitlines() if ln.startswith("remote:"))
+        _log(f"note: {note}:\n{remote[-3000:]}")
+    return server, note
+
+
+def incremental(server: Server, clone: Path, runs: int, change: Callable[[int], None]) -> list[Sample]:
+    out = []
+    for i in range(runs):
+        change(i)
+        commit(clone, f"bench change {i}")
+        sample, _ = server.push(clone)
+        if sample.exit != 0:
+            server.force(clone)
+        out.append(sample)
+    return out
+
+
+def validate_runs(clone: Path, runs: int, profile: Path | None) -> list[Sample]:
+    if profile is not None:
+        return [measured(profiled_cmd(profile, "validate"), clone)]
+    return [measured([EXE, "validate"], clone) for _ in range(runs)]
+
+
+def summary(label: str, figure: str, samples: list[Sample], note: str = "") -> str:
+    walls = [s.wall for s in samples]
+    peak = max(s.maxrss_kb for s in samples) / 1024
+    codes = sorted({s.exit for s in samples})
+    status = "" if codes == [0] else f"; hook exit {','.join(map(str, codes))}"
+    spread = f", min {min(walls):.3f}, max {max(walls):.3f}" if len(walls) > 1 else ""
+    extra = f"; {note}" if note else ""
+    return (f"{label} {figure}: median {statistics.median(walls):.3f} s, peak RSS {peak:.0f} MB "
+            f"({len(samples)} run{'s' if len(samples) != 1 else ''}{spread}{status}{extra})")
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
+              profile: Path | None) -> list[str]:
+    clone = work / "clone"
+    label = make_clone(clone, kind, objects)
+    _log(f"{label}: {len(manifest_files(clone))} manifest files in {clone}")
+    lines: list[str] = []
+
+    def emit(figure: str, samples: list[Sample], note: str = "") -> None:
+        line = summary(label, figure, samples, note)
+        print(line, flush=True)
+        lines.append(line)
+
+    prof = (lambda name: profile / f"{label}-{name}.prof") if profile else (lambda name: None)
+    if "cold-push" in only:
+        emit("cold-push", cold_push(work, clone, runs, prof("cold-push")))
+    if "one-file" in only or "readme" in only:
+        server, note = warm_server(work, clone)
+        if "one-file" in only:
+            emit("one-file", incremental(server, clone, runs, lambda i: _noop(edit_one_file(clone, i))), note)
+        if "readme" in only:
+            readme = clone / "README.md"
+            edit = lambda i: _noop(readme.write_text(f"bench edit {i}\n"))  # noqa: E731
+            emit("readme", incremental(server, clone, runs, edit), note)
+    if "validate" in only:
+        emit("validate", validate_runs(clone, runs, prof("validate")))
+    if profile:
+        for path in sorted(profile.glob(f"{label}-*.prof")):
+            print_profile(path)
+    return lines
+
+
+def _noop(_: object) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------- profiles and imports
+
+# Phases of the pipeline by the function that does them: (label, file suffix, function name). Cumulative
+# times overlap where phases nest (lazy imports count both in "imports" and in the phase that imports).
+PHASES = (
+    ("imports (all, incl. lazy)", "<frozen importlib._bootstrap>", "_find_and_load"),
+    ("server config load", "gitops_hooks/config.py", "load_server_config"),
+    ("schemas setup (make_context)", "gitops_hooks/pipeline.py", "make_context"),
+    ("git: tree walk", "gitops_hooks/gitrepo.py", "entries"),
+    ("git: blob reads", "gitops_hooks/gitrepo.py", "read"),
+    ("YAML → documents (documents.parse)", "gitops_hooks/documents.py", "parse"),
+    ("  of which composing + our builder (parse_yaml)", "gitops_hooks/documents.py", "parse_yaml"),
+    ("  of which our builder (_document)", "gitops_hooks/documents.py", "_document"),
+    ("  of which alias-size walk (_expanded_size)", "gitops_hooks/documents.py", "_expanded_size"),
+    ("  of which PyYAML's Python resolver (resolve)", "yaml/resolver.py", "resolve"),
+    ("positions re-composed (SourceFile._nodes)", "gitops_hooks/documents.py", "_nodes"),
+    ("kustomize: plan (kustomize.find)", "gitops_hooks/kustomize.py", "find"),
+    ("kustomize: simple_render", "gitops_hooks/kustomize.py", "simple_render"),
+    ("kustomize: kubectl_render", "gitops_hooks/kustomize.py", "kubectl_render"),
+    ("schema check (validate_schema)", "gitops_hooks/checks/schema.py", "validate_schema"),
+    ("  of which compiling validators", "gitops_hooks/schemas.py", "compile_schema"),
+    ("  of which CRD → JSON schema", "gitops_hooks/schemas.py", "crd_to_jsonschema"),
+    ("policy apply", "gitops_hooks/config.py", "apply"),
+    ("report (render_text)", "gitops_hooks/report.py", "render_text"),
+    ("whole pipeline (check_snapshot)", "gitops_hooks/pipeline.py", "check_snapshot"),
+)
+
+
+JSONSCHEMA_RS = "jsonschema-rs (compiled)"
+
+
+def bucket(key: tuple[str, int, str]) -> str:
+    """Who spent the time: a package, one of our modules, or the import machinery."""
+    filename, _, name = key
+    if filename == "~":
+        for needle, label in (("_yaml.", "yaml (libyaml C)"), ("jsonschema_rs", JSONSCHEMA_RS),
+                              ("validator_for", JSONSCHEMA_RS), ("is_valid", JSONSCHEMA_RS),
+                              ("iter_errors", JSONSCHEMA_RS),
+                              ("pygit2", "pygit2 (libgit2)"), ("marshal", "imports"), ("_imp.", "imports"),
+                              ("builtins.exec", "imports"), ("_json", "json"), ("posix", "os / subprocess"),
+                              ("select", "os / subprocess"), ("_io.", "file io"), ("re.Pattern", "re")):
+            if needle in name:
+                return label
+        return "builtins (other)"
+    if filename.startswith("<frozen"):
+        return "imports"
+    path = filename.replace("\\", "/")
+    if "/gitops_hooks/" in path:
+        return "gitops_hooks/" + path.split("/gitops_hooks/", 1)[1]
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    return "stdlib " + Path(path).name
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    raw = stats.stats  # type: ignore[attr-defined]
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(f"\n== profile {path.name}: {total:.3f} s under cProfile (cProfile slows Python code ~1.5-2x)")
+    print("-- own time by package / module")
+    own: dict[str, float] = {}
+    for key, (_, _, tt, _, _) in raw.items():
+        own[bucket(key)] = own.get(bucket(key), 0.0) + tt
+    for name, tt in sorted(own.items(), key=lambda x: -x[1])[:top]:
+        print(f"{tt:8.3f} s {100 * tt / total:5.1f}%  {name}")
+    print("-- phases (cumulative time of the function doing it)")
+    for label, suffix, fname in PHASES:
+        ct = _cum(raw, suffix, fname)
+        print(f"{ct:8.3f} s {100 * ct / total:5.1f}%  {label}" if ct else f"       -           {label}")
+    documents = "gitops_hooks/documents.py"
+    composing = _cum(raw, documents, "parse_yaml") - _cum(raw, documents, "_document")
+    print(f"{composing:8.3f} s {100 * composing / total:5.1f}%  YAML composing (parse_yaml minus _document: "
+          "libyaml through PyYAML's Cython parser, invisible to cProfile, plus the Python resolver)")
+    print("-- top functions by own time")
+    for key, (_, nc, tt, ct, _) in sorted(raw.items(), key=lambda x: -x[1][2])[:top]:
+        print(f"{tt:8.3f} s own {ct:8.3f} s cum {nc:8d} calls  {_where(key)}")
+
+
+RawStats = dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+
+
+def _cum(raw: RawStats, suffix: str, name: str) -> float:
+    return sum(v[3] for k, v in raw.items() if k[0].endswith(suffix) and k[2] == name)
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    filename, line, name = key
+    if filename == "~":
+        return name
+    short = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+    return f"{short}:{line}({name})"
+
+
+def import_times(module: str, top: int) -> list[str]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                          capture_output=True, text=True, check=False, cwd="/")  # cwd: not the checkout
+    if proc.returncode != 0:
+        raise BenchError(f"import {module} failed: {proc.stderr.strip().splitlines()[-1]}")
+    rows = list(_importtime_rows(proc.stderr))
+    lines = [f"import {module}: {sum(s for s, _, _ in rows) / 1e6:.3f} s in {len(rows)} modules "
+             f"(python -X importtime); top {top} by cumulative time:"]
+    for self_us, cum_us, name in sorted(rows, key=lambda r: -r[1])[:top]:
+        lines.append(f"{cum_us / 1000:8.1f} ms cum {self_us / 1000:8.1f} ms self  {name}")
+    return lines
+
+
+def _importtime_rows(text: str) -> Iterator[tuple[int, int, str]]:
+    for line in text.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        parts = line[len("import time:"):].split("|")
+        if len(parts) == 3:
+            yield int(parts[0]), int(parts[1]), parts[2].rstrip()
+
+
+# ---------------------------------------------------------------------------- command line
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Time the gitops-hooks gate on a corpus (see the docstring).")
+    p.add_argument("--corpus", choices=("kube-prometheus", "generated"), default="kube-prometheus")
+    p.add_argument("--objects", type=int, default=10_000, help="objects of the generated corpus (10000)")
+    p.add_argument("--runs", type=int, default=5, help="runs per figure; the median is printed (default 5)")
+    p.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}")
+    p.add_argument("--workdir", type=Path, help="keep the repositories here instead of a temporary folder")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="instead of timing, run the cold push and validate once each under cProfile, "
+                        "write DIR/<corpus>-<figure>.prof and print where the time goes")
+    p.add_argument("--code", metavar="REV",
+                   help="measure commit REV of the checkout (exported to the work folder), not the live tree")
+    p.add_argument("--import-time", action="store_true", help="print the slowest imports of the hook path")
+    p.add_argument("--module", default="gitops_hooks.prereceive", help="module for --import-time")
+    p.add_argument("--top", type=int, default=25, help="rows for --import-time and --profile")
+    args = p.parse_args(argv)
+    args.only = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = set(args.only) - set(FIGURES)
+    if unknown:
+        p.error(f"--only: unknown figure(s) {', '.join(sorted(unknown))}; choose from {', '.join(FIGURES)}")
+    if args.runs < 1 or args.objects < 1:
+        p.error("--runs and --objects must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-bench-"))
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if args.workdir is not None and any(work.iterdir()):
+            raise BenchError(f"--workdir {work} is not empty")
+        run(args, work)
+    except BenchError as exc:
+        print(f"bench_push: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    if args.code:
+        _log(f"measuring commit {export_code(args.code, work / 'code')}")
+    _log(code_description())
+    if args.import_time:
+        print("\n".join(import_times(args.module, args.top)))
+        return
+    if not Path(EXE).exists():
+        raise BenchError(f"no gitops-hooks executable beside {sys.executable}")
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        args.only = [f for f in args.only if f in ("cold-push", "validate")]
+    run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
