@@ -506,7 +506,13 @@ def run(args: argparse.Namespace, work: Path) -> None:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         args.only = [f for f in args.only if f in ("cold-push", "validate")]
+    _log(f"load average before: {_load()}")
     run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
+    _log(f"load average after: {_load()} (the cores are shared: compare figures taken at like load)")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":
