@@ -16,6 +16,7 @@ from conftest import CORPUS, Clone, Server, need_corpus, run_suite
 
 from gitops_hooks.schemas import (
     CustomSchemas,
+    KubernetesSchemas,
     bundled_crd_dir,
     crd_to_jsonschema,
     definition_closure,
@@ -193,16 +194,31 @@ def test_crd_in_the_tree_validates_its_custom_resources(tmp_path: Path) -> None:
 def test_unknown_kind_in_builtin_group_is_an_error(tmp_path: Path) -> None:
     files = {
         "a.yaml": "apiVersion: apps/v1\nkind: Deploymnet\nmetadata:\n  name: web\n",
-        "b.yaml": "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata:\n  name: web\n",
+        "b.yaml": "apiVersion: networking.k8s.io/v2\nkind: Ingress\nmetadata:\n  name: web\n",
+        "c.yaml": "apiVersion: extensions/v1beta1\nkind: Ingress\nmetadata:\n  name: old\n",
     }
-    code, lines = validate(tmp_path / "repo", files)
-    assert code == 1
-    assert lines[0].startswith(
-        "a.yaml:1:1: error [schema-unknown-builtin] Deploymnet apps/v1 is not served by Kubernetes 1."
-    )
-    assert lines[1].startswith(
-        "b.yaml:1:1: error [schema-unknown-builtin] Ingress extensions/v1beta1 is not served by Kubernetes 1."
-    )
+    proc = run_suite("validate", ".", cwd=_write(tmp_path / "repo", files))
+    assert proc.returncode == 1
+    lines = [line for line in proc.stdout.splitlines() if "] " in line or "hint:" in line]
+    version = KubernetesSchemas("", True).version
+    unknown = "error [schema-unknown-builtin]"
+    assert lines[:4] == [
+        f"a.yaml:1:1: {unknown} Deploymnet apps/v1 is not served by Kubernetes {version}",
+        f"    hint: Kubernetes {version} has no kind Deploymnet in this group",
+        f"b.yaml:1:1: {unknown} Ingress networking.k8s.io/v2 is not served by Kubernetes {version}",
+        f"    hint: Kubernetes {version} serves Ingress as networking.k8s.io/v1",
+    ]
+    # A removed API is reported once, by api-removed, which names the replacement.
+    assert [line.split(" ", 3)[:3] for line in lines[4:] if "] " in line] == [
+        ["c.yaml:1:13:", "error", "[api-removed]"]
+    ]
+
+
+def _write(folder: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text, encoding="utf-8")
+    return folder
 
 
 UNKNOWN = "apiVersion: example.org/v1\nkind: Gadget\nmetadata:\n  name: g\n"
