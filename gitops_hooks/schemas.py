@@ -228,6 +228,10 @@ def _convert(s: Any, strict: bool, top: bool = False) -> dict[str, Any]:
     return out
 
 
+class UnusableSchema(Exception):
+    """A custom resource's schema cannot be compiled (a broken CRD); the message says which and where."""
+
+
 class CustomSchemas:
     """Schemas for custom resources, keyed by GVK, from CRD objects; compiled on first use."""
 
@@ -237,6 +241,7 @@ class CustomSchemas:
         self.source_name = source_name
         self._raw: dict[GVK, tuple[dict[str, Any], str, str]] = {}
         self._compiled: dict[GVK, Schema] = {}
+        self._broken: dict[GVK, str] = {}
 
     def add_crd(self, crd: dict[str, Any], where: str) -> list[GVK]:
         added = []
@@ -269,7 +274,16 @@ class CustomSchemas:
         if raw is None:
             return None
         schema, where, scope = raw
-        validator = compile_schema(crd_to_jsonschema(schema, self.strict, self.object_meta))
+        if gvk in self._broken:
+            raise UnusableSchema(self._broken[gvk])
+        try:
+            validator = compile_schema(crd_to_jsonschema(schema, self.strict, self.object_meta))
+        except ValueError as exc:  # jsonschema_rs.ValidationError is a ValueError
+            first = (str(exc).strip().splitlines() or ["invalid schema"])[0]
+            at = "/".join(str(p) for p in getattr(exc, "instance_path", ()) or ())
+            self._broken[gvk] = (f"the openAPIV3Schema of {gvk[2]} {gvk[0]}/{gvk[1]} in {where} is not usable"
+                                 f"{' at /' + at if at else ''}: {first}")
+            raise UnusableSchema(self._broken[gvk]) from None
         compiled = Schema(gvk, where, validator, scope)
         self._compiled[gvk] = compiled
         return compiled

@@ -6,13 +6,15 @@ What a user sees is checked through the real `gitops-hooks validate` command and
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pytest
-from conftest import CORPUS, Clone, Server, need_corpus, run_suite
+from conftest import CORPUS, EXE, Clone, Server, need_corpus
 
 from gitops_hooks.schemas import (
     CustomSchemas,
@@ -24,6 +26,12 @@ from gitops_hooks.schemas import (
 )
 
 FLUX = CORPUS / "flux2-kustomize-helm-example"
+
+
+def run_suite(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI, with a result cache of its own (so results come from the code under test)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cwd.parent / "xdg-cache")}
+    return subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, env=env, check=False)
 
 
 def validate(folder: Path, files: dict[str, str], policy: str | None = None) -> tuple[int, list[str]]:
@@ -185,6 +193,17 @@ def test_crd_in_the_tree_validates_its_custom_resources(tmp_path: Path) -> None:
         "bad.yaml:7:9: error [schema-invalid] widget.example.com/w1: spec.size: 0 is less than the minimum "
         "of 1",
         "bad.yaml:9:3: error [schema-invalid] widget.example.com/w1: spec.colour: unknown field 'colour'",
+    ]
+
+
+def test_broken_crd_in_the_tree_is_reported_at_its_resources(tmp_path: Path) -> None:
+    crd = WIDGET_CRD.replace("size: {type: integer, minimum: 1}", "size: {type: integr}")
+    code, lines = validate(tmp_path / "repo", {"crd.yaml": crd, "w.yaml": widget("w1", "  size: 3\n")})
+    assert code == 1
+    assert lines == [
+        "w.yaml:1:1: error [schema-invalid] widget.example.com/w1: not validated: the openAPIV3Schema of "
+        "Widget example.com/v1 in crd.yaml:1 is not usable at /properties/spec/properties/size/type: "
+        "\"integr\" is not valid under any of the schemas listed in the 'anyOf' keyword"
     ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from .. import kubeconform
 from ..documents import YAML11_BOOLS, Document
 from ..findings import Finding, Rule, Severity, finding, register
-from ..schemas import split_api_version
+from ..schemas import UnusableSchema, split_api_version
 from . import CheckContext, document_check
 
 MAX_ERRORS_PER_OBJECT = 10
@@ -35,7 +35,14 @@ def validate_schema(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
         return  # reported by object-required; or delegated to the kubeconform engine (pipeline)
     group, version = split_api_version(api_version)
     gvk = (group, version, kind)
-    schema = ctx.custom.get(gvk) if gvk in ctx.custom else None
+    try:
+        schema = ctx.custom.get(gvk) if gvk in ctx.custom else None
+    except UnusableSchema as exc:
+        yield finding("schema-invalid", doc.path, doc.line, doc.column,
+                      f"{doc.describe()}: not validated: {exc}",
+                      "fix the CustomResourceDefinition (the API server would refuse it too)",
+                      subject=doc.subject())
+        return
     if schema is None:
         schema = ctx.kube.get(gvk)
     if schema is None:
