@@ -158,3 +158,118 @@ def policy_export(repo: Path) -> None:
     except (ConfigError, UsageProblem) as exc:
         click.echo(f"gitops-hooks policy export: {exc}", err=True)
         sys.exit(2)
+
+
+# ---------------------------------------------------------------------------- reconciliation
+
+def _repo_option() -> object:
+    return click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="The bare repository (default: $GIT_DIR or the current folder).")
+
+
+def _repo(repo: Path | None) -> Path:
+    from .gitrepo import git_dir_from_env
+
+    return repo.resolve() if repo else git_dir_from_env()
+
+
+@main.group("env")
+def env_group() -> None:
+    """Manage environments: which ref is applied to which cluster."""
+
+
+@env_group.command("add")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("--ref", required=True, help="Branch or ref whose tip is applied (main, refs/heads/main).")
+@click.option("--path", "folder", default="", help="Folder of the repository holding the desired state.")
+@click.option("--kubeconfig", help="Kubeconfig file of the cluster.")
+@click.option("--context", help="Context in the kubeconfig.")
+@click.option("--in-cluster", is_flag=True, help="Use the service account of the pod the server runs in.")
+@click.option("--namespace", default="default", show_default=True, help="Namespace for objects without one.")
+@click.option("--var", "variables", multiple=True, help="NAME=value for ${NAME} substitution (repeatable).")
+@click.option("--backend", type=click.Choice(["direct", "flux", "argocd"]), default="direct", show_default=True)
+@click.option("--prune/--no-prune", default=None, help="Delete objects that left git (default: on).")
+@click.option("--allow-empty-prune", is_flag=True, default=None, help="Let an empty desired set prune everything.")
+@click.option("--force-conflicts", is_flag=True, default=None, help="Take over fields owned by other managers.")
+@click.option("--health-timeout", type=float, help="Seconds to wait for health (default 300).")
+@click.option("--wait", is_flag=True, default=None, help="Always keep the pusher until healthy.")
+@click.option("--flux", "flux", help="KIND/NAMESPACE/NAME of the Flux GitRepository or Kustomization to trigger.")
+@click.option("--argocd", "argocd", help="NAMESPACE/NAME of the Argo CD Application to refresh.")
+@click.option("--replace", is_flag=True, help="Replace an environment of the same name.")
+def env_add(repo: Path, name: str, ref: str, folder: str, kubeconfig: str | None, context: str | None,
+            in_cluster: bool, namespace: str, variables: tuple[str, ...], backend: str, prune: bool | None,
+            allow_empty_prune: bool | None, force_conflicts: bool | None, health_timeout: float | None,
+            wait: bool | None, flux: str | None, argocd: str | None, replace: bool) -> None:
+    """Add environment NAME to the bare repository REPO (checked like the configuration file)."""
+    from .config import ConfigError
+    from .reconcile.commands import env_add as add
+    from .reconcile.commands import env_settings
+
+    extra: dict[str, object] = {"prune": prune, "allow_empty_prune": allow_empty_prune,
+                                "force_conflicts": force_conflicts, "health_timeout": health_timeout, "wait": wait}
+    if flux:
+        kind, _, rest = flux.partition("/")
+        ns, _, fname = rest.rpartition("/")
+        extra["flux"] = {"kind": kind, "name": fname, "namespace": ns or "flux-system"}
+    if argocd:
+        ns, _, app = argocd.rpartition("/")
+        extra["argocd"] = {"application": app, "namespace": ns or "argocd"}
+    try:
+        settings = env_settings(ref, folder, kubeconfig, context, in_cluster, namespace, list(variables), backend, extra)
+    except ConfigError as exc:
+        click.echo(f"gitops-hooks env add: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(add(repo, name, settings, replace, sys.stdout))
+
+
+@env_group.command("list")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def env_list(repo: Path) -> None:
+    """List REPO's environments."""
+    from .reconcile.commands import env_list as listing
+
+    sys.exit(listing(repo, sys.stdout))
+
+
+@env_group.command("remove")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("name")
+def env_remove(repo: Path, name: str) -> None:
+    """Remove environment NAME (the cluster's objects are left alone)."""
+    from .reconcile.commands import env_remove as remove
+
+    sys.exit(remove(repo, name, sys.stdout))
+
+
+@main.command("history")
+@click.argument("name")
+@_repo_option()  # type: ignore[misc]
+@click.option("--limit", type=int, default=50, show_default=True)
+def history(name: str, repo: Path | None, limit: int) -> None:
+    """Show the reconciles of environment NAME recorded in refs/notes/gitops, newest first."""
+    from .reconcile.commands import history as show
+
+    sys.exit(show(_repo(repo), name, limit, sys.stdout))
+
+
+@main.command("reconcile")
+@click.argument("name")
+@_repo_option()  # type: ignore[misc]
+@click.option("--wait", is_flag=True, help="Wait until the applied objects are healthy.")
+@click.option("--health-of", hidden=True, help="Internal: the background health check of a commit.")
+def reconcile(name: str, repo: Path | None, wait: bool, health_of: str | None) -> None:
+    """Apply environment NAME's newest accepted commit now (corrects drift; picks up pending work)."""
+    from .reconcile.commands import reconcile as run
+
+    sys.exit(run(_repo(repo), name, wait, health_of, sys.stdout))
+
+
+@main.command("diff")
+@click.argument("name")
+@_repo_option()  # type: ignore[misc]
+def diff(name: str, repo: Path | None) -> None:
+    """Show live against desired for environment NAME (server-side dry run); exit 1 on drift."""
+    from .reconcile.commands import diff as show
+
+    sys.exit(show(_repo(repo), name, sys.stdout))

@@ -3,7 +3,7 @@
 It listens on 127.0.0.1 on a random port (plain HTTP, threaded, HTTP/1.1 keep-alive) and follows the
 documented behaviour of the real API server for:
 
-- discovery: `/api`, `/apis`, `/api/v1` and `/apis/<group>/<version>` resource lists; a
+- discovery: `/api`, `/apis`, `/apis/<group>`, `/api/v1` and `/apis/<group>/<version>` resource lists; a
   CustomResourceDefinition adds its resource once it is Established (after `crd_delay` seconds);
 - GET of one object, LIST (per namespace or across namespaces) with label selectors
   (`a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`);
@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -562,6 +563,7 @@ class KubeAPI:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections: set[Any] = set()
 
     # -- lifecycle
     def start(self) -> KubeAPI:
@@ -574,10 +576,18 @@ class KubeAPI:
         return self
 
     def stop(self) -> None:
+        """Stop listening and cut every open connection, as a dead API server would."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            conns, self.connections = list(self.connections), set()
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     down = stop
 
@@ -662,6 +672,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.api._lock:
+            self.api.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.api._lock:
+            self.api.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -730,6 +753,13 @@ class _Handler(BaseHTTPRequestHandler):
                            "preferredVersion": {"groupVersion": f"{g}/{sorted(vs)[0]}", "version": sorted(vs)[0]}}
                           for g, vs in sorted(store.group_versions().items()) if g]
                 return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+            if parts[:1] == ["apis"] and len(parts) == 2:
+                versions = sorted(store.group_versions().get(parts[1], set()))
+                if not versions:
+                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                gvs = [{"groupVersion": f"{parts[1]}/{v}", "version": v} for v in versions]
+                return 200, {"kind": "APIGroup", "apiVersion": "v1", "name": parts[1], "versions": gvs,
+                             "preferredVersion": gvs[0]}
             if parts[:1] == ["api"] and len(parts) >= 2:
                 group, version, rest = "", parts[1], parts[2:]
             elif parts[:1] == ["apis"] and len(parts) >= 3:

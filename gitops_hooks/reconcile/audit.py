@@ -1,0 +1,149 @@
+"""The audit trail: a git note under refs/notes/gitops on each reconciled commit.
+
+A note holds one YAML record per environment (the latest attempt on that commit): who pushed, when, the
+result, the change set and, once known, the health. Notes are written under a file lock with
+`git notes`, which moves the notes ref only once the new notes commit is complete, so a note is never
+half-written; a writer killed midway leaves the previous note in place.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .changes import ChangeSet
+from .state import locked, state_dir
+
+NOTES_REF = "refs/notes/gitops"
+PUSHER_VARS = ("GL_USERNAME", "GITHUB_USER_LOGIN", "REMOTE_USER", "USER")
+
+
+def pusher(env: Mapping[str, str]) -> str:
+    for var in PUSHER_VARS:
+        if env.get(var):
+            return f"{env[var]} ({var})"
+    return "unknown"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Record:
+    environment: str
+    commit: str
+    ref: str
+    pusher: str
+    time: str
+    result: str  # applied, failed, triggered, dry-run
+    changes: Mapping[str, list[str]]
+    error: str = ""
+    health: str = ""  # waiting, healthy, failed, timed out, or empty when not checked
+    health_detail: tuple[str, ...] = ()
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"environment": self.environment, "commit": self.commit, "ref": self.ref,
+                               "pusher": self.pusher, "time": self.time, "result": self.result,
+                               "attempts": self.attempts,
+                               "changes": {k: list(v) for k, v in self.changes.items()}}
+        if self.error:
+            out["error"] = self.error
+        if self.health:
+            out["health"] = self.health
+        if self.health_detail:
+            out["health_detail"] = list(self.health_detail)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Record:
+        return cls(str(d.get("environment", "")), str(d.get("commit", "")), str(d.get("ref", "")),
+                   str(d.get("pusher", "")), str(d.get("time", "")), str(d.get("result", "")),
+                   {str(k): [str(x) for x in v or []] for k, v in (d.get("changes") or {}).items()},
+                   str(d.get("error", "")), str(d.get("health", "")), tuple(d.get("health_detail") or ()),
+                   int(d.get("attempts", 1)))
+
+    def counts(self) -> str:
+        return ", ".join(f"{len(self.changes.get(a, []))} {a}" for a in
+                         ("created", "configured", "unchanged", "pruned", "failed"))
+
+
+def changes_of(cs: ChangeSet) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {a: [] for a in ("created", "configured", "unchanged", "pruned", "failed")}
+    for c in cs.changes:
+        text = c.subject + (f" -n {c.namespace}" if c.namespace else "")
+        if c.action in ("failed", "skipped", "triggered") and c.message:
+            text += f": {c.message}"
+        out.setdefault(c.action, []).append(text)
+    return out
+
+
+def _git(git_dir: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_AUTHOR_NAME="gitops-hooks", GIT_AUTHOR_EMAIL="gitops-hooks@localhost",
+               GIT_COMMITTER_NAME="gitops-hooks", GIT_COMMITTER_EMAIL="gitops-hooks@localhost")
+    return subprocess.run(["git", "--git-dir", str(git_dir), *args], input=input, capture_output=True, text=True,
+                          env=env, check=False)
+
+
+def read_note(git_dir: Path, commit: str) -> list[Record]:
+    proc = _git(git_dir, "notes", f"--ref={NOTES_REF}", "show", commit)
+    if proc.returncode != 0:
+        return []
+    try:
+        data = yaml.safe_load(proc.stdout)
+    except yaml.YAMLError:
+        return []
+    items = data.get("reconciles") if isinstance(data, dict) else None
+    return [Record.from_dict(x) for x in items or [] if isinstance(x, dict)]
+
+
+def write(git_dir: Path, record: Record) -> None:
+    """Put the record in the commit's note, replacing the same environment's earlier record there."""
+    _update(git_dir, record.commit, record.environment, lambda old: record)
+
+
+def update_health(git_dir: Path, environment: str, commit: str, health: str, detail: list[str]) -> None:
+    _update(git_dir, commit, environment,
+            lambda old: replace(old, health=health, health_detail=tuple(detail)) if old else None)
+
+
+def _update(git_dir: Path, commit: str, environment: str, change: Callable[[Record | None], Record | None]) -> None:
+    with locked(state_dir(git_dir) / "notes.lock", blocking=True):
+        records = read_note(git_dir, commit)
+        old = next((r for r in records if r.environment == environment), None)
+        new = change(old)
+        if new is None:
+            return
+        records = sorted([r for r in records if r.environment != environment] + [new], key=lambda r: r.environment)
+        text = "# gitops-hooks reconcile record\n" + yaml.safe_dump(
+            {"reconciles": [r.to_dict() for r in records]}, sort_keys=False, allow_unicode=True, width=200)
+        error = "git notes failed"
+        for attempt in range(20):
+            proc = _git(git_dir, "notes", f"--ref={NOTES_REF}", "add", "-f", "-F", "-", commit, input=text)
+            if proc.returncode == 0:
+                return
+            error = (proc.stderr.strip().splitlines() or [error])[-1]
+            time.sleep(0.05 * (attempt + 1))
+        raise OSError(f"cannot write the audit note: {error}")
+
+
+def history(git_dir: Path, environment: str, limit: int = 50) -> list[Record]:
+    proc = _git(git_dir, "notes", f"--ref={NOTES_REF}", "list")
+    out: list[Record] = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        out.extend(r for r in read_note(git_dir, parts[1]) if r.environment == environment)
+    out.sort(key=lambda r: r.time, reverse=True)
+    return out[:limit]

@@ -1,0 +1,225 @@
+"""What the command line and the hooks call: each function takes parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import config as configmod
+from . import audit, environments, state
+
+Emit = Callable[[str], None]
+
+
+def emitter(out: TextIO) -> Emit:
+    def emit(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+    return emit
+
+
+def _load(repo: Path) -> dict[str, Any]:
+    if not (repo / "HEAD").exists():
+        raise configmod.ConfigError(f"{repo} is not a bare git repository (give it with --repo)")
+    return configmod.load_server_config(repo)
+
+
+# ---------------------------------------------------------------------------- env add / list / remove
+
+def env_settings(ref: str, path: str, kubeconfig: str | None, context: str | None, in_cluster: bool, namespace: str,
+                 variables: list[str], backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    cluster: dict[str, Any] = {"in_cluster": True} if in_cluster else {}
+    if kubeconfig:
+        cluster["kubeconfig"] = str(Path(kubeconfig).resolve())
+    if context:
+        cluster["context"] = context
+    out: dict[str, Any] = {"ref": ref, "path": path.strip("/"), "cluster": cluster, "namespace": namespace,
+                           "backend": backend}
+    pairs = {}
+    for item in variables:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise configmod.ConfigError(f"--var {item!r}: write NAME=value")
+        pairs[name] = value
+    if pairs:
+        out["variables"] = pairs
+    out.update({k: v for k, v in options.items() if v is not None})
+    return out
+
+
+def env_add(repo: Path, name: str, settings: dict[str, Any], replace: bool, out: TextIO) -> int:
+    try:
+        out.write(environments.add(repo, name, settings, replace) + "\n")
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks env add: {exc}\n")
+        return 2
+    return 0
+
+
+def env_remove(repo: Path, name: str, out: TextIO) -> int:
+    try:
+        out.write(environments.remove(repo, name) + "\n")
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks env remove: {exc}\n")
+        return 2
+    return 0
+
+
+def env_list(repo: Path, out: TextIO) -> int:
+    try:
+        lines = environments.listing(repo)
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks env list: {exc}\n")
+        return 2
+    for line in lines or ["no environments: pushes are accepted, not applied"]:
+        out.write(line + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------- history, reconcile, diff
+
+def history(repo: Path, name: str, limit: int, out: TextIO) -> int:
+    try:
+        _load(repo)
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks history: {exc}\n")
+        return 2
+    records = audit.history(repo, name, limit)
+    if not records:
+        out.write(f"no reconcile recorded for {name}\n")
+    for r in records:
+        health = f", health {r.health}" if r.health else ""
+        out.write(f"{r.time}  {r.commit[:12]}  {r.result:9} {r.pusher}: {r.counts()}{health}\n")
+        if r.error:
+            out.write(f"    error: {r.error}\n")
+        for item in r.changes.get("failed", []):
+            out.write(f"    failed: {item}\n")
+        for item in r.health_detail:
+            out.write(f"    {item}\n")
+    pending = state.read_pending(repo, name)
+    if pending is not None:
+        out.write(f"pending: {pending.commit[:12]} since {pending.since}, {pending.attempts} failed attempts"
+                  + (f"; last error: {pending.last_error}" if pending.last_error else "") + "\n")
+    return 0
+
+
+def reconcile(repo: Path, name: str, wait: bool, health_of: str | None, out: TextIO) -> int:
+    from .run import Options, drive, health_check, request, tip
+
+    emit = emitter(out)
+    try:
+        server = _load(repo)
+        env = environments.named(server, name)
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks reconcile: {exc}\n")
+        return 2
+    if health_of:
+        return 0 if health_check(repo, env, health_of, emit) in ("healthy", "") else 1
+    commit = tip(repo, env.ref)
+    if commit is None:
+        sys.stderr.write(f"gitops-hooks reconcile: {env.ref} does not exist in {repo}\n")
+        return 2
+    request(repo, env, commit, audit.pusher(os.environ) + " via gitops-hooks reconcile")
+    outcomes = drive(repo, server, env, emit, Options(audit.pusher(os.environ), wait=wait, background=False))
+    if any(o.result == "failed" for o in outcomes):
+        return 1
+    if any(o.result == "coalesced" for o in outcomes):
+        return 0
+    return 0
+
+
+def diff(repo: Path, name: str, out: TextIO) -> int:
+    """Live against desired, by a server-side dry run; exit 1 when they differ, as `kubectl diff` does."""
+    from ..gitrepo import GitTree, open_repository
+    from .apply import Applier
+    from .desired import desired_set
+    from .kube import Kube, KubeError
+    from .plan import diff_text
+    from .run import tip
+
+    try:
+        server = _load(repo)
+        env = environments.named(server, name)
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks diff: {exc}\n")
+        return 2
+    commit = tip(repo, env.ref)
+    if commit is None:
+        sys.stderr.write(f"gitops-hooks diff: {env.ref} does not exist\n")
+        return 2
+    dset = desired_set(GitTree(open_repository(repo), commit), env, server)
+    if not dset.ok:
+        for f in dset.findings:
+            sys.stderr.write(f"{f.path}:{f.line}:{f.column}: {f.message}\n")
+        return 2
+    try:
+        kube = Kube(env)
+    except KubeError as exc:
+        sys.stderr.write(f"gitops-hooks diff: {exc.message}\n")
+        return 2
+    pruned: list[str] = []
+    applier = Applier(kube, env, lambda line: pruned.append(line) if " pruned" in line else None, dry_run=True,
+                      force=True)
+    cs = applier.run(dset)
+    kube.close()
+    if cs.error:
+        sys.stderr.write(f"gitops-hooks diff: {cs.error}\n")
+        return 2
+    text, count = diff_text(applier)
+    out.write(text)
+    for line in pruned:
+        out.write(f"would prune {line.removesuffix(' pruned')}\n")
+    for c in cs.of("failed"):
+        out.write(f"would fail: {c.line()}\n")
+    drift = count + len(pruned) + len(cs.of("failed"))
+    out.write(f"{name} at {commit[:12]}: {count} objects differ, {len(pruned)} would be pruned\n")
+    return 1 if drift else 0
+
+
+# ---------------------------------------------------------------------------- pre-receive: dry run
+
+def dry_run(repo: Any, updates: list[Any], server: Mapping[str, Any], emit: Emit) -> None:
+    """`git push -o gitops.dry-run`: the plan of every environment the push touches, by server-side dry run."""
+    from ..gitrepo import GitTree
+    from . import backends
+    from .desired import desired_set
+    from .kube import Kube, KubeError
+
+    touched = False
+    for u in updates:
+        if u.is_delete:
+            continue
+        for env in environments.for_ref(server, u.ref):
+            touched = True
+            emit(f"gitops-hooks: {env.name}: plan for {u.short()} (server dry run, nothing changes):")
+            dset = desired_set(GitTree(repo, u.new), env, server)
+            if not dset.ok:
+                emit(f"gitops-hooks: {env.name}: the desired state cannot be built; see the findings above")
+                continue
+            try:
+                kube = Kube(env)
+            except KubeError as exc:
+                emit(f"gitops-hooks: {env.name}: {exc.message}")
+                continue
+            try:
+                cs, _ = backends.run(kube, env, dset, lambda line: emit(f"{line} (server dry run)"), dry_run=True)
+            finally:
+                kube.close()
+            emit(f"gitops-hooks: {env.name}: would be: {cs.summary()}" + (f"; {cs.error}" if cs.error else ""))
+    if not touched:
+        emit("gitops-hooks: dry run: no environment follows the pushed refs")
+
+
+def environment_findings(repo: Any, update: Any, server: Mapping[str, Any]) -> list[Any]:
+    """Pre-receive: what in the pushed tree would make reconciliation fail (unknown variables, ...)."""
+    from ..gitrepo import GitTree
+    from .desired import desired_set
+
+    out = []
+    for env in environments.for_ref(server, update.ref):
+        found = desired_set(GitTree(repo, update.new), env, server).findings
+        out.extend(f for f in found if f.rule.startswith("reconcile-"))
+    return out

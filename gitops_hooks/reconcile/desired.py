@@ -1,0 +1,198 @@
+"""The desired set of an environment: the objects of its folder at a commit, after substitution.
+
+Read the same way the gate reads them (documents, kustomize with remote bases, plugins and Helm off),
+then `${VAR}` substitution with the environment's variables. Problems come back as findings, so the
+pre-receive gate can refuse a push that reconciliation would choke on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import kustomize
+from ..config import matches
+from ..documents import Document, ParsedFile, parse
+from ..findings import Finding, Rule, Severity, finding, register
+from ..gitrepo import Entry, Snapshot
+from ..pipeline import limits_of
+from .environments import Environment
+from .substitute import substitute_object
+
+register(
+    Rule("reconcile-variable", "reconcile", Severity.ERROR,
+         "A ${VAR} in an environment's folder is not set for that environment.",
+         "Reconciliation substitutes ${VAR} with the environment's variables, as Flux's post-build "
+         "substitution does. A variable that is neither set on the server (`gitops-hooks env add --var`) nor "
+         "given a default (`${VAR:=default}`) would make the apply fail, so the push is refused. Write "
+         "`$${VAR}` to keep the text literally.",
+         "metadata:\n  name: web-${CLUSTER_NAME:=dev}\n"),
+    Rule("reconcile-desired", "reconcile", Severity.ERROR,
+         "An environment's desired state cannot be built from this commit.",
+         "The folder of an environment must hold objects that can be applied: every document needs "
+         "apiVersion, kind and metadata.name, and an object may appear only once.", ""),
+)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One object to apply, with the file and line it came from."""
+
+    obj: dict[str, Any]
+    path: str
+    line: int
+
+    @property
+    def api_version(self) -> str:
+        return str(self.obj.get("apiVersion", ""))
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rsplit("/", 1)[0] if "/" in self.api_version else ""
+
+    @property
+    def name(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("namespace") or "")
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DesiredSet:
+    objects: tuple[Desired, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity is Severity.ERROR for f in self.findings)
+
+
+def _in(path: str, prefix: str) -> bool:
+    return not prefix or path.startswith(prefix)
+
+
+def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> tuple[list[Document], list[Finding]]:
+    """Objects of the environment's folder: kustomize roots inside it rendered, plain files read."""
+    from ..config import Policy
+
+    policy = Policy(dict(config))
+    limits = limits_of(policy)
+    prefix = env.folder_prefix()
+    entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
+    data: dict[str, bytes] = {}
+
+    def read(e: Entry) -> bytes:
+        if e.path not in data:
+            data[e.path] = snapshot.read(e)
+        return data[e.path]
+
+    parsed: dict[str, ParsedFile] = {}
+    for e in entries:
+        if e.is_link or e.is_submodule or e.size > limits.max_file_bytes or e.path == ".gitops-hooks.yaml":
+            continue
+        if matches(e.path, policy.include) and not matches(e.path, policy.manifest_exclude):
+            parsed[e.path] = parse(e.path, read(e), limits)
+    findings: list[Finding] = [f for pf in parsed.values() for f in pf.findings if _in(f.path, prefix)]
+    docs: list[Document] = []
+    consumed: set[str] = set()
+    if config["kustomize"]["enabled"]:
+        docs, consumed = _kustomize(entries, parsed, read, prefix, config, findings)
+    for path, pf in sorted(parsed.items()):
+        if path in consumed or not _in(path, prefix):
+            continue
+        docs.extend(d for d in pf.documents if d.is_object)
+    return docs, findings
+
+
+def _kustomize(entries: list[Entry], parsed: dict[str, ParsedFile], read: Any, prefix: str,
+               config: Mapping[str, Any], findings: list[Finding]) -> tuple[list[Document], set[str]]:
+    plan = kustomize.find(entries, parsed, read)
+    files = {e.path for e in entries if not e.is_link and not e.is_submodule}
+    findings.extend(f for f in plan.findings if _in(f.path, prefix))
+    unsafe = {f.path for f in plan.findings if f.rule == "kustomize-unsafe"}
+    docs: list[Document] = []
+    for d in plan.roots:
+        kpath = plan.kustomizations[d].path
+        if not _in(kpath, prefix) or kpath in unsafe:
+            continue
+        if kustomize.is_simple(plan, d, files):
+            docs.extend(kustomize.simple_render(plan, d, files, parsed))
+            continue
+        rendered = kustomize.kubectl_render(plan, d, entries, read, parsed, config["kustomize"]["kubectl"],
+                                            float(config["limits"]["timeout_seconds"]))
+        findings.extend(rendered.findings)
+        docs.extend(rendered.documents)
+    return docs, plan.consumed
+
+
+def desired_set(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> DesiredSet:
+    docs, findings = documents(snapshot, env, config)
+    out: list[Desired] = []
+    seen: dict[tuple[str, str, str, str], str] = {}
+    for doc in docs:
+        obj, problems = substitute_object(doc.obj, env.variables)
+        for p in problems:
+            line, col = _locate_text(doc, p.expression)
+            what = f"{p.expression} {p.why}" if p.expression else p.why
+            findings.append(finding("reconcile-variable", doc.path, line, col,
+                                    f"{doc.describe()}: {what} (environment {env.name})",
+                                    "set it with `gitops-hooks env add ... --var NAME=value` or give a default: "
+                                    "${NAME:=value}", doc.subject()))
+        if problems:
+            continue
+        d = Desired(obj, doc.path, doc.line)
+        bad = _shape_problem(d)
+        if bad:
+            findings.append(finding("reconcile-desired", doc.path, doc.line, 1, f"{doc.describe()}: {bad}"))
+            continue
+        key = (d.group, d.kind, d.namespace, d.name)
+        if key in seen:
+            findings.append(finding("reconcile-desired", doc.path, doc.line, 1,
+                                    f"{doc.describe()}: also defined at {seen[key]}"))
+            continue
+        seen[key] = d.where
+        out.append(d)
+    return DesiredSet(tuple(out), tuple(sorted(set(findings))))
+
+
+def _shape_problem(d: Desired) -> str:
+    if not d.api_version or not d.kind:
+        return "apiVersion and kind are required to apply an object"
+    if not d.name:
+        return "metadata.name is required to apply an object (generateName cannot be applied)"
+    return ""
+
+
+def _locate_text(doc: Document, expression: str) -> tuple[int, int]:
+    """Line and column of the first occurrence of the expression in the document's source, if known."""
+    if doc.source is None or not expression:
+        return doc.line, doc.column
+    lines = doc.source.text.splitlines()
+    for i in range(max(doc.line - 1, 0), len(lines)):
+        col = lines[i].find(expression)
+        if col >= 0:
+            return i + 1, col + 1
+    return doc.line, doc.column
+
+
+def folder_exists(snapshot: Snapshot, env: Environment) -> bool:
+    prefix = env.folder_prefix()
+    return not prefix or any(e.path.startswith(prefix) for e in snapshot.entries())
+
+
+def describe(d: Desired) -> str:
+    kind = d.kind.lower()
+    ident = f"{kind}.{d.group}" if d.group else kind
+    return f"{ident}/{d.name}"
+

@@ -1,0 +1,388 @@
+"""Reconciliation end to end: real `git push` into a bare repository with the hooks installed, applied to
+the loopback API server (tests/kubeapi.py) through the real `kubernetes` client."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Clone, Server, git, run_suite
+from kubeapi import KubeAPI
+
+TOKEN = "tok-3f9a1c-very-secret"
+
+NAMESPACE = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+"""
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  cluster: ${CLUSTER_NAME}
+  region: ${REGION:=eu-west-1}
+"""
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPI]:
+    api = KubeAPI(token=TOKEN).start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def env(server: Server, kube: KubeAPI, tmp_path: Path) -> str:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
+    proc = run_suite("env", "add", str(server.path), "prod", "--ref", "main", "--path", "clusters/prod",
+                     "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "apps",
+                     "--var", "CLUSTER_NAME=prod-eu", "--health-timeout", "5")
+    assert proc.returncode == 0, proc.stderr
+    return "prod"
+
+
+def history(server: Server, env: str = "prod") -> str:
+    proc = run_suite("history", env, "--repo", str(server.path))
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def note(server: Server, commit: str) -> str:
+    return git("--git-dir", str(server.path), "notes", "--ref=refs/notes/gitops", "show", commit, check=False).stdout
+
+
+def base_tree(clone: Clone) -> None:
+    clone.write("clusters/prod/namespace.yaml", NAMESPACE)
+    clone.write("clusters/prod/web.yaml", DEPLOYMENT)
+    clone.write("clusters/prod/settings.yaml", CONFIGMAP)
+
+
+def test_push_creates_objects_streams_progress_and_records_a_note(server: Server, clone: Clone, kube: KubeAPI,
+                                                                   env: str) -> None:
+    base_tree(clone)
+    sha = clone.commit("first")
+    push = clone.push()
+    assert push.accepted, push.output
+    lines = push.remote_lines()
+    assert "namespace/apps created" in lines
+    assert "deployment.apps/web created" in lines
+    assert "configmap/settings created" in lines
+    assert any(line.startswith("gitops-hooks: prod: applied: 3 created") for line in lines), lines
+    cm = kube.object("v1", "ConfigMap", "settings", "apps")
+    assert cm is not None and cm["data"] == {"cluster": "prod-eu", "region": "eu-west-1"}
+    dep = kube.object("apps/v1", "Deployment", "web", "apps")
+    assert dep is not None
+    assert dep["metadata"]["managedFields"][0]["manager"] == "gitops-hooks"
+    text = note(server, sha)
+    assert "environment: prod" in text and "result: applied" in text and "deployment.apps/web -n apps" in text
+    assert "Test Pusher" in text or "pusher:" in text
+    assert TOKEN not in push.output + text
+    # Pushing the same state again changes nothing.
+    clone.write("README.md", "docs\n")
+    clone.commit("docs only")
+    again = clone.push()
+    assert "deployment.apps/web unchanged" in again.remote_lines()
+
+
+def test_removed_file_is_pruned_and_opt_out_is_kept(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    base_tree(clone)
+    clone.write("clusters/prod/keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n"
+                "    gitops-hooks.io/prune: disabled\ndata: {a: b}\n")
+    clone.commit("first")
+    assert clone.push().accepted
+    parent = kube.object("v1", "Secret", "gitops-hooks-prod", "apps")
+    assert parent is not None
+    kinds = parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
+    assert kinds == "ConfigMap,Deployment.apps,Namespace"
+    clone.remove("clusters/prod/web.yaml")
+    clone.remove("clusters/prod/keep.yaml")
+    clone.commit("drop web")
+    push = clone.push()
+    lines = push.remote_lines()
+    assert "deployment.apps/web pruned" in lines, push.output
+    assert "configmap/keep kept: pruning is disabled by annotation" in lines
+    assert kube.object("apps/v1", "Deployment", "web", "apps") is None
+    assert kube.object("v1", "ConfigMap", "keep", "apps") is not None
+    assert "pruned: 1" not in history(server)  # history prints counts as "1 pruned"
+    assert "1 pruned" in history(server)
+
+
+def test_empty_tree_does_not_wipe_the_cluster(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    assert clone.push().accepted
+    clone.remove("clusters")
+    clone.write("README.md", "oops\n")
+    clone.commit("empty")
+    push = clone.push()
+    assert push.accepted
+    assert any("refusing to prune 3 objects: the desired set is empty" in line for line in push.remote_lines()), push.output
+    assert kube.object("apps/v1", "Deployment", "web", "apps") is not None
+
+
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"""
+
+WIDGET = """\
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: blue
+spec:
+  size: 3
+"""
+
+
+def test_crd_and_its_custom_resource_in_one_commit(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    clone.write("clusters/prod/namespace.yaml", NAMESPACE)
+    clone.write("clusters/prod/widget.yaml", WIDGET)  # sorts before the CRD by file name
+    clone.write("clusters/prod/zz-crd.yaml", CRD)
+    clone.commit("crd")
+    push = clone.push()
+    lines = push.remote_lines()
+    assert "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created" in lines, push.output
+    assert "widget.example.com/blue created" in lines, push.output
+    assert lines.index("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created") < \
+        lines.index("widget.example.com/blue created")
+    widget = kube.object("example.com/v1", "Widget", "blue", "apps")
+    assert widget is not None and widget["spec"] == {"size": 3}
+
+
+def test_conflict_with_another_manager_fails_naming_it_and_next_push_can_force(
+        server: Server, clone: Clone, kube: KubeAPI, env: str, tmp_path: Path) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    assert clone.push().accepted
+    kube.put({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "apps"},
+              "spec": {"replicas": 5}}, manager="kubectl-edit")
+    clone.write("clusters/prod/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 3"))
+    sha = clone.commit("scale")
+    push = clone.push()
+    assert push.accepted  # post-receive cannot refuse: the failure is reported and recorded
+    lines = push.remote_lines()
+    failed = [line for line in lines if line.startswith("deployment.apps/web failed")]
+    assert failed and 'conflict with "kubectl-edit" using apps/v1: .spec.replicas' in failed[0], push.output
+    assert "clusters/prod/web.yaml:1" in failed[0]
+    assert any("nothing was pruned" in line for line in lines)
+    assert kube.object("apps/v1", "Deployment", "web", "apps")["spec"]["replicas"] == 5  # type: ignore[index]
+    assert "result: failed" in note(server, sha)
+    assert "pending:" in history(server)
+    # The administrator allows force; `gitops-hooks reconcile` applies the pending commit.
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = run_suite("env", "add", str(server.path), "prod", "--replace", "--ref", "main", "--path", "clusters/prod",
+                     "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "apps",
+                     "--var", "CLUSTER_NAME=prod-eu", "--force-conflicts")
+    assert proc.returncode == 0, proc.stderr
+    rec = run_suite("reconcile", "prod", "--repo", str(server.path))
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "deployment.apps/web configured" in rec.stdout
+    assert kube.object("apps/v1", "Deployment", "web", "apps")["spec"]["replicas"] == 3  # type: ignore[index]
+    assert "pending:" not in history(server)
+
+
+def test_api_server_down_is_recorded_and_the_next_push_recovers(server: Server, clone: Clone, kube: KubeAPI,
+                                                                env: str) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    kube.down()
+    push = clone.push()
+    assert push.accepted
+    assert any("gitops-hooks: prod: failed" in line and "cannot reach the API server" in line
+               for line in push.remote_lines()), push.output
+    assert "pending:" in history(server)
+    kube.up()
+    clone.write("clusters/prod/more.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: more\ndata: {a: b}\n")
+    clone.commit("second")
+    push = clone.push()
+    lines = push.remote_lines()
+    assert "deployment.apps/web created" in lines and "configmap/more created" in lines, push.output
+    assert "pending:" not in history(server)
+
+
+def test_transient_faults_are_retried(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    kube.inject("500", 1, methods=("PATCH",))
+    kube.inject("429", 1, methods=("GET",), retry_after=1)
+    kube.inject("drop", 1, methods=("PATCH",))
+    push = clone.push()
+    assert any(line.startswith("gitops-hooks: prod: applied: 3 created") for line in push.remote_lines()), push.output
+
+
+def test_unknown_variable_refuses_the_push(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    clone.write("clusters/prod/namespace.yaml", NAMESPACE)
+    clone.write("clusters/prod/settings.yaml", CONFIGMAP.replace("${CLUSTER_NAME}", "${CLUSTR_NAME}"))
+    clone.commit("typo")
+    push = clone.push()
+    assert not push.accepted
+    assert any("clusters/prod/settings.yaml:6:12: error [reconcile-variable] configmap/settings: ${CLUSTR_NAME} is "
+               "not set for this environment (environment prod)" in line for line in push.remote_lines()), push.output
+    assert server.rev() is None
+    assert kube.names("ConfigMap") == []
+
+
+def test_dry_run_prints_the_plan_and_refuses(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    assert clone.push().accepted
+    clone.write("clusters/prod/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 4"))
+    clone.remove("clusters/prod/settings.yaml")
+    clone.commit("change")
+    push = clone.push("-o", "gitops.dry-run")
+    assert not push.accepted
+    lines = push.remote_lines()
+    assert "deployment.apps/web configured (server dry run)" in lines, push.output
+    assert "namespace/apps unchanged (server dry run)" in lines
+    assert "configmap/settings pruned (server dry run)" in lines
+    assert any("push refused so that nothing changes" in line for line in lines)
+    assert kube.object("apps/v1", "Deployment", "web", "apps")["spec"]["replicas"] == 2  # type: ignore[index]
+    assert kube.object("v1", "ConfigMap", "settings", "apps") is not None
+
+
+def test_wait_option_keeps_the_pusher_until_healthy(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    base_tree(clone)
+    sha = clone.commit("first")
+    push = clone.push("-o", "gitops.wait")
+    lines = push.remote_lines()
+    assert "deployment.apps/web healthy" in lines, push.output
+    assert "gitops-hooks: prod: health: healthy" in lines
+    assert "health: healthy" in note(server, sha)
+
+
+def test_background_health_timeout_is_recorded(server: Server, clone: Clone, env: str, kube: KubeAPI) -> None:
+    kube.store.controllers = False  # nobody rolls the Deployment out
+    base_tree(clone)
+    sha = clone.commit("first")
+    push = clone.push()
+    assert any("continues in the background" in line for line in push.remote_lines()), push.output
+    deadline = time.monotonic() + 20
+    while "health: timed out" not in note(server, sha) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    text = note(server, sha)
+    assert "health: timed out" in text and "deployment.apps/web timed out: 0/2 updated replicas" in text
+
+
+def test_diff_shows_drift_and_reconcile_corrects_it(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    assert clone.push().accepted
+    assert run_suite("diff", "prod", "--repo", str(server.path)).returncode == 0
+    kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "apps"},
+              "data": {"cluster": "hand-edited"}}, manager="kubectl-edit")
+    d = run_suite("diff", "prod", "--repo", str(server.path))
+    assert d.returncode == 1, d.stdout + d.stderr
+    assert "-  cluster: hand-edited" in d.stdout and "+  cluster: prod-eu" in d.stdout
+    # The hand edit took the field over, so correcting it needs force: the reconcile reports the conflict.
+    rec = run_suite("reconcile", "prod", "--repo", str(server.path))
+    assert rec.returncode == 1 and 'conflict with "kubectl-edit"' in rec.stdout
+
+
+def test_concurrent_pushes_coalesce_to_the_newest_commit(server: Server, clone: Clone, kube: KubeAPI, env: str,
+                                                         tmp_path: Path) -> None:
+    base_tree(clone)
+    clone.commit("first")
+    assert clone.push().accepted
+    kube.slow(0.3)  # every request takes a while: pushes overlap
+    others = []
+    for i in range(3):
+        c = Clone(server, tmp_path / f"other{i}")
+        git("fetch", "--quiet", "origin", cwd=c.path)
+        git("checkout", "--quiet", "-B", "main", "origin/main", cwd=c.path)
+        others.append(c)
+    results: list[str] = []
+
+    def push_from(c: Clone, i: int) -> None:
+        for attempt in range(20):
+            git("pull", "--quiet", "--rebase", "origin", "main", cwd=c.path, check=False)
+            c.write(f"clusters/prod/cm{i}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i}\n"
+                    "data: {a: b}\n")
+            c.commit(f"cm{i}")
+            p = c.push()
+            if p.accepted:
+                results.append(p.output)
+                return
+        results.append("gave up")
+
+    threads = [threading.Thread(target=push_from, args=(c, i)) for i, c in enumerate(others)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    kube.slow(0)
+    assert len(results) == 3 and "gave up" not in results
+    # Some push may have left its commit to the running reconcile; a last reconcile finds nothing pending.
+    deadline = time.monotonic() + 30
+    while "pending:" in history(server) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "pending:" not in history(server)
+    for i in range(3):
+        assert kube.object("v1", "ConfigMap", f"cm{i}", "apps") is not None
+    newest = server.rev()
+    assert newest is not None and "result: applied" in note(server, newest)
+
+
+def test_no_environment_keeps_the_old_message(server: Server, clone: Clone) -> None:
+    clone.write("apps/web.yaml", DEPLOYMENT)
+    clone.commit("first")
+    push = clone.push()
+    assert push.accepted
+    assert any("accepted, not applied: no target configured" in line for line in push.remote_lines())
+
+
+def test_env_commands_validate_like_the_config_file(server: Server, tmp_path: Path) -> None:
+    bad = run_suite("env", "add", str(server.path), "Prod", "--ref", "main", "--kubeconfig", "/x")
+    assert bad.returncode == 2 and "environments" in bad.stderr
+    ok = run_suite("env", "add", str(server.path), "staging", "--ref", "main", "--path", "clusters/staging",
+                   "--kubeconfig", str(tmp_path / "kc"), "--context", "stg", "--namespace", "apps")
+    assert ok.returncode == 0, ok.stderr
+    text = server.config_path.read_text()
+    assert "# Check it with `gitops-hooks config check <repo>`" in text  # comments kept
+    assert run_suite("config", "check", str(server.path)).returncode == 0
+    listing = run_suite("env", "list", str(server.path)).stdout
+    assert "staging\trefs/heads/main\tclusters/staging" in listing
+    assert run_suite("env", "remove", str(server.path), "staging").returncode == 0
+    assert "staging" not in run_suite("env", "list", str(server.path)).stdout
+    _ = subprocess
