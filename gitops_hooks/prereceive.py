@@ -91,6 +91,10 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     policy = configmod.Policy(merged, tuple(notes))
     ctx = make_context(policy, update.ref)
     result = check_snapshot(snapshot, policy, update.ref, context=ctx)
+    if server.get("environments"):  # what reconciliation would choke on (light: no kubernetes import)
+        from .reconcile.commands import environment_findings
+
+        result.findings = sorted(set(result.findings) | set(environment_findings(repo, update, server)))
     limit = int(policy.limits["max_objects_per_push"])
     if result.stats.objects > limit:
         result.findings.append(finding("yaml-limits", ".", 1, 1,
@@ -168,7 +172,13 @@ def _gate(stdin_text: str, git_dir: Path, env: Mapping[str, str], server: dict[s
         names = ", ".join(r.label for r in failed)
         text += f"\n{PREFIX}: push refused: {names} failed the checks\n"
     else:
-        text += f"\n{PREFIX}: accepted\n"
+        text += f"\n{PREFIX}: {'checks passed' if 'gitops.dry-run' in options else 'accepted'}\n"
     out.write(text)
     out.flush()
+    if "gitops.dry-run" in options and not failed:
+        from .reconcile.commands import dry_run, emitter
+
+        dry_run(repo, updates, server, emitter(out))
+        out.write(f"{PREFIX}: dry run: push refused so that nothing changes\n")
+        return 1
     return 1 if failed else 0
