@@ -103,7 +103,7 @@ class KubernetesSchemas:
         return self._compiled[gvk]
 
     def definition(self, name: str) -> dict[str, Any]:
-        return self.defs[name]  # type: ignore[no-any-return]
+        return self.defs[name]
 
     def is_builtin_group(self, group: str) -> bool:
         return group in self.groups or group.endswith(".k8s.io") and group in self.groups

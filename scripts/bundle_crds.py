@@ -152,7 +152,7 @@ def bundle_one(crd: dict[str, Any], filename: str, origin: Origin) -> BundledCRD
 
 def collect(crds_dir: Path) -> list[BundledCRD]:
     origins = read_origins(crds_dir / "README.md")
-    out = []
+    out: list[BundledCRD] = []
     for path in sorted(crds_dir.glob("*.yaml")):
         origin = origin_of(path.name, origins)
         out.extend(bundle_one(crd, path.name, origin) for crd in load_crds(path))
