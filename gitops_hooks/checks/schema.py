@@ -50,14 +50,22 @@ def validate_schema(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
             yield _unknown(doc, ctx, group)
         return
     validator = schema.validator
-    if validator.is_valid(doc.obj):
+    body = _without_sops(doc.obj)
+    if validator.is_valid(body):
         return
-    for count, err in enumerate(validator.iter_errors(doc.obj)):
+    for count, err in enumerate(validator.iter_errors(body)):
         if count == MAX_ERRORS_PER_OBJECT:
             yield finding("schema-invalid", doc.path, doc.line, doc.column,
                           f"{doc.describe()}: more schema errors not shown", subject=doc.subject())
             return
         yield _schema_finding(doc, err, schema.source)
+
+
+def _without_sops(obj: dict[str, Any]) -> dict[str, Any]:
+    """A SOPS-encrypted file keeps its `sops:` block in git; it is removed on decryption, before apply."""
+    if isinstance(obj.get("sops"), dict):
+        return {k: v for k, v in obj.items() if k != "sops"}
+    return obj
 
 
 def _reported_as_removed(doc: Document, ctx: CheckContext) -> bool:

@@ -125,12 +125,23 @@ STRONG_ANY = re.compile("|".join(p.regex.pattern for p in STRONG))
 KEYWORD = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|" \
           r"private[_-]?key|client[_-]?secret|credentials?)"
 KEYWORD_ANY = re.compile(KEYWORD, re.I)
+VALUE = r"(?:\"(?P<dq>[^\"\n]*)\"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s\"',}\]]+))"
 ASSIGNMENT = re.compile(
     r"(?<![A-Za-z0-9_])(?P<key>[A-Za-z0-9_.-]{0,40}?(?P<kw>" + KEYWORD + r")(?P<suffix>[A-Za-z0-9_.-]{0,30}))"
-    r"[\"']?[ \t]*[:=][ \t]*[\"']?(?P<value>[^\s\"'#,;}\]]+)", re.I)
+    r"[\"']?[ \t]*[:=][ \t]*" + VALUE, re.I)
 ENV_NAME = re.compile(
     r"^\s*-?\s*name:\s*[\"']?(?P<key>[A-Za-z0-9_.-]*" + KEYWORD + r"[A-Za-z0-9_.-]*)[\"']?\s*$", re.I)
-ENV_VALUE = re.compile(r"^\s*value:\s*[\"']?(?P<value>[^\s\"'#]+)")
+ENV_VALUE = re.compile(r"^\s*value:\s*" + VALUE)
+
+
+def _value(m: re.Match[str]) -> tuple[str, int]:
+    """The matched value (without quotes) and its offset in the matched text."""
+    for group in ("dq", "sq", "bare"):
+        if m.group(group) is not None:
+            return m.group(group), m.start(group)
+    return "", m.end()
+
+
 # Keys that name where a secret is, not the secret: secretName, tokenFile, passwordPath, secretKeyRef...
 REFERENCE_SUFFIXES = re.compile(
     r"^[_.-]?(?:name|names|file|files|path|paths|ref|keyref|dir|url|uri|endpoint|type|mode|length|ttl|"
@@ -231,10 +242,11 @@ def _generic(doc: _Text) -> Iterator[Leak]:
 
 def _assignments(doc: _Text, start: int, text: str) -> Iterator[Leak]:
     for a in ASSIGNMENT.finditer(text):
-        if looks_secret(a.group("suffix"), a.group("value")):
-            line, col = doc.position(start + a.start("value"))
+        value, offset = _value(a)
+        if looks_secret(a.group("suffix"), value):
+            line, col = doc.position(start + offset)
             yield Leak(line, col, f"a high-entropy value for {a.group('key')!r} "
-                                  f"({len(a.group('value'))} characters, not shown)")
+                                  f"({len(value)} characters, not shown)")
 
 
 def _env_pair(doc: _Text, start: int, text: str) -> Iterator[Leak]:
@@ -248,10 +260,11 @@ def _env_pair(doc: _Text, start: int, text: str) -> Iterator[Leak]:
         nstart, ntext = doc.line_text(offset)
         v = ENV_VALUE.match(ntext)
         if v is not None:
-            if looks_secret("", v.group("value")):
-                line, col = doc.position(nstart + v.start("value"))
+            value, voffset = _value(v)
+            if looks_secret("", value):
+                line, col = doc.position(nstart + voffset)
                 yield Leak(line, col, f"a high-entropy value for the variable {m.group('key')!r} "
-                                      f"({len(v.group('value'))} characters, not shown)")
+                                      f"({len(value)} characters, not shown)")
             return
         offset = nstart + len(ntext) + 1
 
@@ -261,7 +274,8 @@ def scan(text: str) -> list[Leak]:
     doc = _Text(text)
     leaks = list(_strong(doc))
     if KEYWORD_ANY.search(text):
-        leaks.extend(_generic(doc))
+        strong_lines = {leak.line for leak in leaks}  # a token is reported once, by its own pattern
+        leaks.extend(leak for leak in _generic(doc) if leak.line not in strong_lines)
     return sorted(set(leaks), key=lambda leak: (leak.line, leak.column))
 
 
