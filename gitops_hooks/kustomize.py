@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,7 @@ def find(entries: list[Entry], parsed: dict[str, ParsedFile], read: Callable[[En
     referenced_dirs: set[str] = set()
     for k in found.values():
         findings.extend(_safety(k, files, dirs))
-        for key, entry in k.refs():
+        for _, entry in k.refs():
             if REMOTE_RE.search(entry) or entry.startswith("/"):
                 continue
             target = k.resolve(entry)
@@ -215,25 +215,25 @@ def closure(plan: Plan, d: str, seen: set[str] | None = None) -> set[str]:
     return seen
 
 
-def simple_render(plan: Plan, d: str, files: set[str], parsed: dict[str, ParsedFile]) -> list[Document]:
+def simple_members(plan: Plan, d: str, files: set[str]) -> list[str]:
+    """The files whose objects a simple kustomization renders to, in order."""
     k = plan.kustomizations[d]
-    out: list[Document] = []
+    out: list[str] = []
     for _, entry in k.refs():
         target = k.resolve(entry)
-        if target in files:
-            pf = parsed.get(target)
-            if pf is not None:
-                out.extend(doc for doc in pf.documents if doc.is_object)
-        else:
-            out.extend(simple_render(plan, target, files, parsed))
+        out.extend([target] if target in files else simple_members(plan, target, files))
     return out
 
 
-def kubectl_render(
+def kubectl_build(
     plan: Plan, d: str, entries: list[Entry], read: Callable[[Entry], bytes],
-    parsed: dict[str, ParsedFile], kubectl: str = "kubectl", timeout: float = 60,
-) -> Rendered:
+    kubectl: str = "kubectl", timeout: float = 60,
+) -> tuple[str | None, list[Finding]]:
+    """`kubectl kustomize` of folder d in a private copy of the tree: its output, or why there is none."""
     k = plan.kustomizations[d]
+    if shutil.which(kubectl) is None:
+        return None, [finding("kustomize-build", k.path, 1, 1,
+                              f"{kubectl} is not installed on the server: cannot render this kustomization")]
     with tempfile.TemporaryDirectory(prefix="gitops-hooks-kustomize-") as tmp:
         base = Path(tmp)
         for e in entries:
@@ -250,27 +250,29 @@ def kubectl_render(
         (base / k.path).write_text(yaml.safe_dump(data), encoding="utf-8")
         env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
         env["KUSTOMIZE_PLUGIN_HOME"] = str(base / ".no-plugins")
-        if shutil.which(kubectl) is None:
-            return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1,
-                                            f"{kubectl} is not installed on the server: cannot render this kustomization")])
         try:
             proc = subprocess.run(
                 [kubectl, "kustomize", str(base / d) if d else str(base)],
                 capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False,
             )
         except subprocess.TimeoutExpired:
-            return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize took longer than {timeout:.0f} s")])
+            return None, [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize took longer than {timeout:.0f} s")]
     if proc.returncode != 0:
         lines = proc.stderr.strip().replace(tmp + "/", "").replace(tmp, ".").splitlines()
         errors = [x for x in lines if x.lower().startswith("error:")] or lines[-1:] or ["failed"]
         message = errors[-1].split(":", 1)[1].strip() if ":" in errors[-1] else errors[-1]
-        return Rendered(d, [], [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize: {message[:500]}")])
-    out = parse_yaml(k.path, proc.stdout)
-    docs = [_point_back(doc, d, k.path, parsed) for doc in out.documents]
-    return Rendered(d, docs, out.findings)
+        return None, [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize: {message[:500]}")]
+    return proc.stdout, []
 
 
-def _point_back(doc: Document, d: str, kpath: str, parsed: dict[str, ParsedFile]) -> Document:
+def documents_of(plan: Plan, d: str, text: str, parsed: Mapping[str, ParsedFile]) -> tuple[list[Document], list[Finding]]:
+    """The objects of a render, each pointed back to the file it came from."""
+    k = plan.kustomizations[d]
+    out = parse_yaml(k.path, text)
+    return [_point_back(doc, d, k.path, parsed) for doc in out.documents], out.findings
+
+
+def _point_back(doc: Document, d: str, kpath: str, parsed: Mapping[str, ParsedFile]) -> Document:
     """Give a rendered object the file and line it came from, using kustomize's origin annotation."""
     meta = doc.obj.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, dict) else None

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import kubeconform, kustomize
-from .checks import DOCUMENT_CHECKS, FILE_CHECKS, TREE_CHECKS, CheckContext, TreeView
+from . import __version__, kubeconform, kustomize
+from .cache import NullCache, fingerprint
+from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView
 from .config import Policy, matches
 from .documents import Document, Limits, ParsedFile, parse
 from .findings import Finding, Severity, finding
 from .gitrepo import Entry, Snapshot
-from .schemas import CustomSchemas, KubernetesSchemas, definition_closure, load_bundled
+from .schemas import (
+    GVK,
+    CustomSchemas,
+    KubernetesSchemas,
+    definition_closure,
+    load_bundled,
+    split_api_version,
+)
 
 
 @dataclass
@@ -106,106 +114,308 @@ def check_snapshot(
     ref: str = "",
     progress: Callable[[int, int], None] | None = None,
     context: CheckContext | None = None,
+    cache: NullCache | None = None,
 ) -> Result:
     started = time.perf_counter()
     ctx = context or make_context(policy, ref)
-    entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
-    stats = Stats(files=len(entries))
-    findings: list[Finding] = []
-    limits = limits_of(policy)
+    run = _Run(snapshot, policy, ctx, cache or NullCache(), progress)
+    findings = run.findings()
+    run.cache.flush()
+    run.stats.seconds = time.perf_counter() - started
+    return Result(snapshot.label, findings, run.stats)
 
-    charts = chart_dirs(entries)
-    for d in charts:
-        findings.append(finding("helm-chart", posixpath.join(d, "Chart.yaml"), 1, 1,
-                                f"Helm chart {d or '.'}: recognised as a chart; its templates are not validated"))
 
-    manifest_paths = {
-        e.path for e in entries
-        if matches(e.path, policy.include) and not matches(e.path, policy.manifest_exclude)
-        and not _in_dirs(e.path, charts) and e.path != ".gitops-hooks.yaml"
+class DocRef:
+    """An object known by its identity, from a cached summary; the full document is parsed on demand."""
+
+    __slots__ = ("path", "index", "line", "column", "api_version", "kind", "namespace", "name", "_load")
+
+    def __init__(self, path: str, row: list[Any], load: Callable[[str, int], Document]) -> None:
+        self.path = path
+        self.index, self.line, self.column, self.api_version, self.kind, self.namespace, self.name = row
+        self._load = load
+
+    is_object = True
+    group = Document.group
+    subject = Document.subject
+    describe = Document.describe
+
+    @property
+    def document(self) -> Document:
+        return self._load(self.path, self.index)
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        return self.document.obj
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.document.metadata
+
+    def locate(self, pointer: tuple[str | int, ...], key: bool = False) -> tuple[int, int]:
+        return self.document.locate(pointer, key)
+
+
+def _summary(pf: ParsedFile) -> dict[str, Any]:
+    """What later pushes need of a parsed blob without parsing it again (no paths: blobs move)."""
+    from . import suppress
+
+    docs = [d for d in pf.documents if d.is_object]
+    return {
+        "findings": [[f.rule, f.line, f.column, f.message, f.hint] for f in pf.findings],
+        "docs": [[d.index, d.line, d.column, d.api_version, d.kind, d.namespace, d.name] for d in docs],
+        "crd": any(d.kind == "CustomResourceDefinition" for d in docs),
+        "suppress": [[list(k), [r.line, r.column, r.label, sorted(r.rules)]] for k, r in suppress.requests(docs).items()],
     }
-    data_cache: dict[str, bytes] = {}
 
-    def read(e: Entry) -> bytes:
-        if e.path not in data_cache:
-            data_cache[e.path] = snapshot.read(e)
-        return data_cache[e.path]
 
-    parsed: dict[str, ParsedFile] = {}
-    total = len(manifest_paths)
-    for e in entries:
-        if e.is_submodule:
-            findings.append(finding("tree-submodule", e.path, 1, 1, f"submodule {e.path} ({e.oid[:12]}): not checked"))
-            continue
-        if e.path not in manifest_paths:
-            continue
-        if e.is_link:
-            findings.append(finding("tree-symlink", e.path, 1, 1, f"{e.path} is a symbolic link: not followed, not checked"))
-            continue
-        if e.size > limits.max_file_bytes:
-            findings.append(finding("file-too-large", e.path, 1, 1,
-                                    f"{e.size} bytes is over the limit of {limits.max_file_bytes} bytes"))
-            continue
-        parsed[e.path] = parse(e.path, read(e), limits)
-        if progress is not None:
-            progress(len(parsed), total)
-    stats.manifests = len(parsed)
-    for pf in parsed.values():
-        findings.extend(pf.findings)
+def _findings_json(findings: list[Finding]) -> list[Any]:
+    return [[f.path, f.line, f.column, f.rule, int(f.severity), f.message, f.hint,
+             list(f.subject) if f.subject else None] for f in findings]
 
-    # Kustomize: roots are rendered; files they consume are not standalone manifests.
-    objects: list[Document] = []
-    units: dict[str, list[Document]] = {}
-    consumed: set[str] = set()
-    if policy.config["kustomize"]["enabled"]:
-        kplan = kustomize.find(entries, parsed, read)
-        findings.extend(kplan.findings)
-        consumed = kplan.consumed
-        files = {e.path for e in entries if not e.is_link and not e.is_submodule}
+
+def _findings_from(rows: list[Any]) -> list[Finding]:
+    return [Finding(r[0], r[1], r[2], r[3], Severity(r[4]), r[5], r[6], tuple(r[7]) if r[7] else None)  # type: ignore[arg-type]
+            for r in rows]
+
+
+class _Run:
+    """One pass of the pipeline over one snapshot."""
+
+    def __init__(self, snapshot: Snapshot, policy: Policy, ctx: CheckContext, cache: NullCache,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.snapshot = snapshot
+        self.policy = policy
+        self.ctx = ctx
+        self.cache = cache
+        self.progress = progress
+        self.limits = limits_of(policy)
+        self.entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
+        self.by_path = {e.path: e for e in self.entries}
+        self.stats = Stats(files=len(self.entries))
+        self.data: dict[str, bytes] = {}
+        self.parsed: dict[str, ParsedFile] = {}
+        self.summaries: dict[str, dict[str, Any]] = {}
+        self.base = fingerprint(__version__, policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
+                                [c.__module__ + "." + c.__qualname__ for c in [*DOCUMENT_CHECKS, *FILE_CHECKS, *PARSED_CHECKS]],
+                                sorted(policy.config.get("schema_dirs", [])))
+
+    def read(self, e: Entry) -> bytes:
+        if e.path not in self.data:
+            self.data[e.path] = self.snapshot.read(e)
+        return self.data[e.path]
+
+    def parse(self, path: str) -> ParsedFile:
+        if path not in self.parsed:
+            self.parsed[path] = parse(path, self.read(self.by_path[path]), self.limits)
+        return self.parsed[path]
+
+    def document(self, path: str, index: int) -> Document:
+        return next(d for d in self.parse(path).documents if d.index == index)
+
+    def summary(self, e: Entry) -> dict[str, Any]:
+        if e.path not in self.summaries:
+            key = f"parse:{e.oid}:{fingerprint(self.limits)}"
+            s = self.cache.get(key)
+            if s is None:
+                s = _summary(self.parse(e.path))
+                self.cache.put(key, s)
+            self.summaries[e.path] = s
+        return self.summaries[e.path]
+
+    def findings(self) -> list[Finding]:
+        from . import suppress
+
+        out: list[Finding] = []
+        charts = chart_dirs(self.entries)
+        for d in charts:
+            out.append(finding("helm-chart", posixpath.join(d, "Chart.yaml"), 1, 1,
+                               f"Helm chart {d or '.'}: recognised as a chart; its templates are not validated"))
+        manifests = self.manifests(charts, out)
+        self.stats.manifests = len(manifests)
+        for n, e in enumerate(manifests, 1):
+            s = self.summary(e)
+            out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
+            if self.progress is not None:
+                self.progress(n, len(manifests))
+
+        units, rendered, consumed = self.kustomize(charts, out)
+        direct = [e for e in manifests if e.path not in consumed]
+        direct_paths = {e.path for e in direct} | self._simple_members
+        refs: list[DocRef] = []
+        for e in manifests:
+            if e.path in direct_paths:
+                docs = [DocRef(e.path, row, self.document) for row in self.summary(e)["docs"]]
+                refs.extend(docs)
+                if e.path not in consumed:
+                    units.setdefault(f"folder {posixpath.dirname(e.path) or '.'}", []).extend(docs)
+        objects: list[Any] = [*refs, *rendered]
+        self.stats.objects = len(objects)
+
+        crd_source = self.register_crds(manifests, rendered)
+        for e in self.entries:
+            out.extend(self.blob_findings(e, e.path in direct_paths, crd_source))
+        for doc in rendered:
+            for check in DOCUMENT_CHECKS:
+                out.extend(check(doc, self.ctx))
+        if kubeconform.selected(self.policy.config):  # the schema check is delegated to kubeconform
+            out.extend(kubeconform.check([o.document if isinstance(o, DocRef) else o for o in objects], self.ctx))
+        view = TreeView(self.entries, _LazyParsed(self, [e.path for e in manifests]), objects, units)
+        for tcheck in TREE_CHECKS:
+            out.extend(tcheck(view, self.ctx))
+
+        wanted = suppress.requests(rendered)
+        for e in manifests:
+            if e.path in direct_paths:
+                for subject, (line, col, label, rules) in self.summary(e)["suppress"]:
+                    wanted[tuple(subject)] = suppress.Request(e.path, line, col, label, frozenset(rules))
+        return sorted(set(self.policy.apply(suppress.apply_requests(out, wanted, self.policy))))
+
+    def manifests(self, charts: list[str], out: list[Finding]) -> list[Entry]:
+        policy = self.policy
+        chosen = []
+        for e in self.entries:
+            if e.is_submodule:
+                out.append(finding("tree-submodule", e.path, 1, 1, f"submodule {e.path} ({e.oid[:12]}): not checked"))
+                continue
+            if not matches(e.path, policy.include) or matches(e.path, policy.manifest_exclude):
+                continue
+            if _in_dirs(e.path, charts) or e.path == ".gitops-hooks.yaml":
+                continue
+            if e.is_link:
+                out.append(finding("tree-symlink", e.path, 1, 1, f"{e.path} is a symbolic link: not followed, not checked"))
+                continue
+            if e.size > self.limits.max_file_bytes:
+                out.append(finding("file-too-large", e.path, 1, 1,
+                                   f"{e.size} bytes is over the limit of {self.limits.max_file_bytes} bytes"))
+                continue
+            chosen.append(e)
+        return chosen
+
+    _simple_members: set[str] = set()
+
+    def kustomize(self, charts: list[str], out: list[Finding]) -> tuple[dict[str, list[Any]], list[Document], set[str]]:
+        """Units of kustomize roots, the objects of kubectl renders, and the files kustomizations read."""
+        units: dict[str, list[Any]] = {}
+        rendered: list[Document] = []
+        self._simple_members = set()
+        if not self.policy.config["kustomize"]["enabled"]:
+            return units, rendered, set()
+        kfiles = {e.path: self.parse(e.path) for e in self.entries
+                  if kustomize.is_kustomization(e.path) and not e.is_link and not e.is_submodule
+                  and e.size <= self.limits.max_file_bytes}
+        kplan = kustomize.find(self.entries, kfiles, self.read)
+        out.extend(kplan.findings)
+        files = {e.path for e in self.entries if not e.is_link and not e.is_submodule}
         broken = {f.path for f in kplan.findings}
         for d in kplan.roots:
             if kustomize.closure(kplan, d) & broken:
                 continue  # already reported; kubectl would only repeat it
+            unit = f"kustomize build {d or '.'}"
             if kustomize.is_simple(kplan, d, files):
-                docs = kustomize.simple_render(kplan, d, files, parsed)
-            else:
-                rendered = kustomize.kubectl_render(
-                    kplan, d, [e for e in entries if not _in_dirs(e.path, charts)], read, parsed,
-                    policy.config["kustomize"]["kubectl"], float(policy.limits["timeout_seconds"]),
-                )
-                findings.extend(rendered.findings)
-                docs = rendered.documents
-                stats.rendered += len(docs)
-            units[f"kustomize build {d or '.'}"] = docs
-            objects.extend(docs)
+                members = kustomize.simple_members(kplan, d, files)
+                self._simple_members |= set(members)
+                units[unit] = [DocRef(p, row, self.document) for p in members if p in self.by_path
+                               for row in self._rows(p)]
+                continue
+            docs, problems = self.render(kplan, d, charts)
+            out.extend(problems)
+            self.stats.rendered += len(docs)
+            units[unit] = list(docs)
+            rendered.extend(docs)
+        return units, rendered, kplan.consumed
 
-    for path, pf in parsed.items():
-        if path in consumed:
-            continue
-        docs = [d for d in pf.documents if d.is_object]
-        units.setdefault(f"folder {posixpath.dirname(path) or '.'}", []).extend(docs)
-        objects.extend(docs)
-    stats.objects = len(objects)
+    def _rows(self, path: str) -> list[Any]:
+        e = self.by_path[path]
+        if e.is_link or e.is_submodule or e.size > self.limits.max_file_bytes:
+            return []
+        return list(self.summary(e)["docs"])
 
-    for doc in objects:
-        if doc.kind == "CustomResourceDefinition" and doc.api_version.startswith("apiextensions.k8s.io/"):
-            ctx.custom.add_crd(doc.obj, f"{doc.path}:{doc.line}")
+    def render(self, kplan: kustomize.Plan, d: str, charts: list[str]) -> tuple[list[Document], list[Finding]]:
+        """kubectl kustomize output, cached by the ids of every file under the folders the build reads."""
+        entries = [e for e in self.entries if not _in_dirs(e.path, charts)]
+        dirs = sorted({posixpath.dirname(p) for p in kustomize.closure(kplan, d)})
+        inputs = sorted((e.path, e.oid, e.mode) for e in entries
+                        if _in_dirs(e.path, dirs) or e.path in kplan.consumed)
+        key = f"render:{fingerprint(d, self.policy.config['kustomize'], inputs)}"
+        cached = self.cache.get(key)
+        if cached is None:
+            text, problems = kustomize.kubectl_build(
+                kplan, d, entries, self.read, self.policy.config["kustomize"]["kubectl"],
+                float(self.policy.limits["timeout_seconds"]),
+            )
+            cached = {"text": text, "findings": _findings_json(problems)}
+            self.cache.put(key, cached)
+        problems = _findings_from(cached["findings"])
+        if cached["text"] is None:
+            return [], problems
+        docs, more = kustomize.documents_of(kplan, d, cached["text"], _LazyParsed(self, list(self.by_path)))
+        return docs, problems + more
 
-    for doc in objects:
-        for check in DOCUMENT_CHECKS:
-            findings.extend(check(doc, ctx))
-    if kubeconform.selected(policy.config):  # the schema check is delegated to kubeconform
-        findings.extend(kubeconform.check(objects, ctx))
-    for e in entries:
-        data = None if e.is_link or e.is_submodule or e.size > limits.max_file_bytes else None
+    def register_crds(self, manifests: list[Entry], rendered: list[Document]) -> dict[GVK, str]:
+        """Add the CRDs of the tree to the custom schemas; which blob defines each kind (for cache keys)."""
+        source: dict[GVK, str] = {}
+        for e in manifests:
+            if not self.summary(e)["crd"]:
+                continue
+            key = f"crd:{e.oid}"
+            crds = self.cache.get(key)
+            if crds is None:
+                crds = [[d.obj, d.line] for d in self.parse(e.path).documents
+                        if d.kind == "CustomResourceDefinition" and d.api_version.startswith("apiextensions.k8s.io/")]
+                self.cache.put(key, crds)
+            for obj, line in crds:
+                for gvk in self.ctx.custom.add_crd(obj, f"{e.path}:{line}"):
+                    source[gvk] = e.oid
+        for doc in rendered:
+            if doc.kind == "CustomResourceDefinition" and doc.api_version.startswith("apiextensions.k8s.io/"):
+                for gvk in self.ctx.custom.add_crd(doc.obj, f"{doc.path}:{doc.line}"):
+                    source[gvk] = fingerprint(doc.obj)
+        return source
+
+    def blob_findings(self, e: Entry, direct: bool, crd_source: dict[GVK, str]) -> list[Finding]:
+        """Document checks of a blob's objects (when they stand for themselves) and file checks."""
+        readable = not (e.is_link or e.is_submodule) and e.size <= self.limits.max_file_bytes
+        gvks = []
+        if e.path in self.summaries:
+            for row in self.summaries[e.path]["docs"]:
+                group, version = split_api_version(row[3])
+                gvks.append(crd_source.get((group, version, row[4]), ""))
+        key = f"checks:{e.oid}:{fingerprint(self.base, e.path, e.mode, direct, gvks)}"
+        cached = self.cache.get(key)
+        if cached is not None:
+            return _findings_from(cached)
+        out: list[Finding] = []
+        if e.path in self.summaries:
+            pf = self.parse(e.path)
+            for pcheck in PARSED_CHECKS:
+                out.extend(pcheck(pf, self.ctx))
+            if direct:
+                for doc in pf.documents:
+                    if doc.is_object:
+                        for check in DOCUMENT_CHECKS:
+                            out.extend(check(doc, self.ctx))
+        data = self.read(e) if readable else None
         for fcheck in FILE_CHECKS:
-            if data is None and not (e.is_link or e.is_submodule) and e.size <= limits.max_file_bytes:
-                data = read(e)
-            findings.extend(fcheck(e, data, ctx))
-    view = TreeView(entries, parsed, objects, units)
-    for tcheck in TREE_CHECKS:
-        findings.extend(tcheck(view, ctx))
+            out.extend(fcheck(e, data, self.ctx))
+        self.cache.put(key, _findings_json(out))
+        return out
 
-    final = sorted(set(policy.apply(findings)))
-    stats.seconds = time.perf_counter() - started
-    return Result(snapshot.label, final, stats)
+
+class _LazyParsed(Mapping[str, ParsedFile]):
+    """`path -> ParsedFile` for tree checks, parsing a file only when it is looked at."""
+
+    def __init__(self, run: _Run, paths: list[str]) -> None:
+        self.run = run
+        self.paths = paths
+
+    def __getitem__(self, path: str) -> ParsedFile:
+        if path not in self.paths:
+            raise KeyError(path)
+        return self.run.parse(path)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)

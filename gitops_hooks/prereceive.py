@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import config as configmod
+from .cache import for_repository
 from .findings import Finding, finding
 from .gitrepo import GitTree, RefUpdate, Snapshot, open_repository, parse_ref_updates
 from .pipeline import Result, Stats, check_snapshot, make_context
@@ -90,7 +91,11 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     merged, notes = repo_policy(snapshot, cfg)
     policy = configmod.Policy(merged, tuple(notes))
     ctx = make_context(policy, update.ref)
-    result = check_snapshot(snapshot, policy, update.ref, context=ctx)
+    result = check_snapshot(snapshot, policy, update.ref, context=ctx, cache=for_repository(Path(repo.path)))
+    from .history import check_history  # secrets in every new commit, not only the tip
+
+    tip = {e.oid for e in snapshot.entries() if not configmod.matches(e.path, policy.path_exclude)}
+    result.findings = sorted(set(result.findings) | set(check_history(repo, update.new, tip, policy, ctx)))
     if server.get("environments"):  # what reconciliation would choke on (light: no kubernetes import)
         from .reconcile.commands import environment_findings
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import pygit2
 
 from . import config as configmod
+from .cache import for_user
 from .findings import finding
 from .gitrepo import MODE_GITLINK, Entry, FolderTree, GitTree, IndexTree, Snapshot
 from .pipeline import Result, check_snapshot
@@ -190,7 +191,7 @@ def check(req: Request, cwd: Path, err: TextIO) -> Result:
     policy = effective_policy(snapshot, root, base_config(req.policy_file), ref)
     progress = progress_for(err)
     try:
-        result = check_snapshot(snapshot, policy, ref, progress=progress)
+        result = check_snapshot(snapshot, policy, ref, progress=progress, cache=for_user())
     except FileNotFoundError as exc:
         raise UsageProblem(str(exc)) from None
     finally:

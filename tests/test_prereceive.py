@@ -114,11 +114,11 @@ def test_broken_server_config_refuses_with_message_not_traceback(server: Server,
 def test_internal_error_fails_closed_and_logs(server: Server, clone: Clone, tmp_path: Path) -> None:
     clone.write("apps/web.yaml", DEPLOYMENT)
     clone.commit()
-    # A schema folder that exists but cannot be read makes the gate fail internally.
-    bad = tmp_path / "schemas"
-    bad.mkdir()
-    (bad / "crd.yaml").write_bytes(b"kind: CustomResourceDefinition\nspec: {versions: [{name: v1, served: true, schema: {openAPIV3Schema: {type: [1, 2]}}}], group: x.io, names: {kind: X}}\napiVersion: apiextensions.k8s.io/v1\n")
-    server.configure(f"version: 1\nschema_dirs: [{bad}]\n")
+    # A schema folder that went missing after the configuration was checked makes the gate fail.
+    missing = tmp_path / "gone"
+    missing.mkdir()
+    server.configure(f"version: 1\nschema_dirs: [{missing}]\n")
+    missing.rmdir()
     clone.write("x.yaml", "apiVersion: x.io/v1\nkind: X\nmetadata: {name: a}\n")
     clone.commit()
     push = clone.push()

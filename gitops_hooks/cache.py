@@ -1,0 +1,147 @@
+"""The result cache: what a blob yields, kept by content id, reused across pushes.
+
+Git blobs are content-addressed, so a blob's parse summary depends on its id alone, and its findings on its
+id, its path and mode, and a fingerprint of everything else they depend on (configuration, Kubernetes
+version, the CRDs that define its kinds, the suite's checks). Keys carry all of that, so an entry is never
+stale: a changed input makes a new key.
+
+Storage is SQLite (WAL, so readers never wait on a writer) inside the bare repository. Writes are batched
+into one short transaction at the end of a run; if the database is busy the batch is dropped, the cache is
+only an accelerator. Every value carries an HMAC made with a key kept beside the database (mode 0600):
+a corrupt or foreign file, or an entry it does not vouch for, is ignored and rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+FORMAT = "v1"
+MAC_BYTES = 16
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class NullCache:
+    """No cache: every lookup misses, nothing is kept."""
+
+    def get(self, key: str) -> Any | None:
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+class ResultCache(NullCache):
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / "cache.sqlite"
+        self.pending: dict[str, bytes] = {}
+        self.db: sqlite3.Connection | None = None
+        self.secret = b""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.secret = self._secret()
+            self.db = self._open()
+        except (OSError, sqlite3.Error):
+            self.db = None  # unusable: run without a cache
+
+    def _secret(self) -> bytes:
+        key_path = self.folder / "cache.key"
+        try:
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            data = key_path.read_bytes()
+            if len(data) == 32:
+                return data
+            key_path.unlink()  # damaged key: start over, the old entries no longer verify
+            return self._secret()
+        secret = os.urandom(32)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+        return secret
+
+    def _open(self) -> sqlite3.Connection:
+        for attempt in range(2):
+            db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)")
+                db.execute("SELECT count(*) FROM kv WHERE k = ''").fetchone()
+                return db
+            except sqlite3.DatabaseError:
+                db.close()
+                if attempt:
+                    raise
+                for suffix in ("", "-wal", "-shm"):  # corrupt or not a database: rebuild
+                    try:
+                        (self.folder / f"cache.sqlite{suffix}").unlink()
+                    except FileNotFoundError:
+                        pass
+        raise sqlite3.DatabaseError("unreachable")
+
+    def _mac(self, key: str, value: bytes) -> bytes:
+        return hmac.new(self.secret, key.encode() + b"\0" + value, hashlib.sha256).digest()[:MAC_BYTES]
+
+    def get(self, key: str) -> Any | None:
+        if self.db is None:
+            return None
+        key = f"{FORMAT}:{key}"
+        try:
+            row = self.db.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) <= MAC_BYTES:
+            return None
+        value, mac = row[0][:-MAC_BYTES], row[0][-MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(key, value)):
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        if self.db is None:
+            return
+        key = f"{FORMAT}:{key}"
+        data = json.dumps(value, separators=(",", ":")).encode()
+        self.pending[key] = data + self._mac(key, data)
+
+    def flush(self) -> None:
+        if self.db is None or not self.pending:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", list(self.pending.items()))
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self.pending.clear()
+
+
+def for_repository(git_dir: Path) -> NullCache:
+    if os.environ.get("GITOPS_HOOKS_NO_CACHE") == "1":
+        return NullCache()
+    return ResultCache(git_dir / "gitops-hooks" / "cache")
+
+
+def for_user() -> NullCache:
+    if os.environ.get("GITOPS_HOOKS_NO_CACHE") == "1":
+        return NullCache()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return ResultCache(base / "gitops-hooks")
