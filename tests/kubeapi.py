@@ -548,6 +548,7 @@ class Fault:
     count: int
     methods: frozenset[str] = frozenset()
     retry_after: int = 1
+    path: str = ""  # only requests whose path contains this
 
 
 class KubeAPI:
@@ -602,14 +603,15 @@ class KubeAPI:
     def slow(self, seconds: float) -> None:
         self.delay = seconds
 
-    def inject(self, kind: str, count: int = 1, methods: tuple[str, ...] = (), retry_after: int = 1) -> None:
+    def inject(self, kind: str, count: int = 1, methods: tuple[str, ...] = (), retry_after: int = 1,
+               path: str = "") -> None:
         with self._lock:
-            self.faults.append(Fault(kind, count, frozenset(methods), retry_after))
+            self.faults.append(Fault(kind, count, frozenset(methods), retry_after, path))
 
-    def take_fault(self, method: str) -> Fault | None:
+    def take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for f in self.faults:
-                if f.count > 0 and (not f.methods or method in f.methods):
+                if f.count > 0 and (not f.methods or method in f.methods) and f.path in path:
                     f.count -= 1
                     return f
         return None
@@ -707,7 +709,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.api.record(method, url.path)
         if self.api.delay:
             time.sleep(self.api.delay)
-        fault = self.api.take_fault(method)
+        fault = self.api.take_fault(method, url.path)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             self.connection.close()

@@ -1,0 +1,256 @@
+"""Reconciliation pieces on their own: substitution, inventory ids, kind order, health rules, the retrying
+client and the applier against the loopback API server, state files and locks."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubeapi import KubeAPI
+
+from gitops_hooks.reconcile import state
+from gitops_hooks.reconcile.apply import Applier
+from gitops_hooks.reconcile.desired import Desired, DesiredSet
+from gitops_hooks.reconcile.environments import from_config, replace_environments
+from gitops_hooks.reconcile.health import status_of
+from gitops_hooks.reconcile.inventory import applyset_id
+from gitops_hooks.reconcile.kube import APPLY, Kube, KubeError
+from gitops_hooks.reconcile.order import sort_key
+from gitops_hooks.reconcile.redact import Redactor
+from gitops_hooks.reconcile.substitute import substitute_object, substitute_text
+
+
+# ---------------------------------------------------------------------------- substitution
+
+@pytest.mark.parametrize("text,expected", [
+    ("${A}", "a"),
+    ("x-${A}-y", "x-a-y"),
+    ("${MISSING:=fallback}", "fallback"),
+    ("${EMPTY:=fallback}", "fallback"),
+    ("${EMPTY:-fallback}", "fallback"),
+    ("${EMPTY=fallback}", ""),
+    ("${MISSING-fallback}", "fallback"),
+    ("$${A}", "${A}"),
+    ("$A and $HOME", "$A and $HOME"),
+])
+def test_substitution_follows_flux(text: str, expected: str) -> None:
+    out, problems = substitute_text(text, {"A": "a", "EMPTY": ""})
+    assert (out, problems) == (expected, [])
+
+
+def test_unknown_variable_and_unsupported_expression_are_reported() -> None:
+    _, problems = substitute_text("${NOPE} ${A/x/y}", {"A": "a"})
+    assert [(p.name, p.why.split(" (")[0]) for p in problems] == [
+        ("NOPE", "is not set for this environment"),
+        ("A/x/y", "is not a variable expression gitops-hooks understands")]
+
+
+def test_substitution_can_be_disabled_per_object_and_keeps_types() -> None:
+    obj = {"kind": "ConfigMap", "metadata": {"name": "x", "annotations": {
+        "kustomize.toolkit.fluxcd.io/substitute": "disabled"}}, "data": {"a": "${NOPE}"}}
+    assert substitute_object(obj, {}) == (obj, [])
+    dep = {"kind": "Deployment", "spec": {"replicas": "${N}"}}
+    new, problems = substitute_object(dep, {"N": "3"})
+    assert problems == [] and new["spec"]["replicas"] == 3  # like Flux: substituted text is parsed again
+
+
+# ---------------------------------------------------------------------------- inventory id, order, health
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_applyset_id_matches_the_kep_formula_computed_by_openssl() -> None:
+    digest = subprocess.run(["openssl", "dgst", "-sha256", "-binary"], input=b"gitops-hooks-prod.apps.Secret.",
+                            capture_output=True, check=True).stdout
+    expected = "applyset-" + base64.b64encode(digest).decode().rstrip("=").replace("/", "_").replace("+", "-") + "-v1"
+    assert applyset_id("gitops-hooks-prod", "apps") == expected
+    assert applyset_id("gitops-hooks-prod", "other") != expected
+
+
+def test_kind_order_puts_definitions_first_and_webhooks_last() -> None:
+    kinds = ["ValidatingWebhookConfiguration", "Widget", "Deployment", "Service", "ConfigMap", "Namespace",
+             "CustomResourceDefinition", "ServiceAccount"]
+    assert sorted(kinds, key=lambda k: sort_key(k, "", "")) == [
+        "CustomResourceDefinition", "Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment", "Widget",
+        "ValidatingWebhookConfiguration"]
+
+
+def deployment(status: dict, generation: int = 2, replicas: int = 2) -> dict:
+    return {"kind": "Deployment", "metadata": {"generation": generation}, "spec": {"replicas": replicas}, "status": status}
+
+
+def test_health_rules() -> None:
+    full = {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}
+    assert status_of(deployment(full)) == ("healthy", "")
+    assert status_of(deployment({**full, "observedGeneration": 1}))[0] == "in progress"
+    assert status_of(deployment({**full, "updatedReplicas": 1})) == ("in progress", "1/2 updated replicas")
+    stuck = {**full, "updatedReplicas": 1, "conditions": [{"type": "Progressing", "status": "False",
+                                                           "reason": "ProgressDeadlineExceeded"}]}
+    assert status_of(deployment(stuck)) == ("failed", "progress deadline exceeded")
+    job = {"kind": "Job", "status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}}
+    assert status_of(job) == ("failed", "BackoffLimitExceeded")
+    cr = {"kind": "Widget", "metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "False", "message": "waiting for DNS"}]}}
+    assert status_of(cr) == ("in progress", "waiting for DNS")
+    cr["status"]["conditions"] = [{"type": "Stalled", "status": "True", "message": "bad spec"}]
+    assert status_of(cr) == ("failed", "bad spec")
+    assert status_of({"kind": "ConfigMap"}) == ("healthy", "")
+
+
+def test_redactor_hides_secret_values_plain_and_base64() -> None:
+    r = Redactor()
+    r.learn([{"kind": "Secret", "data": {"p": base64.b64encode(b"hunter22").decode()}, "stringData": {"t": "tok-abcdef"}}])
+    text = r(f"value {base64.b64encode(b'hunter22').decode()} and hunter22 and tok-abcdef")
+    assert "hunter22" not in text and "tok-abcdef" not in text and "aHVudGVy" not in text
+
+
+def test_environments_block_is_replaced_and_comments_kept() -> None:
+    text = "# top comment\nversion: 1\nenvironments:\n  old: {ref: main}\n  # inside\nstrict: true\n"
+    out = replace_environments(text, {"new": {"ref": "main"}})
+    assert out == "# top comment\nversion: 1\nenvironments:\n  new:\n    ref: main\nstrict: true\n"
+
+
+# ---------------------------------------------------------------------------- against the loopback server
+
+@pytest.fixture
+def api() -> Iterator[KubeAPI]:
+    server = KubeAPI(token="t0k3n").start()
+    yield server
+    server.stop()
+
+
+def kube_for(api: KubeAPI, tmp_path: Path, **settings: object) -> Kube:
+    kc = api.write_kubeconfig(tmp_path / "kc")
+    env = from_config("prod", {"ref": "main", "cluster": {"kubeconfig": str(kc)}, "namespace": "apps", **settings})
+    return Kube(env)
+
+
+def cm(name: str, **data: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def dset(*objs: dict) -> DesiredSet:
+    return DesiredSet(tuple(Desired(o, f"{o['metadata']['name']}.yaml", 1) for o in objs), ())
+
+
+def test_api_server_follows_the_documented_behaviour(api: KubeAPI, tmp_path: Path) -> None:
+    k = kube_for(api, tmp_path, retries=0)
+    with pytest.raises(KubeError) as missing_ns:
+        k.request("PATCH", "/api/v1/namespaces/apps/configmaps/a", {"fieldManager": "m"},
+                  {**cm("a"), "metadata": {"name": "a", "namespace": "apps"}}, APPLY)
+    assert (missing_ns.value.status, missing_ns.value.message) == (404, 'namespaces "apps" not found')
+    k.request("PATCH", "/api/v1/namespaces/apps", {"fieldManager": "m"},
+              {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}, APPLY)
+    with pytest.raises(KubeError) as invalid:
+        k.request("PATCH", "/api/v1/namespaces/apps/configmaps/Bad_Name", {"fieldManager": "m"},
+                  {**cm("Bad_Name"), "metadata": {"name": "Bad_Name"}}, APPLY)
+    assert invalid.value.status == 422 and invalid.value.reason == "Invalid"
+    body = {**cm("a", x="1", y="2"), "metadata": {"name": "a", "labels": {"tier": "web"}}}
+    assert k.request("PATCH", "/api/v1/namespaces/apps/configmaps/a", {"fieldManager": "one"}, body, APPLY)[0] == 201
+    api.put({**cm("a", x="9", y="8"), "metadata": {"name": "a", "namespace": "apps"}}, manager="two")
+    with pytest.raises(KubeError) as conflict:
+        k.request("PATCH", "/api/v1/namespaces/apps/configmaps/a", {"fieldManager": "one"}, body, APPLY)
+    assert conflict.value.status == 409
+    assert conflict.value.message == ('Apply failed with 2 conflicts: conflicts with "two" using v1:\n- .data.x\n- .data.y')
+    assert [c["field"] for c in conflict.value.details["causes"]] == [".data.x", ".data.y"]
+    k.request("PATCH", "/api/v1/namespaces/apps/configmaps/a", {"fieldManager": "one", "force": "true"}, body, APPLY)
+    listed = k.request("GET", "/api/v1/namespaces/apps/configmaps", {"labelSelector": "tier in (web,db),!other"})[1]
+    assert [i["data"] for i in listed["items"]] == [{"x": "1", "y": "2"}]
+    assert k.request("GET", "/api/v1/configmaps", {"labelSelector": "tier!=web"})[1]["items"] == []
+    # A field the applier stops sending, owned by nobody else, is removed.
+    k.request("PATCH", "/api/v1/namespaces/apps/configmaps/a", {"fieldManager": "one"},
+              {**cm("a", x="1"), "metadata": {"name": "a"}}, APPLY)
+    assert api.object("v1", "ConfigMap", "a", "apps")["data"] == {"x": "1"}  # type: ignore[index]
+    k.request("DELETE", "/api/v1/namespaces/apps", {"propagationPolicy": "Foreground"})
+    assert api.object("v1", "ConfigMap", "a", "apps") is None
+
+
+def test_crd_resource_is_served_only_once_established(tmp_path: Path) -> None:
+    api = KubeAPI(crd_delay=0.5).start()
+    try:
+        k = kube_for(api, tmp_path, retries=0)
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "widgets.example.com"},
+               "spec": {"group": "example.com", "scope": "Cluster", "names": {"plural": "widgets", "kind": "Widget"},
+                        "versions": [{"name": "v1", "served": True, "storage": True}]}}
+        k.request("PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+                  {"fieldManager": "m"}, crd, APPLY)
+        with pytest.raises(KubeError):
+            k.resource("example.com/v1", "Widget")
+        time.sleep(0.8)
+        assert k.resource("example.com/v1", "Widget").plural == "widgets"
+    finally:
+        api.stop()
+
+
+def test_retries_honour_retry_after_and_give_up_after_the_bound(api: KubeAPI, tmp_path: Path) -> None:
+    k = kube_for(api, tmp_path, retries=2)
+    api.inject("429", 1, retry_after=1)
+    started = time.monotonic()
+    assert k.request("GET", "/api/v1")[0] == 200
+    assert time.monotonic() - started >= 0.9
+    api.reset_requests()
+    api.inject("500", 10)
+    with pytest.raises(KubeError) as exc:
+        k.request("GET", "/api/v1")
+    assert exc.value.status == 500 and len(api.requests) == 3  # one try and two retries
+
+
+def test_no_prune_unless_every_apply_succeeded(api: KubeAPI, tmp_path: Path) -> None:
+    k = kube_for(api, tmp_path, retries=0)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
+    lines: list[str] = []
+    first = Applier(k, k.env, lines.append).run(dset(ns, cm("a", v="1"), cm("b", v="1")))
+    assert first.ok and sorted(lines) == ["configmap/a created", "configmap/b created", "namespace/apps created"]
+    api.reset_requests()
+    api.inject("500", 1, methods=("PATCH",), path="/configmaps/a")  # retries are off: the apply of a fails
+    second = Applier(k, k.env, lines.append).run(dset(ns, cm("a", v="2")))
+    assert not second.ok and [c.subject for c in second.of("failed")] == ["configmap/a"]
+    assert "nothing was pruned: not every object applied" in second.notes
+    assert not any(m == "DELETE" for m, _ in api.requests)
+    assert api.object("v1", "ConfigMap", "b", "apps") is not None
+    third = Applier(k, k.env, lines.append).run(dset(ns, cm("a", v="2")))
+    assert third.ok and [c.subject for c in third.of("pruned")] == ["configmap/b"]
+    assert api.object("v1", "ConfigMap", "b", "apps") is None
+
+
+def test_unchanged_reconcile_costs_about_one_request_per_object(api: KubeAPI, tmp_path: Path) -> None:
+    k = kube_for(api, tmp_path)
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}] + [cm(f"c{i}", v="x") for i in range(40)]
+    Applier(k, k.env, lambda _: None).run(dset(*objs))
+    k.requests = 0
+    again = Applier(k, k.env, lambda _: None).run(dset(*objs))
+    assert len(again.of("unchanged")) == 41
+    assert k.requests <= 41 + 6, k.requests
+
+
+# ---------------------------------------------------------------------------- state
+
+def test_pending_record_is_cleared_only_for_its_commit(tmp_path: Path) -> None:
+    state.write_pending(tmp_path, "prod", state.Pending("b" * 40, "refs/heads/main", "x", "now"))
+    assert not state.clear_pending(tmp_path, "prod", "a" * 40)
+    assert state.read_pending(tmp_path, "prod") is not None
+    assert state.clear_pending(tmp_path, "prod", "b" * 40)
+    assert state.read_pending(tmp_path, "prod") is None and state.pending_envs(tmp_path) == []
+
+
+def test_lock_is_exclusive_across_processes_and_released_when_the_holder_dies(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "print('held', flush=True); time.sleep(60)"), str(state.state_dir(tmp_path) / "prod.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with state.env_lock(tmp_path, "prod") as mine:
+            assert mine is False
+        holder.kill()  # SIGKILL: the kernel drops the lock
+        holder.wait()
+        with state.env_lock(tmp_path, "prod") as mine:
+            assert mine is True
+    finally:
+        holder.kill()
+        holder.wait()
