@@ -70,6 +70,7 @@ def config_group() -> None:
 @click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def config_check(repo: Path) -> None:
     """Report problems in REPO's server configuration."""
+    from . import kubeconform
     from .config import ConfigError, load_server_config, server_config_path
     from .schemas import resolve_version
 
@@ -79,7 +80,9 @@ def config_check(repo: Path) -> None:
         for folder in cfg["schema_dirs"]:
             if not Path(folder).is_dir():
                 raise ConfigError(f"schema_dirs: {folder} is not a folder")
-    except (ConfigError, ValueError) as exc:
+        if kubeconform.selected(cfg):
+            kubeconform.find_binary(cfg)
+    except (ConfigError, ValueError, kubeconform.KubeconformMissing) as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
     click.echo(f"{server_config_path(repo)}: ok")

@@ -172,6 +172,16 @@ def test_install_refuses_when_kubeconform_is_selected_but_missing(tmp_path: Path
     assert "Traceback" not in proc.stderr
 
 
+def test_config_check_reports_the_missing_engine(server: Server) -> None:
+    server.configure(MISSING)
+    proc = run_suite("config", "check", str(server.path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "engine: kubeconform is selected but '/nonexistent/kubeconform' is not an executable file; install "
+        "kubeconform, set kubeconform.command to its path, or select engine: builtin"
+    )
+
+
 def test_push_is_refused_when_kubeconform_is_selected_but_missing(server: Server, clone: Clone) -> None:
     server.configure(MISSING)
     clone.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n")
