@@ -15,8 +15,9 @@ Figures (one line each):
 
 Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
 wrapper that starts the hook installed by `gitops-hooks install` and records, with os.wait4, the wall
-time from spawn to exit and the child's ru_maxrss. git's own transfer time is not counted. `validate`
-is measured the same way, as a child of this script. "MB" is ru_maxrss / 1024 (MiB).
+time from spawn to exit, the child's ru_maxrss and its CPU time (user + system; less sensitive than wall
+time to other processes on shared cores). git's own transfer time is not counted. `validate` is measured
+the same way, as a child of this script. "MB" is ru_maxrss / 1024 (MiB).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Sample:
     wall: float
     maxrss_kb: int
     exit: int
+    cpu: float  # user + system time of the measured process
 
 
 class BenchError(Exception):
@@ -113,7 +115,7 @@ def measured(cmd: list[str], cwd: Path) -> Sample:
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(wall, usage.ru_maxrss, proc.returncode)
+    return Sample(wall, usage.ru_maxrss, proc.returncode, usage.ru_utime + usage.ru_stime)
 
 
 def profiled_cmd(out: Path, *args: str) -> list[str]:
@@ -139,7 +141,7 @@ class Server:
     def samples(self) -> list[Sample]:
         if not self.record.exists():
             return []
-        return [Sample(d["wall"], d["maxrss_kb"], d["exit"])
+        return [Sample(d["wall"], d["maxrss_kb"], d["exit"], d["user"] + d["sys"])
                 for d in map(json.loads, self.record.read_text(encoding="utf-8").splitlines())]
 
     def push(self, clone: Path) -> tuple[Sample, str]:
@@ -290,7 +292,8 @@ def summary(label: str, figure: str, samples: list[Sample], note: str = "") -> s
     status = "" if codes == [0] else f"; hook exit {','.join(map(str, codes))}"
     spread = f", min {min(walls):.3f}, max {max(walls):.3f}" if len(walls) > 1 else ""
     extra = f"; {note}" if note else ""
-    return (f"{label} {figure}: median {statistics.median(walls):.3f} s, peak RSS {peak:.0f} MB "
+    cpu = statistics.median(s.cpu for s in samples)
+    return (f"{label} {figure}: median {statistics.median(walls):.3f} s, peak RSS {peak:.0f} MB, cpu {cpu:.3f} s "
             f"({len(samples)} run{'s' if len(samples) != 1 else ''}{spread}{status}{extra})")
 
 
@@ -424,7 +427,9 @@ def _where(key: tuple[str, int, str]) -> str:
     filename, line, name = key
     if filename == "~":
         return name
-    short = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+    short = filename.split("site-packages/")[-1]
+    if "/gitops_hooks/" in short:
+        short = "gitops_hooks/" + short.split("/gitops_hooks/", 1)[1]
     return f"{short}:{line}({name})"
 
 
