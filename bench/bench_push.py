@@ -208,8 +208,8 @@ def write_corpus(kind: str, objects: int, clone: Path) -> str:
 
 
 def make_clone(path: Path, kind: str, objects: int) -> str:
-    git("init", "--quiet", "--initial-branch=main", str(path))
     label = write_corpus(kind, objects, path)
+    git("init", "--quiet", "--initial-branch=main", str(path))
     commit(path, "corpus")
     return label
 
