@@ -394,35 +394,59 @@ def check(objects: list[Document], ctx: CheckContext) -> list[Finding]:
     if not docs:
         return []
     settings = Settings.from_config(config, ctx.kube.version)
+    by_file = {f"{n:06d}.json": doc for n, doc in enumerate(docs)}
+    # Generated schemas are named as kubeconform looks them up, which two kinds may share
+    # (`{{ .ResourceKind }}{{ .KindSuffix }}` keeps only the first label of the group): one run per batch.
+    batches = [list(by_file)] if settings.schema_locations else _batches(by_file)
+    records: list[Record] = []
     with tempfile.TemporaryDirectory(prefix="gitops-hooks-kubeconform-") as tmp:
-        by_file = _write_inputs(docs, Path(tmp) / "objects")
-        locations = list(settings.schema_locations) or [_write_schemas(docs, ctx, Path(tmp) / "schemas")]
-        cmd = command_line(binary, settings, locations, [str(Path(tmp) / "objects")])
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout, check=False)
-        except subprocess.TimeoutExpired:
-            return [finding("kubeconform-error", ".", 1, 1,
-                            f"kubeconform took longer than {settings.timeout:g} s (limits.timeout_seconds)")]
-        except OSError as exc:
-            return [finding("kubeconform-error", ".", 1, 1, f"kubeconform could not run: {exc}")]
-    try:
-        records = parse_json(proc.stdout)
-    except OutputError as exc:
-        detail = (proc.stderr.strip().splitlines() or [""])[0][:200]
-        return [finding("kubeconform-error", ".", 1, 1,
-                        f"{exc} (exit {proc.returncode}{': ' + detail if detail else ''})")]
+        for n, names in enumerate(batches):
+            folder = Path(tmp) / str(n)
+            _write_inputs({name: by_file[name] for name in names}, folder / "objects")
+            locations = list(settings.schema_locations) or [
+                _write_schemas([by_file[name] for name in names], ctx, folder / "schemas")]
+            result = _run(command_line(binary, settings, locations, [str(folder / "objects")]), settings.timeout)
+            if isinstance(result, Finding):
+                return [result]
+            records.extend(result)
     return findings(records, lambda rec: by_file.get(Path(rec.filename).name), ctx.kube.is_builtin_group,
                     ctx.kube.version)
 
 
-def _write_inputs(docs: list[Document], folder: Path) -> dict[str, Document]:
+def _batches(by_file: Mapping[str, Document]) -> list[list[str]]:
+    """Input files grouped so that, within a group, each schema file name belongs to one kind."""
+    batches: list[tuple[dict[str, tuple[str, str]], list[str]]] = []
+    for name, doc in by_file.items():
+        schema_name, key = schema_file_name(doc.api_version, doc.kind), (doc.api_version, doc.kind)
+        for owners, members in batches:
+            if owners.setdefault(schema_name, key) == key:
+                members.append(name)
+                break
+        else:
+            batches.append(({schema_name: key}, [name]))
+    return [members for _, members in batches]
+
+
+def _run(cmd: list[str], timeout: float) -> list[Record] | Finding:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return finding("kubeconform-error", ".", 1, 1,
+                       f"kubeconform took longer than {timeout:g} s (limits.timeout_seconds)")
+    except OSError as exc:
+        return finding("kubeconform-error", ".", 1, 1, f"kubeconform could not run: {exc}")
+    try:
+        return parse_json(proc.stdout)
+    except OutputError as exc:
+        detail = (proc.stderr.strip().splitlines() or [""])[0][:200]
+        return finding("kubeconform-error", ".", 1, 1,
+                       f"{exc} (exit {proc.returncode}{': ' + detail if detail else ''})")
+
+
+def _write_inputs(docs: Mapping[str, Document], folder: Path) -> None:
     folder.mkdir(parents=True)
-    by_file = {}
-    for n, doc in enumerate(docs):
-        name = f"{n:06d}.json"
+    for name, doc in docs.items():
         (folder / name).write_text(json.dumps(doc.obj, default=str), encoding="utf-8")
-        by_file[name] = doc
-    return by_file
 
 
 def schema_file_name(api_version: str, kind: str) -> str:

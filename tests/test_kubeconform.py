@@ -124,6 +124,20 @@ def test_schema_file_names_match_kubeconform_kind_suffix() -> None:
     assert kc.schema_file_name("gateway.networking.k8s.io/v1", "HTTPRoute") == "httproute-gateway-v1.json"
 
 
+def test_kinds_sharing_a_schema_file_name_are_checked_in_separate_runs() -> None:
+    from gitops_hooks.documents import parse
+
+    text = "\n---\n".join(
+        f"apiVersion: {av}\nkind: Kustomization\nmetadata:\n  name: k{n}\n"
+        for n, av in enumerate(["kustomize.toolkit.fluxcd.io/v1", "kustomize.example.com/v1",
+                                "kustomize.toolkit.fluxcd.io/v1", "v1"])
+    )
+    docs = parse("k.yaml", text.encode()).documents
+    assert {kc.schema_file_name(d.api_version, d.kind) for d in docs[:3]} == {"kustomization-kustomize-v1.json"}
+    by_file = {f"{n}.json": d for n, d in enumerate(docs)}
+    assert kc._batches(by_file) == [["0.json", "2.json", "3.json"], ["1.json"]]
+
+
 def test_command_line() -> None:
     settings = kc.Settings.from_config(
         {
