@@ -52,6 +52,7 @@ Resolver = Callable[["Record"], "Document | None"]
 _AT = re.compile(r"- at '(?P<pointer>[^']*)': (?P<message>.*?)(?=\s+- at '|\Z)", re.S)
 _ADDITIONAL = re.compile(r"additional properties? (?P<names>'.*') not allowed")
 _YAML_LINE = re.compile(r"\bline (\d+): (.*)")
+_REQUIRED = re.compile(r"missing propert(?:y|ies):? (?P<names>'.*')")
 _TYPE = re.compile(r"^got (?P<got>\w+), want (?P<want>[\w ]+)$")
 _MISSING_SCHEMA = re.compile(r"could not find schema for (\S+)")
 _CORE_GROUP_VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d+)?$")
@@ -237,6 +238,9 @@ def _schema_finding(rec: Record, doc: Document | None, path: str, where: tuple[s
         hint = "strict validation refuses fields the schema does not define (check spelling and indentation)"
     elif t and doc is not None:
         message, hint = _type_message(doc, where, t["want"])
+    elif r := _REQUIRED.search(message):
+        names = re.findall(r"'([^']*)'", r["names"])
+        message = f"missing required field{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
     line, col = doc.locate(where, key=key) if doc is not None else (1, 1)
     subject = doc.subject() if doc is not None else None
     return finding("schema-invalid", path, line, col, f"{_describe(rec, doc)}: {_dotted(where)}: {message}",

@@ -327,3 +327,17 @@ def test_real_kubeconform_version_runs() -> None:
     binary = need_binary()
     proc = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.strip()
+
+
+def test_missing_properties_read_as_missing_required_fields() -> None:
+    # Not in the recordings: the wording of kubeconform's JSON schema library for `required`.
+    from gitops_hooks.documents import parse
+
+    doc = parse("a.yaml", b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\nspec:\n  replicas: 1\n")
+    rec = kc.Record("a.yaml", "Deployment", "w", "apps/v1", "invalid",
+                    "jsonschema validation failed with 'file:///s.json#' - at '/spec': missing properties: "
+                    "'selector', 'template'")
+    found = kc.findings([rec], lambda r: doc.documents[0], KUBE.is_builtin_group, KUBE.version)
+    assert [finding_line(f) for f in found] == [
+        "a.yaml:6:3: error [schema-invalid] deployment.apps/w: spec: missing required fields 'selector', 'template'"
+    ]
