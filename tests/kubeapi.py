@@ -30,7 +30,8 @@ authorization (a bearer token can be required, but there are no roles).
 With `controllers=True` (the default) it plays the built-in controllers just enough for health checks:
 a Deployment, StatefulSet or DaemonSet becomes fully rolled out and a Job complete as soon as it is
 written. Faults can be injected on purpose: `down()`/`up()`, `slow(seconds)`, and `inject(kind, count)`
-with kind `500`, `429` (with Retry-After), or `drop` (close the connection without an answer).
+with kind `500`, `429` (with Retry-After), `drop` (close the connection without an answer) or `deny` (a 403
+from an admission webhook that quotes the request body, as some do).
 """
 
 from __future__ import annotations
@@ -544,7 +545,7 @@ def validate(r: Resource, ns: str, name: str, config: dict[str, Any]) -> None:
 
 @dataclass
 class Fault:
-    kind: str  # "500", "429", "drop"
+    kind: str  # "500", "429", "drop", "deny"
     count: int
     methods: frozenset[str] = frozenset()
     retry_after: int = 1
@@ -719,6 +720,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(429, "TooManyRequests", "the server has received too many requests and has asked us "
                                "to try again later", {"retryAfterSeconds": fault.retry_after},
                                {"Retry-After": str(fault.retry_after)})
+            if fault is not None and fault.kind == "deny":  # an admission webhook that quotes what it refuses
+                raise ApiError(403, "Forbidden", 'admission webhook "deny.example.com" denied the request: '
+                               + body.decode("utf-8", "replace")[:2000])
             if fault is not None:
                 raise ApiError(500, "InternalError", "Internal error occurred: injected fault")
             self._authorize()

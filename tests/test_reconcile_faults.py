@@ -1,0 +1,106 @@
+"""Reconciliation under faults and with operator backends: kill -9 mid-apply, then recovery; Flux and Argo CD
+triggers. Real pushes and real processes against the loopback API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import EXE, Clone, Server, run_suite
+from kubeapi import KubeAPI
+from test_reconcile_e2e import TOKEN, base_tree, history, kube, note  # noqa: F401  (kube is a fixture)
+
+
+def add_env(server: Server, kube: KubeAPI, tmp_path: Path, *extra: str) -> None:
+    kc = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
+    proc = run_suite("env", "add", str(server.path), "prod", "--ref", "main", "--path", "clusters/prod",
+                     "--kubeconfig", str(kc), "--context", "prod", "--namespace", "apps",
+                     "--var", "CLUSTER_NAME=prod-eu", *extra)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_kill_9_mid_reconcile_leaves_a_pending_record_that_the_next_run_completes(
+        server: Server, clone: Clone, kube: KubeAPI, tmp_path: Path) -> None:
+    add_env(server, kube, tmp_path)
+    base_tree(clone)
+    for i in range(30):
+        clone.write(f"clusters/prod/cm{i:02}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i:02}\n")
+    sha = clone.commit("many")
+    kube.down()
+    assert clone.push().accepted  # recorded as failed: the cluster is down
+    assert "pending:" in history(server)
+    kube.up()
+    kube.slow(0.1)
+    proc = subprocess.Popen([EXE, "reconcile", "prod", "--repo", str(server.path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not any(m == "PATCH" and "/configmaps/" in p for m, p in list(kube.requests)):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kube.slow(0)
+    assert "pending:" in history(server)  # still pending after the crash
+    assert len(kube.names("ConfigMap")) < 31  # it did not finish
+    done = run_suite("reconcile", "prod", "--repo", str(server.path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(kube.names("ConfigMap")) == 31
+    text = history(server)
+    assert "pending:" not in text and "applied" in text
+    assert "result: applied" in note(server, sha)
+
+
+FLUX_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "kustomizations.kustomize.toolkit.fluxcd.io"},
+    "spec": {"group": "kustomize.toolkit.fluxcd.io", "scope": "Namespaced",
+             "names": {"plural": "kustomizations", "kind": "Kustomization"},
+             "versions": [{"name": "v1", "served": True, "storage": True}]},
+}
+
+
+def test_flux_backend_annotates_the_kustomization(server: Server, clone: Clone, kube: KubeAPI, tmp_path: Path) -> None:
+    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}})
+    kube.put(FLUX_CRD)
+    deadline = time.monotonic() + 5
+    while kube.object("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "x", "flux-system") is None:
+        try:
+            kube.put({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                      "metadata": {"name": "apps", "namespace": "flux-system"}, "spec": {"path": "./clusters/prod"}},
+                     manager="flux")
+            break
+        except StopIteration:  # not served until the CRD is established
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    add_env(server, kube, tmp_path, "--backend", "flux", "--flux", "Kustomization/flux-system/apps")
+    base_tree(clone)
+    sha = clone.commit("first")
+    push = clone.push()
+    lines = push.remote_lines()
+    assert any(line.startswith("kustomization.kustomize.toolkit.fluxcd.io/apps triggered: "
+                               "reconcile.fluxcd.io/requestedAt=") for line in lines), push.output
+    obj = kube.object("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "apps", "flux-system")
+    assert obj is not None and "reconcile.fluxcd.io/requestedAt" in obj["metadata"]["annotations"]
+    assert kube.object("apps/v1", "Deployment", "web", "apps") is None  # Flux applies, not us
+    assert "result: triggered" in note(server, sha)
+
+
+def test_secret_values_and_credentials_stay_out_of_output_and_notes(server: Server, clone: Clone, kube: KubeAPI,
+                                                                    tmp_path: Path) -> None:
+    server.configure("version: 1\nrules:\n  secret-plaintext: off\n")  # this test is about what we print
+    add_env(server, kube, tmp_path)
+    base_tree(clone)
+    clone.write("clusters/prod/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n"
+                "stringData:\n  password: s3cr3t-pa55word\n")
+    kube.inject("deny", 1, methods=("PATCH",), path="/secrets/db")
+    sha = clone.commit("secret")
+    push = clone.push()
+    failed = [line for line in push.remote_lines() if line.startswith("secret/db failed")]
+    assert failed and 'admission webhook "deny.example.com" denied the request' in failed[0], push.output
+    assert "(redacted)" in failed[0]
+    logs = "".join(p.read_bytes().decode("utf-8", "replace") for p in (server.path / "gitops-hooks").rglob("*") if p.is_file())
+    for text in (push.output, note(server, sha), history(server), logs):
+        assert "s3cr3t-pa55word" not in text and TOKEN not in text
