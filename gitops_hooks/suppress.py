@@ -38,7 +38,7 @@ def requests(objects: Iterable[Document]) -> dict[Subject, Request]:
             continue
         rules = frozenset(r.strip() for r in value.split(",") if r.strip())
         if rules:
-            line, col = doc.locate(("metadata", "annotations", SUPPRESS_ANNOTATION))
+            line, col = doc.locate(("metadata", "annotations", SUPPRESS_ANNOTATION), key=True)
             out[doc.subject()] = Request(doc.path, line, col, doc.describe(), rules)
     return out
 
