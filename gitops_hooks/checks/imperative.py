@@ -44,11 +44,15 @@ register(
          "Pipelines list steps to run. In a GitOps repository the reconciler applies what is committed; "
          "a pipeline that also applies changes races it. Keep pipelines in the application's repository; "
          "if this repository needs checks before merge, run `gitops-hooks validate` from the CI that "
-         "lives elsewhere or rely on this gate.", ""),
+         "lives elsewhere or rely on this gate.",
+         "# .github/workflows/ belongs to the application's repository; here, only the result:\n"
+         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"),
     Rule("imperative-steps", "imperative", E,
          "A YAML document without apiVersion/kind that is a list of steps or commands.",
          "Documents shaped like `steps:`, `script:`, `commands:` or `tasks:` lists are instructions for a "
-         "runner, not objects for the API server. Express the outcome as Kubernetes objects.", ""),
+         "runner, not objects for the API server. Express the outcome as Kubernetes objects.",
+         "# instead of `script: [kubectl create namespace shop]`:\n"
+         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n"),
     Rule("imperative-workload", "imperative", E,
          "A Job, CronJob, Pod or pod template runs cluster-mutating commands (kubectl apply, ...).",
          "A container that runs `kubectl apply|create|delete|patch|replace|scale|rollout|annotate|label|set`,"

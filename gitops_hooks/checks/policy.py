@@ -16,5 +16,7 @@ register(
     Rule("policy-suppress-refused", "policy", Severity.WARNING,
          "An object asks to suppress a rule that the administrator has not made suppressible.",
          "Only rules listed under `suppressible` in the server's configuration can be suppressed by an "
-         "annotation; the findings stand. Fix the object, or ask the administrator.", ""),
+         "annotation; the findings stand. Fix the object, or ask the administrator.",
+         "# server configuration (gitops-hooks/config.yaml in the bare repository):\n"
+         "suppressible: [imperative-hook]\n"),
 )

@@ -46,7 +46,9 @@ register(
          "A commit of the push adds a credential that a later commit removes: it stays in history.",
          "Every new commit of a push is searched, not only its final tree: a secret added and removed "
          "within one push is still in the repository's history. Rewrite the commits before pushing "
-         "(git rebase -i, git commit --amend) so that no commit holds it, and rotate the credential.", ""),
+         "(git rebase -i, git commit --amend) so that no commit holds it, and rotate the credential.",
+         "# every commit of the push holds only references to secrets:\n"
+         "envFrom:\n  - secretRef: {name: db}\n"),
 )
 
 # ---------------------------------------------------------------------------- Secret objects

@@ -1,0 +1,72 @@
+"""The rule catalogue: every rule is complete, `rules` and `explain` show it, the README table is generated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT, run_suite
+
+from gitops_hooks.findings import Severity, catalogue
+
+FAMILIES_OF_ISSUE_3 = {"imperative", "live-state", "secrets", "deprecations", "policy"}
+
+
+def test_every_rule_is_complete() -> None:
+    rules = catalogue()
+    assert len(rules) >= 30
+    for r in rules.values():
+        assert r.id and r.id == r.id.lower() and " " not in r.id, r.id
+        assert r.family and isinstance(r.severity, Severity)
+        assert r.summary.endswith((".", ")")) and "\n" not in r.summary, r.id
+        assert len(r.explanation) > 40, r.id
+    for r in rules.values():
+        if r.family in FAMILIES_OF_ISSUE_3 and r.id != "policy-loosening-ignored":
+            assert r.example.strip(), f"{r.id} has no compliant example"
+
+
+def test_rules_command_lists_every_rule() -> None:
+    proc = run_suite("rules")
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert listed == set(catalogue())
+    assert any(line.split()[:3] == ["imperative-hook", "imperative", "warning"] for line in proc.stdout.splitlines())
+
+
+def test_explain_prints_explanation_and_compliant_example() -> None:
+    proc = run_suite("explain", "secret-plaintext")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("secret-plaintext (secrets, default error)\n\nA Secret with data or stringData")
+    assert "SealedSecret or an ExternalSecret" in out
+    assert "Compliant example:\n\n    apiVersion: v1\n    kind: Secret\n" in out
+    missing = run_suite("explain", "no-such-rule")
+    assert missing.returncode == 2
+    assert "no rule 'no-such-rule'; `gitops-hooks rules` lists them" in missing.stderr
+
+
+def _generated() -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "rules_table.py")],
+                          capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+def test_generator_prints_one_row_per_rule() -> None:
+    table = _generated()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == len([r for r in catalogue().values() if r.source == "built-in"])
+    assert "| `secret-plaintext` | secrets | error | A Secret with data or stringData that is not SOPS-encrypted. |" \
+        in rows
+
+
+def test_readme_rules_table_is_generated_from_the_code() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- rules:start -->", "<!-- rules:end -->"
+    assert start in readme and end in readme, \
+        "README.md needs the rule table between <!-- rules:start --> and <!-- rules:end -->: " \
+        "paste the output of scripts/rules_table.py"
+    block = readme.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    assert block == _generated(), "README.md's rule table is out of date: regenerate it with scripts/rules_table.py"
+    check = subprocess.run([sys.executable, str(ROOT / "scripts" / "rules_table.py"), "--check"],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
