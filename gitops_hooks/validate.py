@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -61,6 +62,28 @@ class StagedTree(IndexTree):
         return out
 
 
+class WorkingTree(FolderTree):
+    """Files on disk in a git working clone, less what .gitignore leaves out (as `git add` would).
+    A file named on the command line is checked even if ignored."""
+
+    def __init__(self, repo: pygit2.Repository, root: Path, paths: list[Path]) -> None:
+        super().__init__(root, paths)
+        self.repo = repo
+        self.named = {p for p in paths if p.is_file() or p.is_symlink()}
+
+    def _files(self) -> Iterator[Path]:
+        for path in super()._files():
+            if path in self.named or not self._ignored(path):
+                yield path
+
+    def _ignored(self, path: Path) -> bool:
+        try:
+            rel = (path.parent.resolve() / path.name).relative_to(self.root).as_posix()
+        except ValueError:
+            return False
+        return bool(self.repo.path_is_ignored(rel))
+
+
 def find_repository(start: Path) -> pygit2.Repository | None:
     found = pygit2.discover_repository(str(start))
     return pygit2.Repository(found) if found else None
@@ -83,7 +106,10 @@ def snapshot_for(req: Request, cwd: Path) -> tuple[Snapshot, Path, pygit2.Reposi
     repo = find_repository(cwd)
     root = Path(repo.workdir).resolve() if repo is not None and repo.workdir else cwd.resolve()
     if req.rev is None and not req.staged:
-        return FolderTree(root, [p.resolve() for p in req.paths] or [cwd.resolve()]), root, repo
+        targets = [p.resolve() for p in req.paths] or [cwd.resolve()]
+        if repo is not None and repo.workdir:
+            return WorkingTree(repo, root, targets), root, repo
+        return FolderTree(root, targets), root, repo
     if repo is None:
         raise UsageProblem(f"--rev and --staged need a git repository; {cwd} is not in one")
     if req.staged:

@@ -96,6 +96,20 @@ def test_paths_choose_what_is_checked(tmp_path: Path) -> None:
     assert finding_lines(proc.stdout) == [BAD_LINE]
 
 
+def test_working_clone_skips_what_gitignore_leaves_out(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    write(repo, ".gitignore", "build/\n")
+    write(repo, "build/web.yaml", BAD_DEPLOYMENT)
+    write(repo, "apps/web.yaml", DEPLOYMENT)
+    proc = run_suite("validate", cwd=repo)
+    assert proc.returncode == 0, proc.stdout
+    assert "1 files, 1 manifests" not in proc.stdout  # .gitignore and apps/web.yaml are checked, build/ not
+    assert "2 files, 1 manifests, 1 objects" in proc.stdout
+    named = run_suite("validate", "build/web.yaml", cwd=repo)  # a file named explicitly is checked
+    assert named.returncode == 1
+    assert finding_lines(named.stdout) == [BAD_LINE.replace("apps/web.yaml", "build/web.yaml")]
+
+
 def test_staged_checks_the_index_not_the_working_copy(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     write(repo, "apps/web.yaml", BAD_DEPLOYMENT)
