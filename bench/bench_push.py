@@ -11,7 +11,9 @@ Figures (one line each):
   one-file    a push that changes one manifest (a label added to its first object) on a server that
               has already seen the corpus
   readme      a push that changes no manifest (README.md edited)
-  validate    `gitops-hooks validate` of the clone's working tree
+  validate-cold  `gitops-hooks validate` of the clone's working tree with an empty client cache
+              (XDG_CACHE_HOME is a new empty folder for every run)
+  validate    the same with the client cache warm (one unmeasured run first)
 
 Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
 wrapper that starts the hook installed by `gitops-hooks install` and records, with os.wait4, the wall
@@ -39,7 +41,7 @@ CHECKOUT = HERE.parent
 SHARED = HERE.parent.parent / "shared"
 KUBE_PROMETHEUS = SHARED / "corpus" / "kube-prometheus" / "manifests"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")
-FIGURES = ("cold-push", "one-file", "readme", "validate")
+FIGURES = ("cold-push", "one-file", "readme", "validate-cold", "validate")
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -105,13 +107,14 @@ def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     return proc
 
 
-def measured(cmd: list[str], cwd: Path) -> Sample:
-    """Run cmd as a child; wall time from spawn to exit and the child's peak RSS."""
+def measured(cmd: list[str], cwd: Path, cache: Path) -> Sample:
+    """Run cmd as a child with its user cache in `cache`; wall time from spawn to exit, peak RSS, CPU."""
     import time
 
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     start = time.perf_counter()
     with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=null, stderr=null)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=null, stderr=null, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -279,10 +282,15 @@ def incremental(server: Server, clone: Path, runs: int, change: Callable[[int], 
     return out
 
 
-def validate_runs(clone: Path, runs: int, profile: Path | None) -> list[Sample]:
+def validate_cold(work: Path, clone: Path, runs: int, profile: Path | None) -> list[Sample]:
     if profile is not None:
-        return [measured(profiled_cmd(profile, "validate"), clone)]
-    return [measured([EXE, "validate"], clone) for _ in range(runs)]
+        return [measured(profiled_cmd(profile, "validate"), clone, work / "xdg-profile")]
+    return [measured([EXE, "validate"], clone, work / f"xdg-cold-{i}") for i in range(runs)]
+
+
+def validate_warm(work: Path, clone: Path, runs: int) -> list[Sample]:
+    measured([EXE, "validate"], clone, work / "xdg-warm")  # fills the cache; not counted
+    return [measured([EXE, "validate"], clone, work / "xdg-warm") for _ in range(runs)]
 
 
 def summary(label: str, figure: str, samples: list[Sample], note: str = "") -> str:
@@ -324,8 +332,10 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
             readme = clone / "README.md"
             edit = lambda i: _noop(readme.write_text(f"bench edit {i}\n"))  # noqa: E731
             emit("readme", incremental(server, clone, runs, edit), note)
+    if "validate-cold" in only:
+        emit("validate-cold", validate_cold(work, clone, runs, prof("validate-cold")))
     if "validate" in only:
-        emit("validate", validate_runs(clone, runs, prof("validate")))
+        emit("validate", validate_warm(work, clone, runs))
     if profile:
         for path in sorted(profile.glob(f"{label}-*.prof")):
             print_profile(path)
@@ -465,7 +475,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}")
     p.add_argument("--workdir", type=Path, help="keep the repositories here instead of a temporary folder")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="instead of timing, run the cold push and validate once each under cProfile, "
+                   help="instead of timing, run cold-push and validate-cold once each under cProfile, "
                         "write DIR/<corpus>-<figure>.prof and print where the time goes")
     p.add_argument("--code", metavar="REV",
                    help="measure commit REV of the checkout (exported to the work folder), not the live tree")
@@ -500,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
+    os.environ["XDG_CACHE_HOME"] = str(work / "xdg-cache")  # never the user's own cache
     if args.code:
         _log(f"measuring commit {export_code(args.code, work / 'code')}")
     _log(code_description())
@@ -510,7 +521,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         raise BenchError(f"no gitops-hooks executable beside {sys.executable}")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-        args.only = [f for f in args.only if f in ("cold-push", "validate")]
+        args.only = [f for f in args.only if f in ("cold-push", "validate-cold")]
     _log(f"load average before: {_load()}")
     run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
     _log(f"load average after: {_load()} (the cores are shared: compare figures taken at like load)")
