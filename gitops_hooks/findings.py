@@ -69,7 +69,7 @@ def register(*rules: Rule) -> None:
 
 def catalogue() -> dict[str, Rule]:
     """All known rules. Importing the checks package registers the built-in ones."""
-    from . import checks  # noqa: F401  (registration side effect)
+    from . import checks, kubeconform  # noqa: F401  (registration side effect)
 
     return dict(_CATALOGUE)
 
@@ -78,7 +78,7 @@ def rule(rule_id: str) -> Rule:
     try:
         return _CATALOGUE[rule_id]
     except KeyError:
-        from . import checks  # noqa: F401
+        from . import checks, kubeconform  # noqa: F401
 
         return _CATALOGUE[rule_id]
 

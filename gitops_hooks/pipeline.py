@@ -6,6 +6,8 @@ tree, the administrator's folders, bundled) ─► document, file and tree check
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, kubeconform, kustomize
+from . import __version__, kustomize
 from .cache import NullCache, fingerprint
 from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView
 from .config import Policy, matches
@@ -24,6 +26,7 @@ from .schemas import (
     GVK,
     CustomSchemas,
     KubernetesSchemas,
+    crd_versions,
     definition_closure,
     load_bundled,
     split_api_version,
@@ -88,8 +91,7 @@ def _in_dirs(path: str, dirs: list[str]) -> bool:
 def make_context(policy: Policy, ref: str = "") -> CheckContext:
     kube = kubernetes_schemas(policy.kubernetes_version, policy.strict)
     meta_name = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-    object_meta = definition_closure(kube.defs, meta_name)
-    custom = CustomSchemas(policy.strict, object_meta, "tree")
+    custom = CustomSchemas(policy.strict, lambda: definition_closure(kube.defs, meta_name), "tree")
     load_bundled(custom)
     for folder in policy.config.get("schema_dirs", []):
         _load_schema_dir(Path(folder), custom)
@@ -165,6 +167,8 @@ def _summary(pf: ParsedFile) -> dict[str, Any]:
         "findings": [[f.rule, f.line, f.column, f.message, f.hint] for f in pf.findings],
         "docs": [[d.index, d.line, d.column, d.api_version, d.kind, d.namespace, d.name] for d in docs],
         "crd": any(d.kind == "CustomResourceDefinition" for d in docs),
+        "defines": [list(gvk) for d in docs if d.kind == "CustomResourceDefinition"
+                    and d.api_version.startswith("apiextensions.k8s.io/") for gvk, _, _ in crd_versions(d.obj)],
         "suppress": [[list(k), [r.line, r.column, r.label, sorted(r.rules)]] for k, r in suppress.requests(docs).items()],
     }
 
@@ -177,6 +181,21 @@ def _findings_json(findings: list[Finding]) -> list[Any]:
 def _findings_from(rows: list[Any]) -> list[Finding]:
     return [Finding(r[0], r[1], r[2], r[3], Severity(r[4]), r[5], r[6], tuple(r[7]) if r[7] else None)  # type: ignore[arg-type]
             for r in rows]
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """The suite's own code and bundled schemas: results from other code are never reused."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    from .schemas import bundled_crd_dir
+
+    index = bundled_crd_dir() / "index.json"
+    if index.is_file():
+        h.update(index.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class _Run:
@@ -196,7 +215,7 @@ class _Run:
         self.data: dict[str, bytes] = {}
         self.parsed: dict[str, ParsedFile] = {}
         self.summaries: dict[str, dict[str, Any]] = {}
-        self.base = fingerprint(__version__, policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
+        self.base = fingerprint(__version__, code_fingerprint(), policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
                                 [c.__module__ + "." + c.__qualname__ for c in [*DOCUMENT_CHECKS, *FILE_CHECKS, *PARSED_CHECKS]],
                                 sorted(policy.config.get("schema_dirs", [])))
 
@@ -215,7 +234,7 @@ class _Run:
 
     def summary(self, e: Entry) -> dict[str, Any]:
         if e.path not in self.summaries:
-            key = f"parse:{e.oid}:{fingerprint(self.limits)}"
+            key = f"parse:{e.oid}:{fingerprint(code_fingerprint(), self.limits)}"
             s = self.cache.get(key)
             if s is None:
                 s = _summary(self.parse(e.path))
@@ -258,7 +277,9 @@ class _Run:
         for doc in rendered:
             for check in DOCUMENT_CHECKS:
                 out.extend(check(doc, self.ctx))
-        if kubeconform.selected(self.policy.config):  # the schema check is delegated to kubeconform
+        if self.policy.config.get("engine") == "kubeconform":  # the schema check is delegated to kubeconform
+            from . import kubeconform
+
             out.extend(kubeconform.check([o.document if isinstance(o, DocRef) else o for o in objects], self.ctx))
         view = TreeView(self.entries, _LazyParsed(self, [e.path for e in manifests]), objects, units)
         for tcheck in TREE_CHECKS:
@@ -356,8 +377,21 @@ class _Run:
         """Add the CRDs of the tree to the custom schemas; which blob defines each kind (for cache keys)."""
         source: dict[GVK, str] = {}
         for e in manifests:
-            if not self.summary(e)["crd"]:
+            defines = [tuple(g) for g in self.summary(e)["defines"]]
+            if not defines:
                 continue
+            for gvk in defines:
+                source[gvk] = e.oid  # type: ignore[index]
+            self.ctx.custom.add_loader(defines, self._crd_loader(e))  # type: ignore[arg-type]
+        for doc in rendered:
+            if doc.kind == "CustomResourceDefinition" and doc.api_version.startswith("apiextensions.k8s.io/"):
+                for gvk in self.ctx.custom.add_crd(doc.obj, f"{doc.path}:{doc.line}"):
+                    source[gvk] = fingerprint(doc.obj)
+        return source
+
+    def _crd_loader(self, e: Entry) -> Callable[[GVK], tuple[dict[str, Any], str, str]]:
+        """Read a CRD blob's schemas only when an object of one of its kinds must be validated."""
+        def load(gvk: GVK) -> tuple[dict[str, Any], str, str]:
             key = f"crd:{e.oid}"
             crds = self.cache.get(key)
             if crds is None:
@@ -365,13 +399,11 @@ class _Run:
                         if d.kind == "CustomResourceDefinition" and d.api_version.startswith("apiextensions.k8s.io/")]
                 self.cache.put(key, crds)
             for obj, line in crds:
-                for gvk in self.ctx.custom.add_crd(obj, f"{e.path}:{line}"):
-                    source[gvk] = e.oid
-        for doc in rendered:
-            if doc.kind == "CustomResourceDefinition" and doc.api_version.startswith("apiextensions.k8s.io/"):
-                for gvk in self.ctx.custom.add_crd(doc.obj, f"{doc.path}:{doc.line}"):
-                    source[gvk] = fingerprint(doc.obj)
-        return source
+                for found, schema, scope in crd_versions(obj):
+                    if found == gvk:
+                        return schema, f"{e.path}:{line}", scope
+            raise KeyError(gvk)
+        return load
 
     def blob_findings(self, e: Entry, direct: bool, crd_source: dict[GVK, str]) -> list[Finding]:
         """Document checks of a blob's objects (when they stand for themselves) and file checks."""

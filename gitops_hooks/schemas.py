@@ -85,14 +85,25 @@ class KubernetesSchemas:
     def __init__(self, version: str, strict: bool) -> None:
         self.version = resolve_version(version)
         self.strict = strict
-        folder = f"v{self.version}.0-local" + ("-strict" if strict else "")
-        self.defs: dict[str, Any] = _json_load(schema_root() / folder / "_definitions.json")["$defs"]
-        self.index: dict[GVK, str] = {}
+        self._compiled: dict[GVK, Schema | None] = {}
+
+    @functools.cached_property
+    def defs(self) -> dict[str, Any]:
+        """Read on first use: a push whose results all come from the cache never needs them."""
+        folder = f"v{self.version}.0-local" + ("-strict" if self.strict else "")
+        return _json_load(schema_root() / folder / "_definitions.json")["$defs"]  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def index(self) -> dict[GVK, str]:
+        index: dict[GVK, str] = {}
         for name, d in self.defs.items():
             for g in d.get("x-kubernetes-group-version-kind", ()):
-                self.index.setdefault((g["group"], g["version"], g["kind"]), name)
-        self.groups = frozenset(g for g, _, _ in self.index) | HISTORICAL_BUILTIN_GROUPS
-        self._compiled: dict[GVK, Schema | None] = {}
+                index.setdefault((g["group"], g["version"], g["kind"]), name)
+        return index
+
+    @functools.cached_property
+    def groups(self) -> frozenset[str]:
+        return frozenset(g for g, _, _ in self.index) | HISTORICAL_BUILTIN_GROUPS
 
     def get(self, gvk: GVK) -> Schema | None:
         if gvk not in self._compiled:
@@ -235,7 +246,8 @@ class UnusableSchema(Exception):
 class CustomSchemas:
     """Schemas for custom resources, keyed by GVK, from CRD objects; compiled on first use."""
 
-    def __init__(self, strict: bool, object_meta: dict[str, Any] | None, source_name: str) -> None:
+    def __init__(self, strict: bool, object_meta: dict[str, Any] | Callable[[], dict[str, Any]] | None,
+                 source_name: str) -> None:
         self.strict = strict
         self.object_meta = object_meta
         self.source_name = source_name
@@ -277,7 +289,8 @@ class CustomSchemas:
         if gvk in self._broken:
             raise UnusableSchema(self._broken[gvk])
         try:
-            validator = compile_schema(crd_to_jsonschema(schema, self.strict, self.object_meta))
+            meta = self.object_meta() if callable(self.object_meta) else self.object_meta
+            validator = compile_schema(crd_to_jsonschema(schema, self.strict, meta))
         except ValueError as exc:  # jsonschema_rs.ValidationError is a ValueError
             first = (str(exc).strip().splitlines() or ["invalid schema"])[0]
             at = "/".join(str(p) for p in getattr(exc, "instance_path", ()) or ())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .. import kubeconform
 from ..documents import YAML11_BOOLS, Document
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import UnusableSchema, split_api_version
@@ -31,7 +30,7 @@ register(
 @document_check
 def validate_schema(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     api_version, kind = doc.api_version, doc.kind
-    if not api_version or not kind or kubeconform.selected(ctx.policy.config):
+    if not api_version or not kind or ctx.policy.config.get("engine") == "kubeconform":
         return  # reported by object-required; or delegated to the kubeconform engine (pipeline)
     group, version = split_api_version(api_version)
     gvk = (group, version, kind)
