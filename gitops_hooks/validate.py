@@ -121,8 +121,8 @@ def commit_tree(repo: pygit2.Repository, rev: str) -> GitTree:
     try:
         obj = repo.revparse_single(rev)
         commit = obj.peel(pygit2.Commit)
-    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
-        raise UsageProblem(f"--rev {rev}: not a commit in this repository ({exc})") from None
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+        raise UsageProblem(f"--rev {rev}: not a commit in this repository") from None
     return GitTree(repo, str(commit.id), f"{rev} ({str(commit.id)[:12]})")
 
 

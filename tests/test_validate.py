@@ -305,10 +305,10 @@ def many_manifests(root: Path, count: int) -> None:
         write(root, f"apps/cm-{i:05}.yaml", text)
 
 
-def run_on_terminal(cwd: Path) -> tuple[int, str, bytes]:
+def run_on_terminal(cwd: Path, env: dict[str, str]) -> tuple[int, str, bytes]:
     """Run validate with stderr on a pseudo-terminal (as in an interactive shell), stdout on a pipe."""
     master, slave = os.openpty()
-    proc = subprocess.Popen([EXE, "validate"], cwd=cwd, stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen([EXE, "validate"], cwd=cwd, stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
     seen = b""
     while True:
@@ -325,14 +325,16 @@ def run_on_terminal(cwd: Path) -> tuple[int, str, bytes]:
 
 
 def test_progress_on_a_terminal_and_none_otherwise(tmp_path: Path) -> None:
-    many_manifests(tmp_path, 5000)
-    code, out, terminal = run_on_terminal(tmp_path)
+    many_manifests(tmp_path / "tree", 5000)
+    cold = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # a cold client cache: a long run
+    code, out, terminal = run_on_terminal(tmp_path / "tree", cold)
     assert code == 0
     assert b"gitops-hooks: reading manifests " in terminal
     assert b"/5000" in terminal
     assert terminal.endswith(b"\r\x1b[K")  # the progress line is cleared at the end
     assert "reading manifests" not in out  # the report itself carries no progress
-    piped = run_suite("validate", cwd=tmp_path)
+    piped = subprocess.run([EXE, "validate"], cwd=tmp_path / "tree", capture_output=True, text=True,
+                           env={**cold, "XDG_CACHE_HOME": str(tmp_path / "cache2")})
     assert piped.returncode == 0
     assert piped.stderr == ""
     assert finding_lines(piped.stdout) == finding_lines(out) == []
