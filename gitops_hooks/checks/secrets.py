@@ -111,22 +111,28 @@ class Pattern:
     regex: re.Pattern[str]
     what: str
     public_prefix: int  # characters of the match that are a fixed, public marker (shown), or 0
+    markers: tuple[str, ...]  # literal parts: only lines holding one are searched with the regex
 
 
 STRONG = (
-    Pattern(re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"), "a private key", 0),
-    Pattern(re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"), "an AWS access key id", 4),
-    Pattern(re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b"), "a GitHub token", 4),
-    Pattern(re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,244}"), "a GitHub fine-grained token", 11),
-    Pattern(re.compile(r"\bxox[abposr]-[0-9A-Za-z-]{10,}"), "a Slack token", 5),
+    Pattern(re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"), "a private key", 0,
+            ("PRIVATE KEY",)),
+    Pattern(re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"), "an AWS access key id", 4,
+            ("AKIA", "ASIA", "ABIA", "ACCA")),
+    Pattern(re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b"), "a GitHub token", 4,
+            ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    Pattern(re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,244}"), "a GitHub fine-grained token", 11, ("github_pat_",)),
+    Pattern(re.compile(r"\bxox[abposr]-[0-9A-Za-z-]{10,}"), "a Slack token", 5, ("xox",)),
     Pattern(re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"),
-            "a Slack webhook URL", 33),
+            "a Slack webhook URL", 33, ("hooks.slack.com",)),
 )
-STRONG_ANY = re.compile("|".join(p.regex.pattern for p in STRONG))
+KEYWORD_STEMS = ("pass", "secret", "token", "api_key", "api-key", "apikey", "access_key", "access-key",
+                 "accesskey", "auth_key", "auth-key", "authkey", "private_key", "private-key", "privatekey",
+                 "credential")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 KEYWORD = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|" \
           r"private[_-]?key|client[_-]?secret|credentials?)"
-KEYWORD_ANY = re.compile(KEYWORD, re.I)
 VALUE = r"(?:\"(?P<dq>[^\"\n]*)\"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s\"',}\]]+))"
 ASSIGNMENT = re.compile(
     r"(?<![A-Za-z0-9_])(?P<key>[A-Za-z0-9_.-]{0,40}?(?P<kw>" + KEYWORD + r")(?P<suffix>[A-Za-z0-9_.-]{0,30}))"
@@ -214,32 +220,57 @@ class _Text:
 SECRET_KINDS = frozenset({"Secret", "SealedSecret"})
 
 
+def _keyword_offsets(text: str) -> list[int]:
+    """Offsets of the keyword stems, case-insensitively."""
+    low = text.lower()
+    if len(low) != len(text):  # a few non-ASCII letters lower to two characters; keep offsets exact
+        low = text.translate(_ASCII_LOWER)
+    out = []
+    for stem in KEYWORD_STEMS:
+        i = low.find(stem)
+        while i >= 0:
+            out.append(i)
+            i = low.find(stem, i + 1)
+    return sorted(out)
+
+
+def _marked_lines(text: str, markers: tuple[str, ...]) -> Iterator[int]:
+    """Start offsets of the lines that hold one of the markers, each once."""
+    seen: set[int] = set()
+    for marker in markers:
+        i = text.find(marker)
+        while i >= 0:
+            start = text.rfind("\n", 0, i) + 1
+            if start not in seen:
+                seen.add(start)
+                yield start
+            i = text.find(marker, i + 1)
+
+
 def _strong(doc: _Text) -> Iterator[Leak]:
-    for m in STRONG_ANY.finditer(doc.text):
-        if doc.context(m.start())[0] in SECRET_KINDS:
-            continue
-        for p in STRONG:
-            if p.regex.fullmatch(m.group(0)) or p.regex.match(m.group(0)):
-                if p.what == "an AWS access key id" and m.group(0).endswith("EXAMPLE"):
-                    break  # AWS's documented example key
+    for p in STRONG:
+        for start in _marked_lines(doc.text, p.markers):
+            end = doc.text.find("\n", start)
+            for m in p.regex.finditer(doc.text, start, end if end >= 0 else len(doc.text)):
+                if doc.context(m.start())[0] in SECRET_KINDS:
+                    continue
+                if p.public_prefix == 4 and m.group(0).endswith("EXAMPLE"):
+                    continue  # AWS's documented example key
                 shown = m.group(0) if p.public_prefix == 0 else m.group(0)[: p.public_prefix] + "…"
                 line, col = doc.position(m.start())
                 yield Leak(line, col, f"{p.what} ({shown})")
-                break
 
 
-def _generic(doc: _Text) -> Iterator[Leak]:
+def _generic(doc: _Text, offsets: list[int]) -> Iterator[Leak]:
     seen_lines: set[int] = set()
-    for m in KEYWORD_ANY.finditer(doc.text):
-        start, text = doc.line_text(m.start())
+    for offset in offsets:
+        start, text = doc.line_text(offset)
         if start in seen_lines:
             continue
         seen_lines.add(start)
-        kind, _ = doc.context(start)
-        if kind in SECRET_KINDS:
-            continue
-        yield from _assignments(doc, start, text)
-        yield from _env_pair(doc, start, text)
+        found = [*_assignments(doc, start, text), *_env_pair(doc, start, text)]
+        if found and doc.context(start)[0] not in SECRET_KINDS:
+            yield from found
 
 
 def _assignments(doc: _Text, start: int, text: str) -> Iterator[Leak]:
@@ -275,9 +306,10 @@ def scan(text: str) -> list[Leak]:
     """Credentials in a file's text, in order of position."""
     doc = _Text(text)
     leaks = list(_strong(doc))
-    if KEYWORD_ANY.search(text):
+    offsets = _keyword_offsets(text)
+    if offsets:
         strong_lines = {leak.line for leak in leaks}  # a token is reported once, by its own pattern
-        leaks.extend(leak for leak in _generic(doc) if leak.line not in strong_lines)
+        leaks.extend(leak for leak in _generic(doc, offsets) if leak.line not in strong_lines)
     return sorted(set(leaks), key=lambda leak: (leak.line, leak.column))
 
 
