@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXE, Clone, Server, git, run_suite
+from conftest import CORPUS, EXE, Clone, Server, git, need_corpus, run_suite
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -249,6 +249,19 @@ def test_validate_rev_reports_what_the_gate_reports(server: Server, clone: Clone
     assert local.returncode == 1
     remote = finding_lines("\n".join(push.remote_lines()))
     assert len(remote) >= 3
+    assert finding_lines(local.stdout) == remote
+
+
+def test_same_findings_as_the_gate_on_the_real_corpora(server: Server, clone: Clone) -> None:
+    need_corpus()
+    for name in ("kube-prometheus", "microservices-demo", "flux2-kustomize-helm-example"):
+        clone.copy_tree(CORPUS / name, name)
+    clone.commit("three real repositories")
+    push = clone.push()
+    remote = finding_lines("\n".join(push.remote_lines()))
+    local = run_suite("validate", "--rev", "HEAD", cwd=clone.path)
+    assert local.returncode == (0 if push.accepted else 1)
+    assert len(remote) >= 10
     assert finding_lines(local.stdout) == remote
 
 
