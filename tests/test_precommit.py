@@ -182,3 +182,33 @@ def test_pre_commit_try_repo(tmp_path: Path, manifest: str, accepted: bool) -> N
         assert "Failed" in out
         assert BAD_LINE in out
         assert "- exit code: 1" in out
+
+
+def test_pre_commit_framework_as_a_team_installs_it(tmp_path: Path) -> None:
+    """.pre-commit-config.yaml naming this project, `pre-commit install`, then real `git commit`s."""
+    repo = new_repo(tmp_path / "work")
+    sha = git("rev-parse", "HEAD", cwd=ROOT).stdout.strip()
+    config = {"repos": [{"repo": str(ROOT), "rev": sha, "hooks": [{"id": "gitops-hooks"}]}]}
+    put(repo, ".pre-commit-config.yaml", yaml.safe_dump(config))
+    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+    env.pop("GIT_DIR", None)
+    installed = subprocess.run([PRE_COMMIT, "install"], cwd=repo, env=env, capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    def commit_with_framework() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "commit", "-m", "change"], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=900)
+
+    put(repo, "apps/web.yaml", BAD)
+    git("add", "-A", cwd=repo)
+    refused = commit_with_framework()
+    assert refused.returncode != 0
+    assert BAD_LINE in refused.stdout + refused.stderr
+    assert head(repo) is None
+
+    put(repo, "apps/web.yaml", GOOD)
+    git("add", "-A", cwd=repo)
+    accepted = commit_with_framework()
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "Passed" in accepted.stdout + accepted.stderr
+    assert head(repo) is not None
