@@ -202,7 +202,7 @@ class Ownership:
         return any(m != manager and path in ps for m, (_, _, _, ps) in self.managers.items())
 
     def release(self, manager: str, path: Path_) -> None:
-        for m, (op, av, t, ps) in list(self.managers.items()):
+        for m, (op, av, _, ps) in list(self.managers.items()):
             if m == manager:
                 continue
             kept = {p for p in ps if not overlaps(p, path)}

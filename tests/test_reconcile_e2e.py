@@ -3,7 +3,6 @@ the loopback API server (tests/kubeapi.py) through the real `kubernetes` client.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -335,7 +334,7 @@ def test_concurrent_pushes_coalesce_to_the_newest_commit(server: Server, clone: 
     results: list[str] = []
 
     def push_from(c: Clone, i: int) -> None:
-        for attempt in range(20):
+        for _ in range(20):
             git("pull", "--quiet", "--rebase", "origin", "main", cwd=c.path, check=False)
             c.write(f"clusters/prod/cm{i}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i}\n"
                     "data: {a: b}\n")
@@ -385,4 +384,18 @@ def test_env_commands_validate_like_the_config_file(server: Server, tmp_path: Pa
     assert "staging\trefs/heads/main\tclusters/staging" in listing
     assert run_suite("env", "remove", str(server.path), "staging").returncode == 0
     assert "staging" not in run_suite("env", "list", str(server.path)).stdout
-    _ = subprocess
+
+
+def test_kustomization_is_rendered_and_substituted(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    clone.write("base/web.yaml", DEPLOYMENT)
+    clone.write("base/settings.yaml", CONFIGMAP)
+    clone.write("base/kustomization.yaml", "resources: [web.yaml, settings.yaml]\n")
+    clone.write("clusters/prod/namespace.yaml", NAMESPACE)
+    clone.write("clusters/prod/kustomization.yaml", "resources: [namespace.yaml, ../../base]\n"
+                "namePrefix: prod-\ncommonLabels: {env: prod}\n")
+    clone.commit("kustomize")
+    push = clone.push()
+    lines = push.remote_lines()
+    assert "deployment.apps/prod-web created" in lines and "configmap/prod-settings created" in lines, push.output
+    cm = kube.object("v1", "ConfigMap", "prod-settings", "apps")
+    assert cm is not None and cm["data"]["cluster"] == "prod-eu" and cm["metadata"]["labels"]["env"] == "prod"

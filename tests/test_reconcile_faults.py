@@ -7,11 +7,20 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import EXE, Clone, Server, run_suite
 from kubeapi import KubeAPI
-from test_reconcile_e2e import TOKEN, base_tree, history, kube, note  # noqa: F401  (kube is a fixture)
+from test_reconcile_e2e import TOKEN, base_tree, history, note
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeAPI]:
+    api = KubeAPI(token=TOKEN).start()
+    yield api
+    api.stop()
 
 
 def add_env(server: Server, kube: KubeAPI, tmp_path: Path, *extra: str) -> None:

@@ -115,9 +115,10 @@ class Applier:
         if env.prune:
             changes = self._prune(targets, members, changes)
         if changes.ok and not self.dry_run:
+            pruned = {c.subject + "|" + c.namespace for c in changes.of("pruned")}
+            wanted = {t.key for t in targets}
             kept = {inv.group_kind(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in members
-                    if key_of(m) not in {t.key for t in targets} and not any(c.action == "pruned" and
-                                                                               c.subject == subject_of(m) for c in changes.changes)}
+                    if key_of(m) not in wanted and subject_of(m) + "|" + key_of(m)[2] not in pruned}
             inv.write(self.kube, env, new_kinds | kept, new_spaces)
         return changes
 
@@ -234,7 +235,8 @@ class Applier:
             return "unchanged" if normalized(live) == normalized(result) else "configured"
         if status == 201:
             return "created"
-        if live is not None and live.get("metadata", {}).get("resourceVersion") == result.get("metadata", {}).get("resourceVersion"):
+        version = (live or {}).get("metadata", {}).get("resourceVersion")
+        if version is not None and version == result.get("metadata", {}).get("resourceVersion"):
             return "unchanged"
         return "configured"
 

@@ -218,7 +218,7 @@ def environment_findings(repo: Any, update: Any, server: Mapping[str, Any]) -> l
     from ..gitrepo import GitTree
     from .desired import desired_set
 
-    out = []
+    out: list[Any] = []
     for env in environments.for_ref(server, update.ref):
         found = desired_set(GitTree(repo, update.new), env, server).findings
         out.extend(f for f in found if f.rule.startswith("reconcile-"))

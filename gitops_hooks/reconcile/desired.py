@@ -127,12 +127,18 @@ def _kustomize(entries: list[Entry], parsed: dict[str, ParsedFile], read: Any, p
         if not _in(kpath, prefix) or kpath in unsafe:
             continue
         if kustomize.is_simple(plan, d, files):
-            docs.extend(kustomize.simple_render(plan, d, files, parsed))
+            for member in kustomize.simple_members(plan, d, files):
+                pf = parsed.get(member)
+                if pf is not None:
+                    docs.extend(doc for doc in pf.documents if doc.is_object)
             continue
-        rendered = kustomize.kubectl_render(plan, d, entries, read, parsed, config["kustomize"]["kubectl"],
-                                            float(config["limits"]["timeout_seconds"]))
-        findings.extend(rendered.findings)
-        docs.extend(rendered.documents)
+        text, problems = kustomize.kubectl_build(plan, d, entries, read, config["kustomize"]["kubectl"],
+                                                 float(config["limits"]["timeout_seconds"]))
+        findings.extend(problems)
+        if text is not None:
+            rendered, more = kustomize.documents_of(plan, d, text, parsed)
+            findings.extend(more)
+            docs.extend(doc for doc in rendered if doc.is_object)
     return docs, plan.consumed
 
 

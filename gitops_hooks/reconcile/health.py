@@ -136,7 +136,7 @@ def wait(kube: Kube, objects: Iterable[Watched], timeout: float, emit: Callable[
     deadline = time.monotonic() + timeout
     while pending:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(pending)))) as pool:
-            states = dict(zip(pending, pool.map(lambda w: _probe(kube, w), pending.values())))
+            states = dict(zip(pending, pool.map(lambda w: _probe(kube, w), pending.values()), strict=True))
         for path, (state, message) in states.items():
             last[path] = (state, message)
             if state != IN_PROGRESS:

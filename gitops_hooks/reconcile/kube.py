@@ -112,7 +112,6 @@ class Kube:
     def _once(self, method: str, path: str, query: Mapping[str, str] | None, body: Any,
               content_type: str) -> tuple[int, dict[str, Any]]:
         import urllib3
-
         from kubernetes.client.exceptions import ApiException
 
         with self._lock:
