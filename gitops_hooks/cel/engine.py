@@ -1,0 +1,136 @@
+"""Compile once, evaluate many times: the CEL engine behind every CEL rule of the gate.
+
+Outcomes are plain values. A rule the engine cannot evaluate faithfully (a function we do not provide, an
+expression that does not type-check, a call no overload accepts at run time) is *not evaluated*, with the
+function named, so that callers report it as such instead of passing or failing the object.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+Variables = tuple[str, ...]
+
+_UNDECLARED = re.compile(r"undeclared reference to '([^']+)'")
+_NO_OVERLOAD = re.compile(r"found no matching overload for '([^']+)'")
+_RUNTIME_NO_OVERLOAD = re.compile(r"No matching overloads found : (?:\(([^)]*)\)\.)?([\w.]+)\(")
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One expression compiled for one set of variables; `program` is None when it cannot be run."""
+
+    source: str
+    variables: Variables
+    program: Any = None
+    not_evaluated: str = ""  # why it cannot be run, naming the function when there is one
+
+    @property
+    def ok(self) -> bool:
+        return self.program is not None
+
+    @property
+    def uses_old_self(self) -> bool:
+        return "oldSelf" in _identifiers(self.source)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    value: Any = None
+    error: str = ""  # the evaluation failed (as it would in the API server)
+    not_evaluated: str = ""  # we could not evaluate it faithfully
+
+
+@functools.lru_cache(maxsize=16)
+def _env(variables: Variables) -> Any:
+    from cel_expr_python import cel
+    from cel_expr_python.ext import ext_optional, ext_strings
+
+    from .k8slib import declarations
+
+    return cel.NewEnv(
+        variables={name: cel.Type.DYN for name in variables},
+        extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional()],
+        functions=declarations(),
+    )
+
+
+_CACHE: dict[tuple[Variables, str], Compiled] = {}
+
+
+def compile_expr(source: str, variables: Variables) -> Compiled:
+    """The compiled expression, from the cache when it was compiled before in this process."""
+    key = (variables, source)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    with _LOCK:
+        compiled = _compile(source, variables)
+        _CACHE[key] = compiled
+    return compiled
+
+
+def _compile(source: str, variables: Variables) -> Compiled:
+    try:
+        program = _env(variables).compile(source)
+    except Exception as exc:  # cel-cpp reports every compile problem as RuntimeError
+        return Compiled(source, variables, None, _compile_problem(str(exc)))
+    return Compiled(source, variables, program)
+
+
+def _compile_problem(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "does not compile"
+    m = _UNDECLARED.search(text)
+    if m:
+        return f"uses {m.group(1)}, which this gate does not provide"
+    m = _NO_OVERLOAD.search(text)
+    if m:
+        return f"calls {m.group(1)}() with arguments this gate has no overload for"
+    first = re.sub(r"^[A-Z_]+: (ERROR: )?(<input>:\d+:\d+: )?", "", first)
+    return f"does not compile: {first}"
+
+
+def activation(variables: Variables, data: dict[str, Any]) -> Any:
+    """Bindings for the variables, reusable across the expressions compiled for the same variables."""
+    return _env(variables).Activation(data)
+
+
+def evaluate(compiled: Compiled, bindings: Any) -> Outcome:
+    if compiled.program is None:
+        return Outcome(not_evaluated=compiled.not_evaluated)
+    from cel_expr_python import cel
+
+    try:
+        result = compiled.program.eval(bindings)
+    except Exception as exc:  # defensive: the bindings raise on error values
+        return Outcome(error=_clean(str(exc)))
+    if result.type() == cel.Type.ERROR:
+        text = str(result.value())
+        m = _RUNTIME_NO_OVERLOAD.search(text)
+        if m:
+            receiver = f" on a {m.group(1)}" if m.group(1) else ""
+            return Outcome(not_evaluated=f"calls {m.group(2)}(){receiver} with arguments this gate has no overload for")
+        return Outcome(error=_clean(text))
+    return Outcome(value=_plain(result))
+
+
+def _plain(result: Any) -> Any:
+    try:
+        return result.plain_value()
+    except Exception:
+        return result.value()
+
+
+def _clean(text: str) -> str:
+    text = re.sub(r"^[A-Z_]+: ", "", text.strip()).splitlines()[0] if text.strip() else "evaluation error"
+    return text.replace("Key not found in map : ", "no such key: ")
+
+
+def _identifiers(source: str) -> set[str]:
+    without_strings = re.sub(r"(?s)('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")", "''", source)
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", without_strings))

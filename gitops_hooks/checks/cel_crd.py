@@ -1,0 +1,187 @@
+"""CRD validation rules (`x-kubernetes-validations`) evaluated for custom resources, as the API server would.
+
+Rules run at every level of the schema where they sit, with `self` (and `oldSelf` for transition rules),
+`message` / `messageExpression`, `fieldPath` and `reason`. Plain rules depend on the object alone and are a
+document check (cached with the object's blob); transition rules compare with the same object at the
+old commit of the ref and run as a tree check on every push.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..cel import activation, compile_expr, evaluate
+from ..cel.previous import identity, old_objects
+from ..cel.structural import MISSING, Site, dotted, field_path, rule_sites, to_cel
+from ..findings import Finding, Rule, Severity, finding, register
+from ..schemas import split_api_version
+from . import CheckContext, TreeView, document_check, tree_check
+
+VARIABLES = ("self", "oldSelf")
+MAX_PER_OBJECT = 20
+REASONS = {
+    "FieldValueInvalid": "Invalid value",
+    "FieldValueForbidden": "Forbidden",
+    "FieldValueRequired": "Required value",
+    "FieldValueDuplicate": "Duplicate value",
+}
+
+register(
+    Rule("crd-rule", "cel", Severity.ERROR,
+         "A custom resource breaks a validation rule (x-kubernetes-validations) of its CRD.",
+         "The API server evaluates the CEL rules of a CustomResourceDefinition's schema on every create and "
+         "update, and refuses the object when one is false. The gate evaluates the same rules (from the CRD in "
+         "the repository, the administrator's schema_dirs, or the bundled CRDs) with defaults applied, so the "
+         "push is refused with the rule's own message and the line of the field, instead of the apply failing "
+         "later in the cluster.",
+         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: web\nspec:\n"
+         "  rules:\n    - matches:\n        - path: {type: PathPrefix, value: /app}\n"),
+    Rule("crd-rule-transition", "cel", Severity.ERROR,
+         "A change breaks a transition rule (oldSelf) of the CRD, such as an immutable field.",
+         "Transition rules compare the new object with the object the cluster has. The gate compares with the "
+         "same object (same group, kind, namespace and name) at the ref's previous commit, so a change the API "
+         "server would refuse on update (for example `self == oldSelf` on an immutable field) is refused at "
+         "push. To change such a field, delete the object in one push and create it again in another.", ""),
+    Rule("cel-not-evaluated", "cel", Severity.WARNING,
+         "A CEL rule could not be evaluated here; it was neither passed nor failed.",
+         "The rule uses a function or variable this gate does not provide (for example the format library or "
+         "`authorizer`), or does not compile. The cluster will still evaluate it on apply. The finding names "
+         "the function; make it an error with `rules: {cel-not-evaluated: error}` to refuse such pushes.", ""),
+)
+
+
+def _gvk(doc: Any) -> tuple[str, str, str]:
+    group, version = split_api_version(doc.api_version)
+    return group, version, doc.kind
+
+
+def _schema(doc: Any, ctx: CheckContext) -> dict[str, Any] | None:
+    """The raw openAPIV3Schema of the object's kind, when its CRD carries any rule."""
+    gvk = _gvk(doc)
+    memo: dict[Any, Any] = ctx.extra.setdefault("cel_crd_schemas", {})
+    if gvk not in memo:
+        raw = ctx.custom.raw(gvk) if doc.kind and gvk in ctx.custom else None
+        schema = raw[0] if raw else None
+        memo[gvk] = schema if schema is not None and _has_rules(schema) else None
+    return memo[gvk]  # type: ignore[no-any-return]
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("x-kubernetes-validations"):
+            return True
+        return any(_has_rules(v) for k, v in schema.items() if k in ("properties", "items", "additionalProperties")
+                   or isinstance(v, dict) and k not in ("default", "example", "enum"))
+    return False
+
+
+@document_check
+def crd_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
+    schema = _schema(doc, ctx)
+    if schema is None:
+        return
+    yield from _limit(doc, evaluate_rules(doc, schema, to_cel(doc.obj, schema), MISSING, transitions=False))
+
+
+@tree_check
+def crd_transition_rules(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
+    if ctx.old_tree is None:
+        return
+    for doc in tree.objects:
+        if not doc.kind or not doc.name or not _has_transition_rules(doc, ctx):
+            continue
+        old = old_objects(ctx).get(identity(doc))
+        if old is None:
+            continue
+        schema = _schema(doc, ctx)
+        assert schema is not None
+        value = to_cel(doc.obj, schema)
+        yield from _limit(doc, evaluate_rules(doc, schema, value, to_cel(old.obj, schema), transitions=True))
+
+
+def _has_transition_rules(doc: Any, ctx: CheckContext) -> bool:
+    schema = _schema(doc, ctx)
+    if schema is None:
+        return False
+    memo: dict[Any, bool] = ctx.extra.setdefault("cel_crd_transitions", {})
+    key = _gvk(doc)
+    if key not in memo:
+        memo[key] = "oldSelf" in str(schema)
+    return memo[key]
+
+
+def _limit(doc: Any, found: Iterable[Finding]) -> Iterator[Finding]:
+    for count, f in enumerate(found):
+        if count == MAX_PER_OBJECT:
+            yield finding(f.rule, doc.path, doc.line, doc.column,
+                          f"{doc.describe()}: more validation rules failed; not shown", subject=doc.subject())
+            return
+        yield f
+
+
+def evaluate_rules(doc: Any, schema: dict[str, Any], value: Any, old: Any, transitions: bool) -> Iterator[Finding]:
+    """Findings for the rules of one object: plain rules, or (transitions=True) only transition rules."""
+    for site in rule_sites(schema, value, old):
+        bindings = None
+        for rule in site.rules:
+            source = rule.get("rule")
+            if not isinstance(source, str):
+                continue
+            compiled = compile_expr(source, VARIABLES)
+            if compiled.uses_old_self != transitions or transitions and site.old is MISSING:
+                continue
+            if transitions and rule.get("optionalOldSelf"):
+                yield _not_evaluated(doc, site, source, "uses optionalOldSelf, which this gate does not evaluate")
+                continue
+            if bindings is None:
+                bindings = activation(VARIABLES, {"self": site.value, "oldSelf": None if site.old is MISSING else site.old})
+            outcome = evaluate(compiled, bindings)
+            if outcome.not_evaluated:
+                yield _not_evaluated(doc, site, source, outcome.not_evaluated)
+            elif outcome.error or outcome.value is not True:
+                yield _failed(doc, site, rule, outcome.error, outcome.value, bindings, transitions)
+
+
+def _not_evaluated(doc: Any, site: Site, source: str, why: str) -> Finding:
+    line, col = doc.locate(site.path)
+    return finding("cel-not-evaluated", doc.path, line, col,
+                   f"{doc.describe()}: {dotted(site.path)}: validation rule not evaluated: it {why}",
+                   f"rule: {_short(source)}", subject=doc.subject())
+
+
+def _failed(doc: Any, site: Site, rule: dict[str, Any], error: str, value: Any, bindings: Any,
+            transition: bool) -> Finding:
+    source = str(rule["rule"])
+    if error:
+        message = f"rule evaluation error: {error}"
+    elif not isinstance(value, bool):
+        message = f"the rule returned {type(value).__name__}, not a boolean"
+    else:
+        message = _message(rule, bindings)
+    path = site.path
+    extra = field_path(rule["fieldPath"]) if isinstance(rule.get("fieldPath"), str) else None
+    if extra:
+        path = path + extra
+    reason = REASONS.get(str(rule.get("reason") or "FieldValueInvalid"), "Invalid value")
+    line, col = doc.locate(path)
+    rule_id = "crd-rule-transition" if transition else "crd-rule"
+    return finding(rule_id, doc.path, line, col, f"{doc.describe()}: {dotted(path)}: {reason}: {message}",
+                   f"rule: {_short(source)}", subject=doc.subject())
+
+
+def _message(rule: dict[str, Any], bindings: Any) -> str:
+    expr = rule.get("messageExpression")
+    if isinstance(expr, str) and expr.strip():
+        outcome = evaluate(compile_expr(expr, VARIABLES), bindings)
+        if isinstance(outcome.value, str) and outcome.value.strip():
+            return outcome.value.strip().splitlines()[0]
+    message = rule.get("message")
+    if isinstance(message, str) and message.strip():
+        return message.strip()
+    return f"failed rule: {rule['rule']}"
+
+
+def _short(source: str) -> str:
+    one = " ".join(source.split())
+    return one if len(one) <= 160 else one[:157] + "..."
