@@ -113,6 +113,8 @@ def snapshot_for(req: Request, cwd: Path) -> tuple[Snapshot, Path, pygit2.Reposi
     if repo is None:
         raise UsageProblem(f"--rev and --staged need a git repository; {cwd} is not in one")
     if req.staged:
+        if repo.is_bare:
+            raise UsageProblem(f"--staged needs a working clone; {repo.path} is a bare repository")
         return StagedTree(repo, index_file_from_env(cwd)), root, repo
     return commit_tree(repo, req.rev or "HEAD"), root, repo
 

@@ -178,6 +178,12 @@ def test_staged_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
                                    f"{tmp_path} is not in one")
 
 
+def test_staged_in_a_bare_repository_is_a_usage_error(server: Server) -> None:
+    proc = run_suite("validate", "--staged", cwd=server.path)
+    assert proc.returncode == 2
+    assert "--staged needs a working clone" in proc.stderr
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("strict: [oops\n", "invalid YAML"),
     ("strict: maybe\n", "strict"),
