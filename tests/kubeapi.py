@@ -572,6 +572,7 @@ class KubeAPI:
         handler = type("Handler", (_Handler,), {"api": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._httpd.daemon_threads = True
+        self._httpd.block_on_close = False
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -734,6 +735,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(code, out)
         except ApiError as exc:
             self._send(exc.code, exc.status(), exc.headers)
+        except OSError:  # the client went away (timed out, or the server is going down)
+            self.close_connection = True
         except Exception as exc:  # a bug in the test server: answer like the API would
             self._send(500, ApiError(500, "InternalError", f"test server: {type(exc).__name__}: {exc}").status())
 
@@ -742,6 +745,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def _send(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        try:
+            self._write(code, body, headers)
+        except OSError:  # the client went away
+            self.close_connection = True
+
+    def _write(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

@@ -27,7 +27,7 @@ def add_env(server: Server, kube: KubeAPI, tmp_path: Path, *extra: str) -> None:
     kc = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
     proc = run_suite("env", "add", str(server.path), "prod", "--ref", "main", "--path", "clusters/prod",
                      "--kubeconfig", str(kc), "--context", "prod", "--namespace", "apps",
-                     "--var", "CLUSTER_NAME=prod-eu", *extra)
+                     "--var", "CLUSTER_NAME=prod-eu", "--health-timeout", "5", *extra)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -25,7 +25,6 @@ from gitops_hooks.reconcile.order import sort_key
 from gitops_hooks.reconcile.redact import Redactor
 from gitops_hooks.reconcile.substitute import substitute_object, substitute_text
 
-
 # ---------------------------------------------------------------------------- substitution
 
 @pytest.mark.parametrize("text,expected", [
@@ -198,6 +197,17 @@ def test_retries_honour_retry_after_and_give_up_after_the_bound(api: KubeAPI, tm
     with pytest.raises(KubeError) as exc:
         k.request("GET", "/api/v1")
     assert exc.value.status == 500 and len(api.requests) == 3  # one try and two retries
+
+
+def test_a_slow_api_server_times_out_with_a_clear_message(api: KubeAPI, tmp_path: Path) -> None:
+    k = kube_for(api, tmp_path, retries=1, request_timeout=0.3)
+    api.slow(1.0)
+    started = time.monotonic()
+    with pytest.raises(KubeError) as exc:
+        k.request("GET", "/api/v1")
+    assert exc.value.message == "cannot reach the API server: timed out"
+    assert time.monotonic() - started < 2.5  # two tries of 0.3 s and one backoff, not the server's pace
+    api.slow(0)
 
 
 def test_no_prune_unless_every_apply_succeeded(api: KubeAPI, tmp_path: Path) -> None:
