@@ -194,7 +194,7 @@ def test_secret_added_and_removed_within_one_push_is_refused_naming_the_commit(
     assert not push.accepted
     assert rule_lines(push, "secret-in-history") == [
         f"apps/creds.env:1:19: error [secret-in-history] commit {bad[:12]} adds an AWS access key id (AKIA…); "
-        "a later commit removes it, but history keeps it"]
+        "history keeps it even if a later commit removes it"]
     assert "hint: rewrite the commits before pushing" in push.output
 
 
@@ -207,8 +207,8 @@ def test_plaintext_secret_in_an_intermediate_commit_is_refused(server: Server, c
     assert not push.accepted
     got = rule_lines(push, "secret-in-history")
     assert got == [f"apps/db.yaml:8:3: error [secret-in-history] commit {bad[:12]} adds a plaintext Secret: "
-                   "secret/db holds plaintext values: stringData.password; a later commit changes it, but "
-                   "history keeps it"]
+                   "secret/db holds plaintext values: stringData.password; history keeps it even if a later "
+                   "commit encrypts or removes it"]
     assert error_rules(push) == {"secret-in-history"}  # the tip itself is clean
 
 

@@ -344,7 +344,7 @@ def secrets_in_history(entry: Entry, data: bytes, commit: str, ctx: CheckContext
     where = f"commit {commit[:12]} adds"
     for leak in scan(text):
         yield finding("secret-in-history", entry.path, leak.line, leak.column,
-                      f"{where} {leak.what}; a later commit removes it, but history keeps it", HISTORY_HINT)
+                      f"{where} {leak.what}; history keeps it even if a later commit removes it", HISTORY_HINT)
     if entry.path.endswith((".yaml", ".yml", ".json")) and "Secret" in text:
         yield from _secrets_in_blob(entry, data, where)
 
@@ -357,5 +357,5 @@ def _secrets_in_blob(entry: Entry, data: bytes, where: str) -> Iterator[Finding]
         if keys:
             line, col = doc.locate((keys[0][0], keys[0][1]), key=True)
             yield finding("secret-in-history", entry.path, line, col,
-                          f"{where} a plaintext Secret: {_plaintext_message(doc, keys)}; a later commit "
-                          "changes it, but history keeps it", HISTORY_HINT, subject=doc.subject())
+                          f"{where} a plaintext Secret: {_plaintext_message(doc, keys)}; history keeps it "
+                          "even if a later commit encrypts or removes it", HISTORY_HINT, subject=doc.subject())
