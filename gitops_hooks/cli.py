@@ -91,25 +91,35 @@ def config_check(repo: Path) -> None:
 # ---------------------------------------------------------------------------- rules
 
 @main.command("rules")
-def rules() -> None:
-    """List every rule: id, family, default severity and summary."""
+@click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also list the administrator's rules of this bare repository's server configuration.")
+def rules(repo: Path | None) -> None:
+    """List every rule: id, family, default severity and summary (and source, when not built in)."""
+    from .checks.plugins import load_operator_rules
     from .findings import catalogue
 
+    load_operator_rules(repo)
     for r in sorted(catalogue().values(), key=lambda r: (r.family, r.id)):
-        click.echo(f"{r.id:32} {r.family:10} {str(r.severity):8} {r.summary}")
+        source = "" if r.source == "built-in" else f" [{r.source}]"
+        click.echo(f"{r.id:32} {r.family:10} {str(r.severity):8} {r.summary}{source}")
 
 
 @main.command("explain")
 @click.argument("rule_id")
-def explain(rule_id: str) -> None:
+@click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also know the administrator's rules of this bare repository's server configuration.")
+def explain(rule_id: str, repo: Path | None) -> None:
     """Print the explanation of one rule, with a compliant example."""
+    from .checks.plugins import load_operator_rules
     from .findings import catalogue
 
+    load_operator_rules(repo)
     r = catalogue().get(rule_id)
     if r is None:
         click.echo(f"no rule {rule_id!r}; `gitops-hooks rules` lists them", err=True)
         sys.exit(2)
-    click.echo(f"{r.id} ({r.family}, default {r.severity})\n\n{r.summary}\n\n{r.explanation}")
+    source = "" if r.source == "built-in" else f", source: {r.source}"
+    click.echo(f"{r.id} ({r.family}, default {r.severity}{source})\n\n{r.summary}\n\n{r.explanation}")
     if r.example:
         click.echo("\nCompliant example:\n\n" + "\n".join("    " + x for x in r.example.rstrip().splitlines()))
 

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "kubeconform": {"command": "kubeconform", "schema_locations": []},
     "strict": True,
     "schema_dirs": [],
+    "admission_policy_dirs": [],  # folders of ValidatingAdmissionPolicy (and bindings) evaluated at push
+    "cel_rules": [],  # administrator rules: CEL expressions with id, message, severity, match
     "manifests": {"include": ["**/*.yaml", "**/*.yml", "**/*.json"], "exclude": []},
     "paths": {"exclude": []},
     "refs": {"check": ["refs/heads/*"], "protect": []},
@@ -143,6 +145,10 @@ def checked(data: Any, where: str) -> dict[str, Any]:
     for rule_id, sev in merged["rules"].items():
         Severity.parse(sev)
         del rule_id
+    if merged.get("cel_rules"):  # compile the administrator's CEL rules and list them in the catalogue
+        from .checks.admin_rules import register_config_rules
+
+        register_config_rules(merged)
     return merged
 
 

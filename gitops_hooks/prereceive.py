@@ -91,6 +91,8 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     merged, notes = repo_policy(snapshot, cfg)
     policy = configmod.Policy(merged, tuple(notes))
     ctx = make_context(policy, update.ref)
+    if not update.is_create:  # transition rules and admission UPDATE compare with the ref's old tree
+        ctx.old_tree = GitTree(repo, update.old, f"{update.ref} at {update.old[:12]}")
     result = check_snapshot(snapshot, policy, update.ref, context=ctx, cache=for_repository(Path(repo.path)))
     from .history import check_history  # secrets in every new commit, not only the tip
 

@@ -95,3 +95,4 @@ def history_check(fn: HistoryCheck) -> HistoryCheck:
 
 # Built-in families. Importing a module registers its rules and checks.
 from . import core, deprecations, imperative, livestate, objects, policy, schema, secrets  # noqa: E402,F401
+from . import admin_rules, admission, cel_crd, plugins  # noqa: E402,F401  (operators' rules: CEL and plugins)
