@@ -205,3 +205,13 @@ def test_argocd_skip_is_not_a_hook(server: Server, clone: Clone) -> None:
     push = push_files(clone, {"apps/job.yaml": HOOK_JOB.format(annotation="argocd.argoproj.io/hook: Skip")})
     assert push.accepted, push.output
     assert lines_of(push, "imperative-hook") == []
+
+
+def test_a_playbook_is_reported_as_steps_not_only_as_a_list(server: Server, clone: Clone) -> None:
+    playbook = ("- hosts: k8s\n  tasks:\n    - name: deploy\n      shell: kubectl apply -f /srv/apps\n"
+                "    - name: restart\n      command: kubectl rollout restart deploy/web\n")
+    push = push_files(clone, {"ops/site.yml": playbook})
+    assert not push.accepted
+    assert lines_of(push, "imperative-steps") == [
+        "ops/site.yml:1:1: error [imperative-steps] document 1 is a list of steps (a playbook or a runner's "
+        "script), not Kubernetes objects"]

@@ -206,6 +206,36 @@ def step_documents(parsed: ParsedFile, ctx: CheckContext) -> Iterator[Finding]:
             yield finding("imperative-steps", path, line, col,
                           f"document {doc.index + 1} has no apiVersion/kind and lists steps under {where}",
                           INSTEAD)
+        yield from _step_lists(parsed)
+
+
+def _plain(node: Any, depth: int = 0) -> Any:
+    """A YAML node as plain values, a few levels deep and a few items wide (enough to see a shape)."""
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    if isinstance(node, ScalarNode) or depth > 5:
+        return node.value if isinstance(node, ScalarNode) else None
+    if isinstance(node, SequenceNode):
+        return [_plain(n, depth + 1) for n in node.value[:50]]
+    if isinstance(node, MappingNode):
+        return {str(k.value): _plain(v, depth + 1) for k, v in node.value[:50] if isinstance(k, ScalarNode)}
+    return None
+
+
+def _step_lists(parsed: ParsedFile) -> Iterator[Finding]:
+    """Documents that are a list (refused as yaml-not-mapping) and whose items are steps, e.g. a playbook."""
+    if parsed.source is None or not any(f.rule == "yaml-not-mapping" for f in parsed.findings):
+        return
+    from yaml.nodes import SequenceNode
+
+    for index, node in enumerate(parsed.source._nodes()):
+        if not isinstance(node, SequenceNode):
+            continue
+        value = _plain(node)
+        if _step_list(value) or any(find_steps(item) is not None for item in value if isinstance(item, dict)):
+            yield finding("imperative-steps", parsed.path, node.start_mark.line + 1, node.start_mark.column + 1,
+                          f"document {index + 1} is a list of steps (a playbook or a runner's script), "
+                          "not Kubernetes objects", INSTEAD)
 
 
 # ---------------------------------------------------------------------------- workloads
