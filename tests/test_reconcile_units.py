@@ -264,3 +264,10 @@ def test_lock_is_exclusive_across_processes_and_released_when_the_holder_dies(tm
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_pre_receive_path_does_not_import_the_kubernetes_client() -> None:
+    code = ("import sys; import gitops_hooks.prereceive; from gitops_hooks.reconcile.commands import "
+            "environment_findings; print('kubernetes' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -30,7 +30,12 @@ def pusher(env: Mapping[str, str]) -> str:
     for var in PUSHER_VARS:
         if env.get(var):
             return f"{env[var]} ({var})"
-    return "unknown"
+    try:  # a local or ssh push runs the hook as the pushing account
+        import pwd
+
+        return f"{pwd.getpwuid(os.getuid()).pw_name} (account)"
+    except (KeyError, ImportError):
+        return "unknown"
 
 
 def now() -> str:

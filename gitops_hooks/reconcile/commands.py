@@ -175,7 +175,7 @@ def diff(repo: Path, name: str, out: TextIO) -> int:
     for c in cs.of("failed"):
         out.write(f"would fail: {c.line()}\n")
     drift = count + len(pruned) + len(cs.of("failed"))
-    out.write(f"{name} at {commit[:12]}: {count} objects differ, {len(pruned)} would be pruned\n")
+    out.write(f"{name} at {commit[:12]}: differing objects: {count}, to prune: {len(pruned)}\n")
     return 1 if drift else 0
 
 

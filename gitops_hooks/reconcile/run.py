@@ -17,7 +17,7 @@ from typing import Any
 
 from . import audit, state
 from .changes import ChangeSet
-from .desired import desired_set
+from .desired import desired_set, folder_exists
 from .environments import Environment
 
 Emit = Callable[[str], None]
@@ -93,7 +93,10 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
     from .kube import Kube, KubeError
 
     emit(f"gitops-hooks: {env.name}: applying {commit[:12]} ({env.ref}, {env.path or '.'})")
-    dset = desired_set(GitTree(open_repository(git_dir), commit), env, server)
+    snapshot = GitTree(open_repository(git_dir), commit)
+    if not folder_exists(snapshot, env):
+        emit(f"gitops-hooks: {env.name}: warning: {env.path} does not exist at {commit[:12]}: the desired set is empty")
+    dset = desired_set(snapshot, env, server)
     watch: list[dict[str, str]] = []
     if not dset.ok:
         first = next(f for f in dset.findings if str(f.severity) == "error")
@@ -156,12 +159,16 @@ def _health(git_dir: Path, env: Environment, commit: str, watch: list[dict[str, 
             opts: Options) -> None:
     state.atomic_write(watch_path(git_dir, env.name), json.dumps({"commit": commit, "objects": watch}))
     if opts.wait:
-        emit(f"gitops-hooks: {env.name}: waiting up to {env.health_timeout:g} s for {len(watch)} objects to be healthy")
+        emit(f"gitops-hooks: {env.name}: waiting up to {env.health_timeout:g} s for {_count(watch)} to be healthy")
         health_check(git_dir, env, commit, emit)
     elif opts.background:
         _spawn_worker(git_dir, env, commit)
-        emit(f"gitops-hooks: {env.name}: health check of {len(watch)} objects continues in the background "
+        emit(f"gitops-hooks: {env.name}: health check of {_count(watch)} continues in the background "
              f"(`gitops-hooks history {env.name}`; push with -o gitops.wait to wait)")
+
+
+def _count(items: list[dict[str, str]]) -> str:
+    return f"{len(items)} object" + ("" if len(items) == 1 else "s")
 
 
 def health_check(git_dir: Path, env: Environment, commit: str, emit: Emit) -> str:
