@@ -18,8 +18,6 @@ import yaml
 
 from .. import config as configmod
 
-ENV_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
 ENV_DEFAULTS: dict[str, Any] = {
     "path": "",
     "namespace": "default",
@@ -138,25 +136,12 @@ def replace_environments(text: str, envs: Mapping[str, Any]) -> str:
 
 def write_config(git_dir: Path, data: dict[str, Any], text: str) -> None:
     path = configmod.server_config_path(git_dir)
-    configmod.checked(data, str(path))  # refuse before writing anything
-    check_environments(data)
+    configmod.checked(data, str(path))  # the same check as the file gets: refuse before writing anything
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".yaml")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def check_environments(data: Mapping[str, Any]) -> None:
-    """What the schema cannot say: names, and the cluster being either a kubeconfig or in-cluster."""
-    for name, env in (data.get("environments") or {}).items():
-        if not ENV_NAME.match(name):
-            raise configmod.ConfigError(f"environments: {name!r}: a name is lowercase letters, digits and '-'")
-        backend = env.get("backend", "direct")
-        if backend == "flux" and not env.get("flux"):
-            raise configmod.ConfigError(f"environments/{name}: backend flux needs flux: {{kind, name, namespace}}")
-        if backend == "argocd" and not env.get("argocd"):
-            raise configmod.ConfigError(f"environments/{name}: backend argocd needs argocd: {{application, namespace}}")
 
 
 def add(git_dir: Path, name: str, settings: dict[str, Any], replace: bool = False) -> str:
