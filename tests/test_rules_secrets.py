@@ -231,3 +231,13 @@ def test_history_respects_path_excludes(server: Server, clone: Clone) -> None:
     clone.commit("drop it")
     push = clone.push()
     assert push.accepted, push.output
+
+
+def test_history_respects_the_administrators_allow_entries(server: Server, clone: Clone) -> None:
+    server.configure("allow:\n  - {rule: secret-plaintext, kind: Secret, namespace: apps, name: db}\n")
+    for value in ("first-value-1", "second-value-2", "third-value-3"):
+        clone.write("apps/db.yaml", SECRET.format(value=value))
+        clone.commit(f"set {value}")
+    push = clone.push()
+    assert push.accepted, push.output
+    assert rule_lines(push, "secret-in-history") == []

@@ -346,16 +346,22 @@ def secrets_in_history(entry: Entry, data: bytes, commit: str, ctx: CheckContext
         yield finding("secret-in-history", entry.path, leak.line, leak.column,
                       f"{where} {leak.what}; history keeps it even if a later commit removes it", HISTORY_HINT)
     if entry.path.endswith((".yaml", ".yml", ".json")) and "Secret" in text:
-        yield from _secrets_in_blob(entry, data, where)
+        yield from _secrets_in_blob(entry, data, where, ctx)
 
 
-def _secrets_in_blob(entry: Entry, data: bytes, where: str) -> Iterator[Finding]:
+def _secrets_in_blob(entry: Entry, data: bytes, where: str, ctx: CheckContext) -> Iterator[Finding]:
     from ..documents import parse
 
     for doc in parse(entry.path, data).documents:
         keys = plaintext_keys(doc.obj) if is_core_secret(doc.obj) else []
-        if keys:
+        if keys and not _allowed_at_tip(doc, ctx):
             line, col = doc.locate((keys[0][0], keys[0][1]), key=True)
             yield finding("secret-in-history", entry.path, line, col,
                           f"{where} a plaintext Secret: {_plaintext_message(doc, keys)}; history keeps it "
                           "even if a later commit encrypts or removes it", HISTORY_HINT, subject=doc.subject())
+
+
+def _allowed_at_tip(doc: Document, ctx: CheckContext) -> bool:
+    """An object the administrator allows as a plaintext Secret is allowed in history too."""
+    probe = finding("secret-plaintext", doc.path, doc.line, doc.column, "", subject=doc.subject())
+    return any(a.covers(probe) for a in ctx.policy.allowances)
