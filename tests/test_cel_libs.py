@@ -1,0 +1,91 @@
+"""The Kubernetes CEL libraries as documented ("CEL in Kubernetes"), through the gate's engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitops_hooks.cel import activation, compile_expr, evaluate
+from gitops_hooks.cel.structural import escape, to_cel
+
+V = ("self",)
+
+CASES = [
+    # lists
+    ("[1, 2, 3].isSorted()", True), ("['b', 'a'].isSorted()", False), ("[1, 2, 3].sum()", 6),
+    ("[3, 1, 2].min()", 1), ("[3, 1, 2].max()", 3),
+    # sets
+    ("sets.contains([1, 2, 3, 4], [2, 3])", True), ("sets.equivalent([1, 2], [2, 1, 1])", True),
+    ("sets.intersects([1, 2], [3])", False),
+    # regex
+    ("'abc 123'.find('[0-9]+')", "123"), ("'123 abc 456'.findAll('[0-9]+')", ["123", "456"]),
+    ("'123 abc 456'.findAll('[0-9]+', 1)", ["123"]), ("'Ab'.matches('(?i)^ab$')", True),
+    # quantity
+    ("quantity('1Gi') == quantity('1024Mi')", True), ("quantity('500m').isLessThan(quantity('1'))", True),
+    ("quantity('1.5').isInteger()", False), ("quantity('2k').asInteger()", 2000), ("isQuantity('1e3')", True),
+    ("isQuantity('1.0.0')", False), ("quantity('50k').add(quantity('20k')) == quantity('70k')", True),
+    ("quantity('50k').sub(20000) == quantity('30k')", True), ("quantity('-1').sign()", -1),
+    ("quantity('200M').compareTo(quantity('0.2G'))", 0),
+    # url
+    ("url('https://example.com:8080/path').getHost()", "example.com:8080"),
+    ("url('https://[::1]:80/').getHostname()", "::1"), ("url('https://example.com/').getPort()", ""),
+    ("url('/absolute-path').getScheme()", ""), ("url('https://example.com/path with spaces/').getEscapedPath()", None),
+    ("url('https://example.com/?k=a&k=b').getQuery()", {"k": ["a", "b"]}), ("isURL('example.com')", False),
+    # ip and cidr
+    ("isIP('127.0.0.1')", True), ("isIP('::ffff:1.2.3.4')", False), ("isIP('1.2.3.4%eth0')", False),
+    ("ip('2001:db8::1').family()", 6), ("ip('127.0.0.1').isLoopback()", True),
+    ("ip('fe80::1').isLinkLocalUnicast()", True), ("ip('224.0.0.1').isLinkLocalMulticast()", True),
+    ("ip('10.0.0.1').isGlobalUnicast()", True), ("ip.isCanonical('2001:db8::0')", False),
+    ("cidr('192.168.0.0/24').containsIP(ip('192.168.0.1'))", True),
+    ("cidr('192.168.0.0/24').containsIP('192.168.1.1')", False),
+    ("cidr('192.168.0.0/16').containsCIDR('192.168.10.0/24')", True),
+    ("cidr('192.168.0.1/24').masked() == cidr('192.168.0.0/24')", True),
+    ("cidr('192.168.0.1/24').ip() == ip('192.168.0.1')", True), ("cidr('::1/128').prefixLength()", 128),
+    # strings and optionals from the engine's libraries
+    ("'a/b/c'.split('/').size()", 3), ("'Hello'.lowerAscii()", "hello"), ("'hello'.substring(1, 3)", "el"),
+    ("self.?missing.orValue('none')", "none"),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), CASES)
+def test_library_functions(expression: str, expected: object) -> None:
+    outcome = evaluate(compile_expr(expression, V), activation(V, {"self": {}}))
+    if expected is None:  # an error, as in Kubernetes (url() refuses a space)
+        assert outcome.error and outcome.value is None
+        return
+    assert outcome.error == "" and outcome.not_evaluated == ""
+    assert outcome.value == expected
+
+
+@pytest.mark.parametrize(("expression", "named"), [
+    ("format.dns1123Label().validate(self.name).hasValue()", "format"),
+    ("authorizer.group('apps').resource('deployments').check('create').allowed()", "authorizer"),
+    ("string(ip('1.2.3.4')) == '1.2.3.4'", "string"),
+    ("self.items.indexOf(1) == 0", "indexOf"),
+])
+def test_missing_functions_are_not_evaluated_and_named(expression: str, named: str) -> None:
+    outcome = evaluate(compile_expr(expression, V), activation(V, {"self": {"name": "a", "items": [1]}}))
+    assert outcome.value is None and outcome.error == ""
+    assert named in outcome.not_evaluated
+
+
+def test_errors_are_errors_not_results() -> None:
+    bindings = activation(V, {"self": {"a": 1}})
+    assert "no such key" in evaluate(compile_expr("self.b == 1", V), bindings).error
+    assert "must match the regular expression" in evaluate(compile_expr("quantity('x').isInteger()", V), bindings).error
+
+
+def test_expressions_are_compiled_once() -> None:
+    assert compile_expr("self.a > 1", V) is compile_expr("self.a > 1", V)
+
+
+def test_structural_values_escape_names_prune_nulls_and_apply_defaults() -> None:
+    schema = {"type": "object", "properties": {
+        "namespace": {"type": "string"}, "a-b": {"type": "string"}, "x__y": {"type": "string"},
+        "mode": {"type": "string", "default": "Terminate"}, "ratio": {"type": "number"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}}, "gone": {"type": "string"},
+    }}
+    value = to_cel({"namespace": "n", "a-b": "v", "x__y": "w", "ratio": 1, "labels": {"a-b": "c"}, "gone": None}, schema)
+    assert value == {"__namespace__": "n", "a__dash__b": "v", "x__underscores__y": "w", "ratio": 1.0,
+                     "labels": {"a-b": "c"}, "mode": "Terminate"}
+    assert escape("foo.bar/baz") == "foo__dot__bar__slash__baz"
+    assert escape("1x y") is None
