@@ -241,3 +241,21 @@ def test_history_respects_the_administrators_allow_entries(server: Server, clone
     push = clone.push()
     assert push.accepted, push.output
     assert rule_lines(push, "secret-in-history") == []
+
+
+def test_history_respects_allow_entries_for_secret_values(server: Server, clone: Clone) -> None:
+    server.configure("allow:\n  - {rule: secret-value, path: 'tests/fixtures/**'}\n")
+    clone.write("tests/fixtures/aws.env", f"AWS_ACCESS_KEY_ID={AWS_KEY}\n")
+    clone.commit("fixture")
+    clone.remove("tests/fixtures/aws.env")
+    clone.write("apps/settings.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: s\n  namespace: apps\n")
+    clone.commit("fixture gone")
+    push = clone.push()
+    assert push.accepted, push.output
+    clone.write("other/aws.env", f"AWS_ACCESS_KEY_ID={AWS_KEY}\n")
+    clone.commit("not a fixture")
+    clone.remove("other/aws.env")
+    clone.commit("gone again")
+    push = clone.push()
+    assert not push.accepted
+    assert [x.split(":")[0] for x in rule_lines(push, "secret-in-history")] == ["other/aws.env"]
