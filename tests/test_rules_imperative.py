@@ -215,3 +215,18 @@ def test_a_playbook_is_reported_as_steps_not_only_as_a_list(server: Server, clon
     assert lines_of(push, "imperative-steps") == [
         "ops/site.yml:1:1: error [imperative-steps] document 1 is a list of steps (a playbook or a runner's "
         "script), not Kubernetes objects"]
+
+
+def test_lookalikes_of_imperative_files_are_accepted(server: Server, clone: Clone) -> None:
+    files = {
+        ".github/dependabot.yml": "version: 2\nupdates:\n  - package-ecosystem: docker\n    directory: /\n"
+                                  "    schedule: {interval: weekly}\n",
+        ".github/CODEOWNERS": "* @platform-team\n",
+        "docs/makefile-notes.md": "We do not keep a Makefile here.\n",
+        "apps/gitlab-ci.yaml": CONFIGMAP.replace("name: settings", "name: gitlab-ci"),
+        "apps/shell.yaml": CONFIGMAP.replace("name: settings", "name: shell").replace(
+            "mode: fast", "entrypoint.sh: |\n    #!/bin/sh\n    exec /app/server"),
+    }
+    push = push_files(clone, files)
+    assert push.accepted, push.output
+    assert [x for x in push.remote_lines() if "[imperative-" in x] == []
