@@ -113,3 +113,44 @@ def test_secret_values_and_credentials_stay_out_of_output_and_notes(server: Serv
     logs = "".join(p.read_bytes().decode("utf-8", "replace") for p in (server.path / "gitops-hooks").rglob("*") if p.is_file())
     for text in (push.output, note(server, sha), history(server), logs):
         assert "s3cr3t-pa55word" not in text and TOKEN not in text
+
+
+def test_flux_receiver_is_called_with_a_signed_body(server: Server, clone: Clone, tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    token = b"receiver-token-123"
+    calls: list[tuple[str, bool]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            want = "sha256=" + hmac.new(token, body, hashlib.sha256).hexdigest()
+            calls.append((self.path, hmac.compare_digest(want, self.headers.get("X-Signature", ""))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "token").write_bytes(token + b"\n")
+        server.configure("version: 1\nenvironments:\n  prod:\n    ref: main\n    path: clusters/prod\n"
+                         "    backend: flux\n    flux:\n"
+                         f"      receiver_url: http://127.0.0.1:{httpd.server_address[1]}/hook/abc123secretdigest\n"
+                         f"      token_file: {tmp_path / 'token'}\n")
+        base_tree(clone)
+        sha = clone.commit("first")
+        push = clone.push()
+        assert f"receiver 127.0.0.1:{httpd.server_address[1]} triggered: Flux Receiver called (HTTP 200)" in \
+            push.remote_lines(), push.output
+        assert calls == [("/hook/abc123secretdigest", True)]
+        for text in (push.output, note(server, sha)):
+            assert "abc123secretdigest" not in text and "receiver-token-123" not in text
+    finally:
+        httpd.shutdown()

@@ -200,14 +200,15 @@ def dry_run(repo: Any, updates: list[Any], server: Mapping[str, Any], emit: Emit
                 emit(f"gitops-hooks: {env.name}: the desired state cannot be built; see the findings above")
                 continue
             try:
-                kube = Kube(env)
+                kube = Kube(env) if backends.needs_cluster(env) else None
             except KubeError as exc:
                 emit(f"gitops-hooks: {env.name}: {exc.message}")
                 continue
             try:
                 cs, _ = backends.run(kube, env, dset, lambda line: emit(f"{line} (server dry run)"), dry_run=True)
             finally:
-                kube.close()
+                if kube is not None:
+                    kube.close()
             emit(f"gitops-hooks: {env.name}: would be: {cs.summary()}" + (f"; {cs.error}" if cs.error else ""))
     if not touched:
         emit("gitops-hooks: dry run: no environment follows the pushed refs")
@@ -220,6 +221,8 @@ def environment_findings(repo: Any, update: Any, server: Mapping[str, Any]) -> l
 
     out: list[Any] = []
     for env in environments.for_ref(server, update.ref):
+        if env.backend != "direct":
+            continue  # the operator renders and substitutes with its own settings
         found = desired_set(GitTree(repo, update.new), env, server).findings
         out.extend(f for f in found if f.rule.startswith("reconcile-"))
     return out

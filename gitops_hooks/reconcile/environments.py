@@ -168,7 +168,9 @@ def remove(git_dir: Path, name: str) -> str:
 
 def describe_cluster(settings: Mapping[str, Any]) -> str:
     cluster = settings.get("cluster") or {}
-    if cluster.get("in_cluster"):
+    if (settings.get("flux") or {}).get("receiver_url"):
+        where = "a Flux Receiver"
+    elif cluster.get("in_cluster"):
         where = "in-cluster service account"
     elif cluster.get("kubeconfig"):
         where = f"{cluster['kubeconfig']}" + (f" context {cluster['context']}" if cluster.get("context") else "")

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import audit, state
 from .changes import ChangeSet
-from .desired import desired_set, folder_exists
+from .desired import DesiredSet, desired_set, folder_exists
 from .environments import Environment
 
 Emit = Callable[[str], None]
@@ -94,16 +94,19 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
 
     emit(f"gitops-hooks: {env.name}: applying {commit[:12]} ({env.ref}, {env.path or '.'})")
     snapshot = GitTree(open_repository(git_dir), commit)
-    if not folder_exists(snapshot, env):
-        emit(f"gitops-hooks: {env.name}: warning: {env.path} does not exist at {commit[:12]}: the desired set is empty")
-    dset = desired_set(snapshot, env, server)
+    if env.backend != "direct":
+        dset = DesiredSet((), ())  # the operator reads the repository itself
+    else:
+        if not folder_exists(snapshot, env):
+            emit(f"gitops-hooks: {env.name}: warning: {env.path} does not exist at {commit[:12]}: the desired set is empty")
+        dset = desired_set(snapshot, env, server)
     watch: list[dict[str, str]] = []
     if not dset.ok:
         first = next(f for f in dset.findings if str(f.severity) == "error")
         cs = ChangeSet(error=f"the desired state cannot be built: {first.path}:{first.line}: {first.message}")
     else:
         try:
-            kube = Kube(env)
+            kube = Kube(env) if backends.needs_cluster(env) else None
         except KubeError as exc:
             cs = ChangeSet(error=exc.message)
         else:
@@ -112,7 +115,8 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
                 if applier is not None and cs.ok:
                     watch = _watch_list(applier)
             finally:
-                kube.close()
+                if kube is not None:
+                    kube.close()
     result = ("triggered" if env.backend != "direct" else "applied") if cs.ok else "failed"
     record = audit.Record(env.name, commit, env.ref, opts.pusher, audit.now(), result, audit.changes_of(cs),
                           cs.error, "waiting" if watch else "", (), attempt)
