@@ -370,9 +370,10 @@ def _validate(e: _Eval, namespace_unknown: bool) -> Iterator[Finding]:
             continue
         message = _message(e, v, expr)
         if "Deny" in actions:
-            yield e.finding("admission-denied", f"{label} denied request: {message}", f"expression: {expr}")
+            yield e.finding("admission-denied", f"{label} denied request: {message}", f"expression: {_one_line(expr)}")
         elif "Warn" in actions:
-            yield e.finding("admission-warning", f"Validation failed for {label}: {message}", f"expression: {expr}")
+            yield e.finding("admission-warning", f"Validation failed for {label}: {message}",
+                            f"expression: {_one_line(expr)}")
 
 
 def _message(e: _Eval, v: dict[str, Any], expr: str) -> str:
@@ -389,9 +390,14 @@ def _message(e: _Eval, v: dict[str, Any], expr: str) -> str:
 
 def _trouble(e: _Eval, label: str, compiled: Compiled, outcome: Any, namespace_unknown: bool) -> Iterator[Finding]:
     if outcome.not_evaluated:
-        yield _unknown(e.s, e.policy_name, e.binding, f"expression {compiled.source!r} {outcome.not_evaluated}")
+        yield _unknown(e.s, e.policy_name, e.binding, f"expression '{_one_line(compiled.source)}' {outcome.not_evaluated}")
     elif namespace_unknown and "namespaceObject" in compiled.source:
         yield _unknown(e.s, e.policy_name, e.binding, "it reads namespaceObject and the namespace is not in the tree")
     elif e.fail_closed:
-        yield e.finding("admission-denied", f"{label} denied request: expression '{compiled.source}' resulted in "
+        yield e.finding("admission-denied", f"{label} denied request: expression '{_one_line(compiled.source)}' resulted in "
                                             f"error: {outcome.error} (failurePolicy Fail)")
+
+
+def _one_line(source: str) -> str:
+    text = " ".join(source.split())
+    return text if len(text) <= 200 else text[:197] + "..."
