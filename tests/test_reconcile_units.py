@@ -238,6 +238,24 @@ def test_unchanged_reconcile_costs_about_one_request_per_object(api: KubeAPI, tm
     assert k.requests <= 41 + 6, k.requests
 
 
+def test_diff_names_changed_secret_keys_without_values(api: KubeAPI, tmp_path: Path) -> None:
+    from gitops_hooks.reconcile.plan import diff_text
+
+    k = kube_for(api, tmp_path)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+              "data": {"user": base64.b64encode(b"admin-user").decode(), "password": base64.b64encode(b"old-pw-1").decode()}}
+    assert Applier(k, k.env, lambda _: None).run(dset(ns, secret)).ok
+    secret["data"]["password"] = base64.b64encode(b"new-pw-2").decode()
+    planner = Applier(k, k.env, lambda _: None, dry_run=True, force=True)
+    assert planner.run(dset(ns, secret)).ok
+    text, count = diff_text(planner)
+    assert count == 1
+    assert "+  password: (redacted) (changed)" in text and "   user: (redacted)" in text
+    for value in (b"admin-user", b"old-pw-1", b"new-pw-2"):
+        assert value.decode() not in text and base64.b64encode(value).decode() not in text
+
+
 # ---------------------------------------------------------------------------- state
 
 def test_pending_record_is_cleared_only_for_its_commit(tmp_path: Path) -> None:

@@ -53,6 +53,8 @@ def request(git_dir: Path, env: Environment, commit: str, pusher: str) -> None:
     """Say that `env` should be at `commit` (a pending record), keeping the attempt count."""
     old = state.read_pending(git_dir, env.name)
     attempts = old.attempts if old else 0
+    if old is not None and old.commit == commit:
+        pusher = old.pusher  # the commit is still the one its pusher sent; a retry does not change who
     state.write_pending(git_dir, env.name, state.Pending(commit, env.ref, pusher, audit.now(), attempts,
                                                          old.last_error if old else ""))
 
