@@ -50,8 +50,45 @@ class _Resolver(yaml.resolver.Resolver):
     """PyYAML's YAML 1.1 resolver plus the single-letter booleans go-yaml v2 knows."""
 
 
-_Resolver.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items()}
+# go-yaml v2 reads ints with Go's ParseInt (base prefixes 0b, 0o, 0x, a leading 0 for octal, `_` ignored)
+# and floats only in this shape; YAML 1.1's sexagesimal numbers (`10:30`) stay strings, `1e5` is a float.
+GO_INT = re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|0[0-7_]*|[1-9][0-9_]*)$")
+GO_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+))"
+    r"|[-+]?0[0-9_]*[89][0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_Resolver.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in (_TAG + "int", _TAG + "float")]
+    for k, v in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+}
 _Resolver.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
+_Resolver.add_implicit_resolver(_TAG + "int", GO_INT, list("-+0123456789"))
+_Resolver.add_implicit_resolver(_TAG + "float", GO_FLOAT, list("-+0123456789."))
+
+
+def go_int(text: str) -> int:
+    t = text.replace("_", "")
+    sign = -1 if t.startswith("-") else 1
+    t = t.lstrip("+-")
+    if t[:2] in ("0b", "0o", "0x"):
+        return sign * int(t[2:], {"b": 2, "o": 8, "x": 16}[t[1]])
+    if len(t) > 1 and t[0] == "0":
+        return sign * int(t, 8)
+    return sign * int(t)
+
+
+def go_float(text: str) -> float:
+    t = text.replace("_", "")
+    low = t.lower()
+    if low.endswith(".inf"):
+        return float("-inf") if low.startswith("-") else float("inf")
+    if low == ".nan":
+        return float("nan")
+    return float(t)
+
+
+_STR, _MAP, _SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
+_PLAIN_TAGS: dict[str, str] = {}  # plain scalar text -> resolved tag; the same words recur everywhere
 
 
 class _Composer(_CParser, _Resolver):  # type: ignore[misc]
@@ -60,6 +97,25 @@ class _Composer(_CParser, _Resolver):  # type: ignore[misc]
     def __init__(self, stream: str | bytes) -> None:
         _CParser.__init__(self, stream)
         _Resolver.__init__(self)
+
+    # No path resolvers are registered, so the composer's bookkeeping for them can be skipped.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            if not implicit[0]:
+                return _STR
+            tag = _PLAIN_TAGS.get(value)
+            if tag is None:
+                tag = _Resolver.resolve(self, kind, value, implicit)
+                if len(_PLAIN_TAGS) < 200_000 and len(value) < 200:
+                    _PLAIN_TAGS[value] = tag
+            return tag
+        return _SEQ if kind is SequenceNode else _MAP
 
 
 @dataclass(frozen=True)
@@ -216,36 +272,46 @@ class YAMLProblem(Exception):
 
 
 class _Builder:
-    """Nodes to plain values: dict, list, str, int, float, bool, None."""
+    """Nodes to plain values: dict, list, str, int, float, bool, None.
 
-    def __init__(self, limits: Limits) -> None:
+    Hot path of the whole gate: plain str/map/seq tags are tested first, and the memo that keeps
+    aliased nodes shared is used only when the file has anchors."""
+
+    def __init__(self, limits: Limits, aliases: bool) -> None:
         self.limits = limits
-        self.memo: dict[int, Any] = {}
-        self._int = yaml.constructor.SafeConstructor.construct_yaml_int
-        self._float = yaml.constructor.SafeConstructor.construct_yaml_float
+        self.memo: dict[int, Any] | None = {} if aliases else None
 
     def build(self, node: Node) -> Any:
-        key = id(node)
-        if key in self.memo:
-            return self.memo[key]
-        if isinstance(node, ScalarNode):
-            value = self.scalar(node)
-        elif isinstance(node, SequenceNode):
-            self._check_tag(node, ("seq", "set", "omap", "pairs"))
-            value = []
-            self.memo[key] = value
-            value.extend(self.build(child) for child in node.value)
+        memo = self.memo
+        if memo is not None:
+            key = id(node)
+            if key in memo:
+                return memo[key]
+        tag = node.tag
+        cls = node.__class__
+        if cls is ScalarNode:
+            value = node.value if tag == _STR else self.scalar(node)
+            if memo is not None:
+                memo[id(node)] = value
             return value
-        elif isinstance(node, MappingNode):
-            self._check_tag(node, ("map", "set", "omap"))
-            value = {}
-            self.memo[key] = value
-            self.mapping(node, value)
-            return value
-        else:  # pragma: no cover - PyYAML has only three node kinds
-            raise YAMLProblem("yaml-syntax", node, f"unexpected node {type(node).__name__}")
-        self.memo[key] = value
-        return value
+        if cls is MappingNode:
+            if tag != _MAP:
+                self._check_tag(node, ("map", "set", "omap"))
+            out: dict[str, Any] = {}
+            if memo is not None:
+                memo[id(node)] = out
+            self.mapping(node, out)
+            return out
+        if cls is SequenceNode:
+            if tag != _SEQ:
+                self._check_tag(node, ("seq", "set", "omap", "pairs"))
+            items: list[Any] = []
+            if memo is not None:
+                memo[id(node)] = items
+            build = self.build
+            items.extend([build(child) for child in node.value])
+            return items
+        raise YAMLProblem("yaml-syntax", node, f"unexpected node {cls.__name__}")  # pragma: no cover
 
     def _check_tag(self, node: Node, allowed: tuple[str, ...]) -> None:
         tag = node.tag or ""
@@ -262,6 +328,9 @@ class _Builder:
 
     def scalar(self, node: ScalarNode) -> Any:
         tag = node.tag or ""
+        text: str = node.value
+        if tag == _STR:
+            return text
         if not tag.startswith(_TAG) or tag.startswith(_TAG + "python/"):
             raise YAMLProblem(
                 "yaml-tag",
@@ -270,8 +339,7 @@ class _Builder:
                 "remove the tag: Kubernetes manifests hold plain maps, lists and scalars",
             )
         kind = tag[len(_TAG):]
-        text: str = node.value
-        if kind == "str" or kind in ("timestamp", "binary", "value", "merge"):
+        if kind in ("timestamp", "binary", "value", "merge"):
             # go-yaml keeps timestamps and `=` as the strings they were written as.
             return text
         if kind == "null":
@@ -279,52 +347,49 @@ class _Builder:
         if kind == "bool":
             return text.lower() in ("y", "yes", "true", "on")
         if kind == "int":
-            return self._int(_NO_SELF, node)
+            return go_int(text)
         if kind == "float":
-            return self._float(_NO_SELF, node)
+            return go_float(text)
         raise YAMLProblem("yaml-tag", node, f"the YAML tag {_short_tag(tag)} is not understood by kubectl")
 
     def mapping(self, node: MappingNode, out: dict[str, Any]) -> None:
-        seen: dict[str, Node] = {}
-        merged: dict[str, Any] = {}
+        merged: dict[str, Any] | None = None
+        build = self.build
+        max_key = self.limits.max_key_bytes
         for key_node, value_node in node.value:
-            if key_node.tag == _TAG + "merge":
+            if key_node.__class__ is ScalarNode and key_node.tag == _STR:
+                key = key_node.value
+            elif key_node.tag == _TAG + "merge":
+                merged = {} if merged is None else merged
                 for src in _merge_sources(value_node):
-                    built = self.build(src)
-                    for k, v in built.items():
+                    for k, v in build(src).items():
                         merged.setdefault(k, v)
                 continue
-            if not isinstance(key_node, ScalarNode):
+            elif key_node.__class__ is not ScalarNode:
                 raise YAMLProblem("yaml-syntax", key_node, "a mapping key must be a plain scalar, not a map or list")
-            key = _key_text(self.scalar(key_node))
-            if len(key) > self.limits.max_key_bytes:
+            else:
+                key = _key_text(self.scalar(key_node))
+            if key in out:
+                self._duplicate(node, key_node, key)
+            if len(key) > max_key:
                 raise YAMLProblem(
-                    "yaml-limits", key_node, f"a key of {len(key)} characters is over the limit of {self.limits.max_key_bytes}"
+                    "yaml-limits", key_node, f"a key of {len(key)} characters is over the limit of {max_key}"
                 )
-            if key in seen:
-                first = seen[key].start_mark.line + 1
-                shown = repr(key) if key_node.value == key else f"{key_node.value!r} (read as {key!r})"
-                raise YAMLProblem(
-                    "yaml-duplicate-key",
-                    key_node,
-                    f"duplicate key {shown} (first defined on line {first})",
-                    "kubectl's strict decoding refuses duplicate keys; keep one",
-                )
-            seen[key] = key_node
-            out[key] = self.build(value_node)
-        for k, v in merged.items():
-            out.setdefault(k, v)
+            out[key] = build(value_node)
+        if merged:
+            for k, v in merged.items():
+                out.setdefault(k, v)
 
-
-class _NoSelf:
-    """PyYAML's int/float constructors only call construct_scalar on self."""
-
-    @staticmethod
-    def construct_scalar(node: ScalarNode) -> str:
-        return str(node.value)
-
-
-_NO_SELF = _NoSelf()
+    def _duplicate(self, node: MappingNode, key_node: Node, key: str) -> None:
+        first = next(k for k, _ in node.value if k.__class__ is ScalarNode and
+                     (k.value if k.tag == _STR else _key_text(self.scalar(k))) == key)
+        shown = repr(key) if key_node.value == key else f"{key_node.value!r} (read as {key!r})"
+        raise YAMLProblem(
+            "yaml-duplicate-key",
+            key_node,
+            f"duplicate key {shown} (first defined on line {first.start_mark.line + 1})",
+            "kubectl's strict decoding refuses duplicate keys; keep one",
+        )
 
 
 def _merge_sources(node: Node) -> list[Node]:
@@ -435,8 +500,114 @@ def parse_json(path: str, text: str) -> ParsedFile:
     return ParsedFile(path, [], [finding("yaml-not-mapping", path, 1, 1, "the document is not a map of fields")])
 
 
+# ---------------------------------------------------------------------------- fast path
+#
+# yaml-rs (Rust) builds the same plain values ten times faster than composing nodes, but reads YAML 1.2.
+# It is used only for text in which YAML 1.1 (as go-yaml v2 reads it) and YAML 1.2 cannot differ: no
+# YAML 1.1 booleans, no leading-zero or underscored numbers, no merge keys, anchors, tags, directives,
+# non-string keys or very long lines. Anything else, and every error, goes the careful way below, so
+# findings and their positions come from one place. A test compares both ways on the real corpora.
+
+_BOOL_WORDS = YAML11_BOOLS | {"<<"}
+_INDICATOR_BEFORE = frozenset(" \t\n\r[{,-:")
+
+
+def _token_starts(text: str, char: str, also_next: str = "") -> bool:
+    """`char` at the start of a YAML token (a tag `!x`, an anchor `&x`), not inside a word."""
+    i = text.find(char)
+    while i >= 0:
+        before = text[i - 1] if i else "\n"
+        after = text[i + 1: i + 2]
+        if before in _INDICATOR_BEFORE and after and not after.isspace() and after not in also_next:
+            return True
+        i = text.find(char, i + 1)
+    return False
+
+
+def _leading_zero_number(text: str) -> bool:
+    """A plain number like 0755 or 0b101: go-yaml v2 reads octal and binary, YAML 1.2 does not."""
+    for marker in (": 0", ":\t0", "- 0", "[0", ",0", ", 0", "{0", "\n0"):
+        i = text.find(marker)
+        while i >= 0:
+            nxt = text[i + len(marker): i + len(marker) + 1]
+            if nxt.isdigit() or nxt in ("b", "B", "_"):
+                return True
+            i = text.find(marker, i + 1)
+    return False
+
+
+def _same_in_yaml11(value: Any) -> bool:
+    """No value that YAML 1.1 could have read differently: bool words, `<<`, non-string keys."""
+    kind = type(value)
+    if kind is str:
+        return value not in _BOOL_WORDS
+    if kind is dict:
+        for k, v in value.items():
+            if type(k) is not str or k in _BOOL_WORDS or not _same_in_yaml11(v):
+                return False
+        return True
+    if kind is list:
+        return all(_same_in_yaml11(v) for v in value)
+    return True
+
+
+_DOC_START = re.compile(r"^---[ \t]*(?:#[^\n]*)?$", re.M)
+_CONTENT_LINE = re.compile(r"^([ \t]*)[^\s#]", re.M)
+
+try:
+    import yaml_rs as _yaml_rs
+except ImportError:  # pragma: no cover - the careful path serves alone
+    _yaml_rs = None
+
+
+def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFile | None:
+    if _yaml_rs is None or "<<" in text or text.startswith("%") or "\n%" in text or not text.endswith("\n"):
+        return None  # (yaml-rs keeps a last line break that a file without one does not have)
+    if _token_starts(text, "!", "=") or _token_starts(text, "&", "&") or _leading_zero_number(text):
+        return None
+    if len(text) > 10_000 and max(map(len, text.split("\n"))) > limits.max_key_bytes:
+        return None  # a key could be over the limit: the careful path measures it
+    starts = [0] + [m.end() for m in _DOC_START.finditer(text)]
+    bounds = [m.start() for m in _DOC_START.finditer(text)] + [len(text)]
+    result = ParsedFile(path, [], [], source)
+    index = 0
+    for n, (start, end) in enumerate(zip(starts, bounds, strict=True)):
+        chunk = text[start:end]
+        first = _CONTENT_LINE.search(chunk)
+        if first is None:
+            index += 1 if n else 0  # an empty document after `---` still counts
+            continue
+        if index >= limits.max_documents:
+            return None
+        try:
+            obj = _yaml_rs.loads(chunk, parse_datetime=False)
+        except Exception:  # noqa: BLE001 - every problem is reported by the careful path
+            return None
+        if obj is None:
+            index += 1
+            continue
+        try:
+            if not isinstance(obj, dict) or not _same_in_yaml11(obj):
+                return None
+        except RecursionError:
+            return None  # nested deeper than the careful path (libyaml) allows: it reports it
+        line = text.count("\n", 0, start + first.start()) + 1
+        result.documents.append(Document(path, index, line, len(first.group(1)) + 1, obj, source))
+        index += 1
+    return result
+
+
 def parse_yaml(path: str, text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
     source = SourceFile(path, text)
+    fast = _fast(path, text, limits, source)
+    if fast is not None:
+        return fast
+    return parse_yaml_careful(path, text, limits, source)
+
+
+def parse_yaml_careful(path: str, text: str, limits: Limits = DEFAULT_LIMITS, source: SourceFile | None = None) -> ParsedFile:
+    """Compose nodes with PyYAML's C parser and build values ourselves: exact, with positions."""
+    source = source or SourceFile(path, text)
     result = ParsedFile(path, [], [], source)
     has_anchors = "&" in text
     try:
@@ -490,7 +661,7 @@ def _document(path: str, index: int, node: Node, source: SourceFile, limits: Lim
             f"aliases expand this document beyond {limits.max_nodes} values (an alias bomb?)",
             "write the values out or use fewer nested aliases",
         )
-    obj = _Builder(limits).build(node)
+    obj = _Builder(limits, has_anchors).build(node)
     mark = node.start_mark
     return Document(path, index, mark.line + 1, mark.column + 1, obj, source)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -215,6 +216,10 @@ class _Run:
         self.data: dict[str, bytes] = {}
         self.parsed: dict[str, ParsedFile] = {}
         self.summaries: dict[str, dict[str, Any]] = {}
+        self.precomputed: dict[str, list[Any]] = {}
+        self.crd_source: dict[GVK, str] = {}
+        self.by_manifest: set[str] = set()
+        self.parse_fp = fingerprint(code_fingerprint(), self.limits)
         self.base = fingerprint(__version__, code_fingerprint(), policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
                                 [c.__module__ + "." + c.__qualname__ for c in [*DOCUMENT_CHECKS, *FILE_CHECKS, *PARSED_CHECKS]],
                                 sorted(policy.config.get("schema_dirs", [])))
@@ -232,13 +237,20 @@ class _Run:
     def document(self, path: str, index: int) -> Document:
         return next(d for d in self.parse(path).documents if d.index == index)
 
-    def summary(self, e: Entry) -> dict[str, Any]:
+    def _summary_key(self, e: Entry) -> str:
+        return f"parse:{e.oid}:{self.parse_fp}"
+
+    def _cached_summary(self, e: Entry) -> dict[str, Any] | None:
         if e.path not in self.summaries:
-            key = f"parse:{e.oid}:{fingerprint(code_fingerprint(), self.limits)}"
-            s = self.cache.get(key)
-            if s is None:
-                s = _summary(self.parse(e.path))
-                self.cache.put(key, s)
+            s = self.cache.get(self._summary_key(e))
+            if s is not None:
+                self.summaries[e.path] = s
+        return self.summaries.get(e.path)
+
+    def summary(self, e: Entry) -> dict[str, Any]:
+        if self._cached_summary(e) is None:
+            s = _summary(self.parse(e.path))
+            self.cache.put(self._summary_key(e), s)
             self.summaries[e.path] = s
         return self.summaries[e.path]
 
@@ -252,15 +264,16 @@ class _Run:
                                f"Helm chart {d or '.'}: recognised as a chart; its templates are not validated"))
         manifests = self.manifests(charts, out)
         self.stats.manifests = len(manifests)
+        units, rendered, consumed = self.kustomize(charts, out)
+        direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
+        self.blob_work(manifests, direct_paths)
         for n, e in enumerate(manifests, 1):
             s = self.summary(e)
             out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
             if self.progress is not None:
                 self.progress(n, len(manifests))
-
-        units, rendered, consumed = self.kustomize(charts, out)
-        direct = [e for e in manifests if e.path not in consumed]
-        direct_paths = {e.path for e in direct} | self._simple_members
+        for unit, paths in self._simple_units.items():
+            units[unit] = [DocRef(p, row, self.document) for p in paths for row in self._rows(p)]
         refs: list[DocRef] = []
         for e in manifests:
             if e.path in direct_paths:
@@ -271,7 +284,8 @@ class _Run:
         objects: list[Any] = [*refs, *rendered]
         self.stats.objects = len(objects)
 
-        crd_source = self.register_crds(manifests, rendered)
+        crd_source = self.crd_source
+        self.register_rendered_crds(rendered, crd_source)
         for e in self.entries:
             out.extend(self.blob_findings(e, e.path in direct_paths, crd_source))
         for doc in rendered:
@@ -311,6 +325,7 @@ class _Run:
                                    f"{e.size} bytes is over the limit of {self.limits.max_file_bytes} bytes"))
                 continue
             chosen.append(e)
+        self.by_manifest = {e.path for e in chosen}
         return chosen
 
     _simple_members: set[str] = set()
@@ -320,6 +335,7 @@ class _Run:
         units: dict[str, list[Any]] = {}
         rendered: list[Document] = []
         self._simple_members = set()
+        self._simple_units: dict[str, list[str]] = {}
         if not self.policy.config["kustomize"]["enabled"]:
             return units, rendered, set()
         kfiles = {e.path: self.parse(e.path) for e in self.entries
@@ -336,8 +352,7 @@ class _Run:
             if kustomize.is_simple(kplan, d, files):
                 members = kustomize.simple_members(kplan, d, files)
                 self._simple_members |= set(members)
-                units[unit] = [DocRef(p, row, self.document) for p in members if p in self.by_path
-                               for row in self._rows(p)]
+                self._simple_units[unit] = [p for p in members if p in self.by_path]
                 continue
             docs, problems = self.render(kplan, d, charts)
             out.extend(problems)
@@ -373,7 +388,7 @@ class _Run:
         docs, more = kustomize.documents_of(kplan, d, cached["text"], _LazyParsed(self, list(self.by_path)))
         return docs, problems + more
 
-    def register_crds(self, manifests: list[Entry], rendered: list[Document]) -> dict[GVK, str]:
+    def register_crds(self, manifests: list[Entry]) -> dict[GVK, str]:
         """Add the CRDs of the tree to the custom schemas; which blob defines each kind (for cache keys)."""
         source: dict[GVK, str] = {}
         for e in manifests:
@@ -383,11 +398,44 @@ class _Run:
             for gvk in defines:
                 source[gvk] = e.oid  # type: ignore[index]
             self.ctx.custom.add_loader(defines, self._crd_loader(e))  # type: ignore[arg-type]
+        return source
+
+    def register_rendered_crds(self, rendered: list[Document], source: dict[GVK, str]) -> None:
         for doc in rendered:
             if doc.kind == "CustomResourceDefinition" and doc.api_version.startswith("apiextensions.k8s.io/"):
                 for gvk in self.ctx.custom.add_crd(doc.obj, f"{doc.path}:{doc.line}"):
                     source[gvk] = fingerprint(doc.obj)
-        return source
+
+    def blob_work(self, manifests: list[Entry], direct_paths: set[str]) -> None:
+        """Parse summaries and per-blob findings that the cache does not have, on every core when there are many.
+
+        Kinds defined by CRDs of the tree must be known before any blob is checked (they are part of the
+        cache keys and of validation), so blobs that may hold a CRD are read first, here."""
+        known = {e.path for e in manifests if self._cached_summary(e) is not None}
+        unknown = [e for e in manifests if e.path not in known]
+        for e in unknown:
+            if b"CustomResourceDefinition" in self.read(e) or len(unknown) < PARALLEL_MIN:
+                self.summary(e)
+        self.crd_source = self.register_crds([e for e in manifests if e.path in self.summaries])
+        todo = [e for e in self.entries if e.path not in self.summaries and e.path in self.by_manifest
+                or self._cached_blob(e, e.path in direct_paths) is None]
+        workers = min(os.cpu_count() or 1, MAX_WORKERS)
+        if len(todo) < PARALLEL_MIN or workers < 2:
+            return
+        for e in todo:
+            self.read(e)  # children inherit the data; they never touch git or the cache
+        results = _in_children(self, [(e.path, e.path in direct_paths) for e in todo], workers)
+        if results is None:
+            return  # could not fork: the sequential path does the work
+        if any(summary is not None and summary["defines"] for _, summary, _, _ in results):
+            return  # a CRD the byte scan missed (an escaped name?): the sequential path redoes it in order
+        for path, summary, key, rows in results:
+            e = self.by_path[path]
+            if summary is not None:
+                self.summaries[path] = summary
+                self.cache.put(self._summary_key(e), summary)
+            self.precomputed[path] = rows
+            self.cache.put(key, rows)
 
     def _crd_loader(self, e: Entry) -> Callable[[GVK], tuple[dict[str, Any], str, str]]:
         """Read a CRD blob's schemas only when an object of one of its kinds must be validated."""
@@ -405,18 +453,36 @@ class _Run:
             raise KeyError(gvk)
         return load
 
-    def blob_findings(self, e: Entry, direct: bool, crd_source: dict[GVK, str]) -> list[Finding]:
-        """Document checks of a blob's objects (when they stand for themselves) and file checks."""
-        readable = not (e.is_link or e.is_submodule) and e.size <= self.limits.max_file_bytes
+    def _blob_key(self, e: Entry, direct: bool) -> str:
         gvks = []
         if e.path in self.summaries:
             for row in self.summaries[e.path]["docs"]:
                 group, version = split_api_version(row[3])
-                gvks.append(crd_source.get((group, version, row[4]), ""))
-        key = f"checks:{e.oid}:{fingerprint(self.base, e.path, e.mode, direct, gvks)}"
-        cached = self.cache.get(key)
+                gvks.append(self.crd_source.get((group, version, row[4]), ""))
+        return f"checks:{e.oid}:{fingerprint(self.base, e.path, e.mode, direct, gvks)}"
+
+    def _cached_blob(self, e: Entry, direct: bool) -> list[Any] | None:
+        if e.path in self.precomputed:
+            return self.precomputed[e.path]
+        if e.path in self.by_manifest and e.path not in self.summaries:
+            return None
+        rows = self.cache.get(self._blob_key(e, direct))
+        if rows is not None:
+            self.precomputed[e.path] = rows
+        return rows  # type: ignore[no-any-return]
+
+    def blob_findings(self, e: Entry, direct: bool, crd_source: dict[GVK, str]) -> list[Finding]:
+        """Document checks of a blob's objects (when they stand for themselves) and file checks."""
+        cached = self._cached_blob(e, direct)
         if cached is not None:
             return _findings_from(cached)
+        key = self._blob_key(e, direct)
+        rows = self.compute_blob(e, direct)
+        self.cache.put(key, rows)
+        return _findings_from(rows)
+
+    def compute_blob(self, e: Entry, direct: bool) -> list[Any]:
+        readable = not (e.is_link or e.is_submodule) and e.size <= self.limits.max_file_bytes
         out: list[Finding] = []
         if e.path in self.summaries:
             pf = self.parse(e.path)
@@ -430,8 +496,49 @@ class _Run:
         data = self.read(e) if readable else None
         for fcheck in FILE_CHECKS:
             out.extend(fcheck(e, data, self.ctx))
-        self.cache.put(key, _findings_json(out))
-        return out
+        return _findings_json(out)
+
+
+PARALLEL_MIN = 64  # blobs to work on before forking pays off
+MAX_WORKERS = 4
+_CHILD_RUN: _Run | None = None
+
+
+def _child_work(items: list[tuple[str, bool]]) -> list[tuple[str, dict[str, Any] | None, str, list[Any]]]:
+    run = _CHILD_RUN
+    assert run is not None
+    out = []
+    for path, direct in items:
+        e = run.by_path[path]
+        summary = run.summary(e) if path in run.by_manifest else None
+        out.append((path, summary, run._blob_key(e, direct), run.compute_blob(e, direct)))
+    return out
+
+
+def _in_children(run: _Run, items: list[tuple[str, bool]], workers: int) -> list[Any] | None:
+    """Run `_child_work` over forked copies of this run (copy-on-write: nothing is re-read or re-sent)."""
+    import multiprocessing
+
+    global _CHILD_RUN
+    sizes = {path: run.by_path[path].size for path, _ in items}
+    chunks: list[list[tuple[str, bool]]] = [[] for _ in range(workers * 4)]
+    loads = [0] * len(chunks)
+    for item in sorted(items, key=lambda i: -sizes[i[0]]):  # biggest first, to the least loaded chunk
+        i = loads.index(min(loads))
+        chunks[i].append(item)
+        loads[i] += sizes[item[0]] + 1
+    saved_cache, run.cache = run.cache, NullCache()  # children must not share the parent's SQLite handle
+    _CHILD_RUN = run
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(workers) as pool:
+            results = pool.map(_child_work, [c for c in chunks if c])
+    except OSError:
+        return None
+    finally:
+        _CHILD_RUN = None
+        run.cache = saved_cache
+    return [r for chunk in results for r in chunk]
 
 
 class _LazyParsed(Mapping[str, ParsedFile]):

@@ -124,3 +124,43 @@ def test_json_manifests() -> None:
     assert doc.kind == "Namespace"
     assert rules(b'{"a": 1, "a": 2}', path="m.json")[0][0] == "yaml-duplicate-key"
     assert rules(b'{"a": ', path="m.json")[0][0] == "yaml-syntax"
+
+
+def test_go_yaml_numbers() -> None:
+    [doc] = parse("m.yaml", b"a: 10:30\nb: 1e5\nc: 0755\nd: 0o17\ne: 0x1F\nf: 1_000\ng: .inf\nh: 08\n").documents
+    assert doc.obj == {"a": "10:30", "b": 100000.0, "c": 493, "d": 15, "e": 31, "f": 1000, "g": float("inf"), "h": 8.0}
+
+
+def _both_ways(path: str, text: str) -> tuple[object, object]:
+    from gitops_hooks.documents import DEFAULT_LIMITS, SourceFile, _fast, parse_yaml_careful
+
+    fast = _fast(path, text, DEFAULT_LIMITS, SourceFile(path, text))
+    careful = parse_yaml_careful(path, text)
+    assert careful.findings == []
+    key = [(d.index, d.line, d.column, d.obj) for d in careful.documents]
+    return (None if fast is None else [(d.index, d.line, d.column, d.obj) for d in fast.documents]), key
+
+
+def test_fast_path_reads_exactly_as_the_careful_path_on_the_corpora() -> None:
+    """Every real manifest: the yaml-rs fast path gives the same objects and lines, or declines."""
+    from conftest import CORPUS, CRDS, need_corpus
+
+    need_corpus()
+    used = 0
+    files = [p for root in (CORPUS, CRDS) for p in sorted(root.rglob("*")) if p.suffix in (".yaml", ".yml")]
+    for p in files:
+        fast, careful = _both_ways(str(p), p.read_text(encoding="utf-8"))
+        if fast is not None:
+            used += 1
+            assert fast == careful, p
+    assert used > len(files) // 2  # the fast path is really taken
+
+
+def test_fast_path_declines_what_yaml_11_reads_differently() -> None:
+    for text in ("a: yes\n", "a: 0755\n", "on: push\n", "a: &x 1\nb: *x\n", "a: !!str 5\n", "x: {<<: {a: 1}}\n",
+                 "a: |\n  no final newline", "80: http\n"):
+        fast, careful = _both_ways("m.yaml", text)
+        assert fast is None, text
+        del careful
+    fast, careful = _both_ways("m.yaml", "a: 'yes-but-quoted'\nb: x!=y\nc: a && b\n---\n---\nd: [1, 2]\n")
+    assert fast == careful == [(0, 1, 1, {"a": "yes-but-quoted", "b": "x!=y", "c": "a && b"}), (2, 6, 1, {"d": [1, 2]})]

@@ -1,0 +1,45 @@
+"""The cold run spread over several processes gives exactly the findings of the one-process run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, ROOT, need_corpus
+from test_cache import CRD, WIDGET
+
+from gitops_hooks import config, pipeline
+from gitops_hooks.gitrepo import FolderTree
+
+
+def _make_corpus(target: Path, objects: int) -> None:
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_corpus.py"), str(target), "--objects", str(objects),
+                    "--source", str(CORPUS)], check=True, capture_output=True)
+
+
+def _lines(root: Path) -> list[str]:
+    policy = config.Policy(config.checked({}, "test"))
+    result = pipeline.check_snapshot(FolderTree(root), policy)
+    return [f"{f.path}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}" for f in result.findings]
+
+
+def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_corpus()
+    root = tmp_path / "tree"
+    _make_corpus(root, 600)
+    shutil.copytree(CORPUS / "kube-prometheus" / "manifests" / "setup", root / "setup")
+    (root / "crd.yaml").write_text(CRD % "string")
+    (root / "widgets").mkdir()
+    (root / "widgets" / "w.yaml").write_text(WIDGET)  # invalid against the tree's own CRD
+    broken = sorted(root.rglob("*.yaml"))[5]
+    broken.write_text(broken.read_text().replace("metadata:", "metadata:\n  uid: abc", 1) + "---\nkind: x: y\n")
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    sequential = _lines(root)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    parallel = _lines(root)
+    assert parallel == sequential
+    assert any("[schema-invalid] widget.example.io/w" in line for line in parallel)
+    assert any("[yaml-syntax]" in line for line in parallel)
