@@ -175,9 +175,8 @@ def policy_export(repo: Path) -> None:
 
 # ---------------------------------------------------------------------------- reconciliation
 
-def _repo_option() -> object:
-    return click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="The bare repository (default: $GIT_DIR or the current folder).")
+REPO_OPTION = click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+                           help="The bare repository (default: $GIT_DIR or the current folder).")
 
 
 def _repo(repo: Path | None) -> Path:
@@ -208,12 +207,15 @@ def env_group() -> None:
 @click.option("--health-timeout", type=float, help="Seconds to wait for health (default 300).")
 @click.option("--wait", is_flag=True, default=None, help="Always keep the pusher until healthy.")
 @click.option("--flux", "flux", help="KIND/NAMESPACE/NAME of the Flux GitRepository or Kustomization to trigger.")
+@click.option("--flux-receiver", help="URL of a Flux Receiver webhook to call instead (backend flux).")
+@click.option("--flux-token-file", help="File holding the Receiver's token, to sign calls (generic-hmac).")
 @click.option("--argocd", "argocd", help="NAMESPACE/NAME of the Argo CD Application to refresh.")
 @click.option("--replace", is_flag=True, help="Replace an environment of the same name.")
 def env_add(repo: Path, name: str, ref: str, folder: str, kubeconfig: str | None, context: str | None,
             in_cluster: bool, namespace: str, variables: tuple[str, ...], backend: str, prune: bool | None,
             allow_empty_prune: bool | None, force_conflicts: bool | None, health_timeout: float | None,
-            wait: bool | None, flux: str | None, argocd: str | None, replace: bool) -> None:
+            wait: bool | None, flux: str | None, flux_receiver: str | None, flux_token_file: str | None,
+            argocd: str | None, replace: bool) -> None:
     """Add environment NAME to the bare repository REPO (checked like the configuration file)."""
     from .config import ConfigError
     from .reconcile.commands import env_add as add
@@ -225,6 +227,10 @@ def env_add(repo: Path, name: str, ref: str, folder: str, kubeconfig: str | None
         kind, _, rest = flux.partition("/")
         ns, _, fname = rest.rpartition("/")
         extra["flux"] = {"kind": kind, "name": fname, "namespace": ns or "flux-system"}
+    if flux_receiver:
+        extra["flux"] = {"receiver_url": flux_receiver}
+        if flux_token_file:
+            extra["flux"]["token_file"] = str(Path(flux_token_file).resolve())  # type: ignore[index]
     if argocd:
         ns, _, app = argocd.rpartition("/")
         extra["argocd"] = {"application": app, "namespace": ns or "argocd"}
@@ -257,7 +263,7 @@ def env_remove(repo: Path, name: str) -> None:
 
 @main.command("history")
 @click.argument("name")
-@_repo_option()  # type: ignore[misc]
+@REPO_OPTION
 @click.option("--limit", type=int, default=50, show_default=True)
 def history(name: str, repo: Path | None, limit: int) -> None:
     """Show the reconciles of environment NAME recorded in refs/notes/gitops, newest first."""
@@ -268,7 +274,7 @@ def history(name: str, repo: Path | None, limit: int) -> None:
 
 @main.command("reconcile")
 @click.argument("name")
-@_repo_option()  # type: ignore[misc]
+@REPO_OPTION
 @click.option("--wait", is_flag=True, help="Wait until the applied objects are healthy.")
 @click.option("--health-of", hidden=True, help="Internal: the background health check of a commit.")
 def reconcile(name: str, repo: Path | None, wait: bool, health_of: str | None) -> None:
@@ -280,7 +286,7 @@ def reconcile(name: str, repo: Path | None, wait: bool, health_of: str | None) -
 
 @main.command("diff")
 @click.argument("name")
-@_repo_option()  # type: ignore[misc]
+@REPO_OPTION
 def diff(name: str, repo: Path | None) -> None:
     """Show live against desired for environment NAME (server-side dry run); exit 1 on drift."""
     from .reconcile.commands import diff as show

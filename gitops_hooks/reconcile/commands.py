@@ -31,13 +31,21 @@ def _load(repo: Path) -> dict[str, Any]:
 
 def env_settings(ref: str, path: str, kubeconfig: str | None, context: str | None, in_cluster: bool, namespace: str,
                  variables: list[str], backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    if in_cluster and (kubeconfig or context):
+        raise configmod.ConfigError("--in-cluster uses the service account of the pod; leave out --kubeconfig and --context")
+    receiver = bool((options.get("flux") or {}).get("receiver_url"))
+    if not (in_cluster or kubeconfig or receiver):
+        raise configmod.ConfigError("say which cluster: --kubeconfig FILE [--context NAME], or --in-cluster")
+    if backend in ("flux", "argocd") and not options.get(backend):
+        raise configmod.ConfigError(f"--backend {backend} needs --{backend} (which object to trigger)")
     cluster: dict[str, Any] = {"in_cluster": True} if in_cluster else {}
     if kubeconfig:
         cluster["kubeconfig"] = str(Path(kubeconfig).resolve())
     if context:
         cluster["context"] = context
-    out: dict[str, Any] = {"ref": ref, "path": path.strip("/"), "cluster": cluster, "namespace": namespace,
-                           "backend": backend}
+    out: dict[str, Any] = {"ref": ref, "path": path.strip("/"), "namespace": namespace, "backend": backend}
+    if cluster:
+        out["cluster"] = cluster
     pairs = {}
     for item in variables:
         name, sep, value = item.partition("=")
