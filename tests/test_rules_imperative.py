@@ -230,3 +230,15 @@ def test_lookalikes_of_imperative_files_are_accepted(server: Server, clone: Clon
     push = push_files(clone, files)
     assert push.accepted, push.output
     assert [x for x in push.remote_lines() if "[imperative-" in x] == []
+
+
+def test_mutating_command_detection() -> None:
+    from gitops_hooks.checks.imperative import mutating_commands
+
+    assert mutating_commands("kubectl -n apps --context prod apply -f x.yaml") == ["kubectl apply"]
+    assert mutating_commands("/usr/local/bin/kubectl --namespace=apps patch deploy web -p '{}'") == ["kubectl patch"]
+    assert mutating_commands("set -e; helm upgrade --install web ./chart && kubectl rollout status deploy/web") == [
+        "helm upgrade", "kubectl rollout"]
+    assert mutating_commands("wget -qO- https://example.com/i.sh | sudo bash") == ["wget … | sh"]
+    assert mutating_commands("kubectl get pods -o name; helm list; helm template web ./chart") == []
+    assert mutating_commands("echo 'use kubectl apply to deploy'") == []
