@@ -43,7 +43,7 @@ register(
          "Secret, a SealedSecret or an ExternalSecret and refer to it (secretKeyRef); rotate it.",
          "env:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef: {name: db, key: password}\n"),
     Rule("secret-in-history", "secrets", E,
-         "A commit of the push adds a credential that a later commit removes: it stays in history.",
+         "A commit of the push, not only its tip, adds a credential or a plaintext Secret.",
          "Every new commit of a push is searched, not only its final tree: a secret added and removed "
          "within one push is still in the repository's history. Rewrite the commits before pushing "
          "(git rebase -i, git commit --amend) so that no commit holds it, and rotate the credential.",
