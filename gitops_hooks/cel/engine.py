@@ -29,14 +29,11 @@ class Compiled:
     variables: Variables
     program: Any = None
     not_evaluated: str = ""  # why it cannot be run, naming the function when there is one
+    uses_old_self: bool = False  # a transition rule
 
     @property
     def ok(self) -> bool:
         return self.program is not None
-
-    @property
-    def uses_old_self(self) -> bool:
-        return "oldSelf" in _identifiers(self.source)
 
 
 @dataclass(frozen=True)
@@ -76,11 +73,12 @@ def compile_expr(source: str, variables: Variables) -> Compiled:
 
 
 def _compile(source: str, variables: Variables) -> Compiled:
+    transition = "oldSelf" in _identifiers(source)
     try:
         program = _env(variables).compile(source)
     except Exception as exc:  # cel-cpp reports every compile problem as RuntimeError
-        return Compiled(source, variables, None, _compile_problem(str(exc)))
-    return Compiled(source, variables, program)
+        return Compiled(source, variables, None, _compile_problem(str(exc)), transition)
+    return Compiled(source, variables, program, "", transition)
 
 
 def _compile_problem(text: str) -> str:
@@ -103,13 +101,11 @@ def activation(variables: Variables, data: dict[str, Any]) -> Any:
 def evaluate(compiled: Compiled, bindings: Any) -> Outcome:
     if compiled.program is None:
         return Outcome(not_evaluated=compiled.not_evaluated)
-    from cel_expr_python import cel
-
     try:
         result = compiled.program.eval(bindings)
     except Exception as exc:  # defensive: the bindings raise on error values
         return Outcome(error=_clean(str(exc)))
-    if result.type() == cel.Type.ERROR:
+    if result.type() == _error_type():
         text = str(result.value())
         m = _RUNTIME_NO_OVERLOAD.search(text)
         if m:
@@ -117,6 +113,13 @@ def evaluate(compiled: Compiled, bindings: Any) -> Outcome:
             return Outcome(not_evaluated=f"calls {m.group(2)}(){receiver} with arguments this gate has no overload for")
         return Outcome(error=_clean(text))
     return Outcome(value=_plain(result))
+
+
+@functools.lru_cache(maxsize=1)
+def _error_type() -> Any:
+    from cel_expr_python import cel
+
+    return cel.Type.ERROR
 
 
 def _plain(result: Any) -> Any:

@@ -10,6 +10,7 @@ rules (list items are correlated only for `x-kubernetes-list-type: map`, as in K
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Missing:
 MISSING: Any = Missing()
 
 
+@functools.lru_cache(maxsize=4096)
 def escape(name: str) -> str | None:
     """The name CEL sees for a property, or None when CEL cannot reach it."""
     if name in RESERVED:
