@@ -94,9 +94,8 @@ class Doc:
 
 def bench_objects(count: int) -> None:
     from gitops_hooks.cel import engine
-    from gitops_hooks.cel.structural import rule_sites, to_cel
+    from gitops_hooks.cel.structural import MISSING, rule_sites, to_cel
     from gitops_hooks.checks.cel_crd import evaluate_rules
-    from gitops_hooks.cel.structural import MISSING
 
     schemas = load_schemas()
     corpus = ([http_route(i) for i in range(count)] + [grpc_route(i) for i in range(count // 3)]
