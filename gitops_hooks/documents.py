@@ -342,14 +342,20 @@ class _Builder:
         if kind in ("timestamp", "binary", "value", "merge"):
             # go-yaml keeps timestamps and `=` as the strings they were written as.
             return text
-        if kind == "null":
-            return None
-        if kind == "bool":
-            return text.lower() in ("y", "yes", "true", "on")
-        if kind == "int":
-            return go_int(text)
-        if kind == "float":
-            return go_float(text)
+        try:  # an explicit tag (`!!int x`) can meet any text: go-yaml refuses what it cannot decode
+            if kind == "null" and text in ("", "~", "null", "Null", "NULL"):
+                return None
+            if kind == "bool" and (text in YAML11_BOOLS or text.lower() in ("true", "false")):
+                return text.lower() in ("y", "yes", "true", "on")
+            if kind == "int":
+                return go_int(text)
+            if kind == "float":
+                return go_float(text)
+        except ValueError:
+            pass
+        if kind in ("null", "bool", "int", "float"):
+            raise YAMLProblem("yaml-tag", node, f"cannot read {text[:40]!r} as {_short_tag(tag)}",
+                              "remove the tag or write a value of that type")
         raise YAMLProblem("yaml-tag", node, f"the YAML tag {_short_tag(tag)} is not understood by kubectl")
 
     def mapping(self, node: MappingNode, out: dict[str, Any]) -> None:
