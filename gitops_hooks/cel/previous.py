@@ -22,9 +22,9 @@ def identity(obj: Any) -> Identity:
 
 
 def old_objects(ctx: Any) -> dict[Identity, Document]:
-    cached = ctx.extra.get("old_objects")
+    cached: dict[Identity, Document] | None = ctx.extra.get("old_objects")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     out: dict[Identity, Document] = {}
     snapshot = ctx.old_tree
     if snapshot is not None:

@@ -52,7 +52,8 @@ def to_cel(value: Any, schema: Schema) -> Any:
     if isinstance(value, dict):
         return _object(value, schema)
     if isinstance(value, list):
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        found = schema.get("items")
+        items: Schema = found if isinstance(found, dict) else {}
         return [to_cel(x, items) for x in value if x is not None or items.get("nullable")]
     if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -60,7 +61,8 @@ def to_cel(value: Any, schema: Schema) -> Any:
 
 
 def _object(value: dict[str, Any], schema: Schema) -> dict[str, Any]:
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    found = schema.get("properties")
+    props: dict[str, Schema] = found if isinstance(found, dict) else {}
     extra = schema.get("additionalProperties")
     keep_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or not props and not isinstance(extra, dict)
     out: dict[str, Any] = {}

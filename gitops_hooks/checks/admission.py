@@ -116,7 +116,7 @@ def _collect(objects: list[Any], folders: tuple[str, ...]) -> tuple[dict[str, di
 
 @functools.lru_cache(maxsize=4)
 def _folder_objects(folders: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
-    out = []
+    out: list[dict[str, Any]] = []
     for folder in folders:
         root = Path(folder)
         if not root.is_dir():

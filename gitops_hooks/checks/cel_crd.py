@@ -64,7 +64,7 @@ def _schema(doc: Any, ctx: CheckContext) -> dict[str, Any] | None:
         raw = ctx.custom.raw(gvk) if doc.kind and gvk in ctx.custom else None
         schema = raw[0] if raw else None
         memo[gvk] = schema if schema is not None and _has_rules(schema) else None
-    return memo[gvk]  # type: ignore[no-any-return]
+    return memo[gvk]
 
 
 def _has_rules(schema: Any) -> bool:
