@@ -111,6 +111,8 @@ def evaluate(compiled: Compiled, bindings: Any) -> Outcome:
         if m:
             receiver = f" on a {m.group(1)}" if m.group(1) else ""
             return Outcome(not_evaluated=f"calls {m.group(2)}(){receiver} with arguments this gate has no overload for")
+        if "Non-CEL value type" in text:
+            return Outcome(not_evaluated="reads a value this gate cannot hand to CEL")
         return Outcome(error=_clean(text))
     return Outcome(value=_plain(result))
 
