@@ -80,6 +80,9 @@ def config_check(repo: Path) -> None:
         for folder in cfg["schema_dirs"]:
             if not Path(folder).is_dir():
                 raise ConfigError(f"schema_dirs: {folder} is not a folder")
+        for folder in cfg.get("admission_policy_dirs", []):
+            if not Path(folder).is_dir():
+                raise ConfigError(f"admission_policy_dirs: {folder} is not a folder")
         if kubeconform.selected(cfg):
             kubeconform.find_binary(cfg)
     except (ConfigError, ValueError, kubeconform.KubeconformMissing) as exc:
@@ -161,14 +164,20 @@ def policy_group() -> None:
 
 @policy_group.command("export")
 @click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def policy_export(repo: Path) -> None:
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write DIR/policy.yaml with copies of the server's schema and policy folders.")
+def policy_export(repo: Path, output_dir: Path | None) -> None:
     """Print REPO's policy (without environments) for `gitops-hooks validate --policy FILE`."""
     from .config import ConfigError
-    from .validate import UsageProblem, export_policy_text
+    from .validate import UsageProblem, export_policy_dir, export_policy_text
 
     try:
-        click.echo(export_policy_text(repo), nl=False)
-    except (ConfigError, UsageProblem) as exc:
+        if output_dir is None:
+            click.echo(export_policy_text(repo), nl=False)
+        else:
+            for line in export_policy_dir(repo, output_dir):
+                click.echo(line)
+    except (ConfigError, UsageProblem, OSError) as exc:
         click.echo(f"gitops-hooks policy export: {exc}", err=True)
         sys.exit(2)
 
