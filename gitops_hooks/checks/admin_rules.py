@@ -29,6 +29,7 @@ from . import CheckContext, document_check
 
 VARIABLES = ("object",)
 SOURCE = "server config"
+_REGISTERED: set[str] = set()  # configurations (as JSON) whose rules are checked and in the catalogue
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,10 @@ def register_config_rules(config: Mapping[str, Any]) -> tuple[AdminRule, ...]:
     """Check the administrator's rules (ids free, expressions compile) and put them in the catalogue.
 
     Raises ConfigError naming the rule for a problem the administrator must fix."""
-    rules = parse_rules(config)
+    text = json.dumps(config.get("cel_rules") or [], sort_keys=True)
+    rules = _parse(text)
+    if text in _REGISTERED:
+        return rules
     builtin = {k: v for k, v in findings_mod.catalogue().items() if v.source != SOURCE}
     seen: set[str] = set()
     for n, r in enumerate(rules):
@@ -97,6 +101,7 @@ def register_config_rules(config: Mapping[str, Any]) -> tuple[AdminRule, ...]:
                     raise ConfigError(f"{where}: {field}: the expression {compiled.not_evaluated}")
         # Replacing is deliberate: a changed configuration changes the administrator's own entries.
         findings_mod._CATALOGUE[r.id] = r.catalogue_entry()
+    _REGISTERED.add(text)
     return rules
 
 
