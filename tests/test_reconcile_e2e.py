@@ -399,3 +399,22 @@ def test_kustomization_is_rendered_and_substituted(server: Server, clone: Clone,
     assert "deployment.apps/prod-web created" in lines and "configmap/prod-settings created" in lines, push.output
     cm = kube.object("v1", "ConfigMap", "prod-settings", "apps")
     assert cm is not None and cm["data"]["cluster"] == "prod-eu" and cm["metadata"]["labels"]["env"] == "prod"
+
+
+def test_periodic_reconcile_without_changes_does_not_grow_the_note(server: Server, clone: Clone, kube: KubeAPI,
+                                                                   env: str) -> None:
+    base_tree(clone)
+    sha = clone.commit("first")
+    assert clone.push().accepted
+    for _ in range(2):
+        rec = run_suite("reconcile", "prod", "--repo", str(server.path))
+        assert rec.returncode == 0 and "applied: 0 created, 0 configured, 3 unchanged, 0 pruned" in rec.stdout
+    text = note(server, sha)
+    assert text.count("environment: prod") == 1 and "checked: " in text
+    kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra", "namespace": "apps",
+              "labels": {"applyset.kubernetes.io/part-of": "someone-elses"}}}, manager="other")
+    kube.store.objects[("apps", "deployments", "apps", "web")]["spec"]["replicas"] = 9  # drift nobody owns
+    rec = run_suite("reconcile", "prod", "--repo", str(server.path))
+    assert "deployment.apps/web configured" in rec.stdout, rec.stdout
+    assert note(server, sha).count("environment: prod") == 2  # a run that changed something is its own record
+    assert kube.object("v1", "ConfigMap", "extra", "apps") is not None  # not ours: never pruned

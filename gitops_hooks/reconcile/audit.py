@@ -1,7 +1,8 @@
 """The audit trail: a git note under refs/notes/gitops on each reconciled commit.
 
-A note holds one YAML record per environment (the latest attempt on that commit): who pushed, when, the
-result, the change set and, once known, the health. Notes are written under a file lock with
+A note holds YAML records per environment, oldest first (at most 20 per environment): who pushed, when,
+the result, the change set and, once known, the health. A reconcile that finds everything in place
+after a success only refreshes the `checked` time of the last record. Notes are written under a file lock with
 `git notes`, which moves the notes ref only once the new notes commit is complete, so a note is never
 half-written; a writer killed midway leaves the previous note in place.
 """
@@ -55,6 +56,7 @@ class Record:
     health: str = ""  # waiting, healthy, failed, timed out, or empty when not checked
     health_detail: tuple[str, ...] = ()
     attempts: int = 1
+    checked: str = ""  # the last quiet reconcile that found this commit in place
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"environment": self.environment, "commit": self.commit, "ref": self.ref,
@@ -67,6 +69,8 @@ class Record:
             out["health"] = self.health
         if self.health_detail:
             out["health_detail"] = list(self.health_detail)
+        if self.checked:
+            out["checked"] = self.checked
         return out
 
     @classmethod
@@ -75,7 +79,7 @@ class Record:
                    str(d.get("pusher", "")), str(d.get("time", "")), str(d.get("result", "")),
                    {str(k): [str(x) for x in v or []] for k, v in (d.get("changes") or {}).items()},
                    str(d.get("error", "")), str(d.get("health", "")), tuple(d.get("health_detail") or ()),
-                   int(d.get("attempts", 1)))
+                   int(d.get("attempts", 1)), str(d.get("checked", "")))
 
     def counts(self) -> str:
         return ", ".join(f"{len(self.changes.get(a, []))} {a}" for a in
@@ -112,25 +116,44 @@ def read_note(git_dir: Path, commit: str) -> list[Record]:
     return [Record.from_dict(x) for x in items or [] if isinstance(x, dict)]
 
 
+MAX_RECORDS = 20  # per environment and commit; the oldest go first
+
+
+def quiet(r: Record) -> bool:
+    """A run that found everything in place: nothing created, configured, pruned or failed."""
+    return r.result == "applied" and not r.error and not any(
+        r.changes.get(a) for a in ("created", "configured", "pruned", "failed"))
+
+
 def write(git_dir: Path, record: Record) -> None:
-    """Put the record in the commit's note, replacing the same environment's earlier record there."""
-    _update(git_dir, record.commit, record.environment, lambda old: record)
+    """Add the record to the commit's note. A quiet run after a success only refreshes the last record's
+    `checked` time, so a periodic `gitops-hooks reconcile` does not fill the note with no-ops."""
+    def change(records: list[Record]) -> list[Record]:
+        if records and quiet(record) and records[-1].result == "applied" and not records[-1].error:
+            return records[:-1] + [replace(records[-1], checked=record.time)]
+        return (records + [record])[-MAX_RECORDS:]
+
+    _update(git_dir, record.commit, record.environment, change)
 
 
 def update_health(git_dir: Path, environment: str, commit: str, health: str, detail: list[str]) -> None:
-    _update(git_dir, commit, environment,
-            lambda old: replace(old, health=health, health_detail=tuple(detail)) if old else None)
+    def change(records: list[Record]) -> list[Record]:
+        if not records:
+            return records
+        return records[:-1] + [replace(records[-1], health=health, health_detail=tuple(detail))]
+
+    _update(git_dir, commit, environment, change)
 
 
-def _update(git_dir: Path, commit: str, environment: str, change: Callable[[Record | None], Record | None]) -> None:
+def _update(git_dir: Path, commit: str, environment: str, change: Callable[[list[Record]], list[Record]]) -> None:
     with locked(state_dir(git_dir) / "notes.lock", blocking=True):
         records = read_note(git_dir, commit)
-        old = next((r for r in records if r.environment == environment), None)
-        new = change(old)
-        if new is None:
+        mine = [r for r in records if r.environment == environment]
+        new = change(mine)
+        if new == mine:
             return
-        records = sorted([r for r in records if r.environment != environment] + [new], key=lambda r: r.environment)
-        text = "# gitops-hooks reconcile record\n" + yaml.safe_dump(
+        records = sorted([r for r in records if r.environment != environment], key=lambda r: r.environment) + new
+        text = "# gitops-hooks reconcile records, oldest first\n" + yaml.safe_dump(
             {"reconciles": [r.to_dict() for r in records]}, sort_keys=False, allow_unicode=True, width=200)
         error = "git notes failed"
         for attempt in range(20):

@@ -100,7 +100,9 @@ def history(repo: Path, name: str, limit: int, out: TextIO) -> int:
         out.write(f"no reconcile recorded for {name}\n")
     for r in records:
         health = f", health {r.health}" if r.health else ""
+        health += f", still in place at {r.checked}" if r.checked else ""
         out.write(f"{r.time}  {r.commit[:12]}  {r.result:9} {r.pusher}: {r.counts()}{health}\n")
+        out.write(f"    {_subject(repo, r.commit)}\n")
         if r.error:
             out.write(f"    error: {r.error}\n")
         for item in r.changes.get("failed", []):
@@ -109,9 +111,19 @@ def history(repo: Path, name: str, limit: int, out: TextIO) -> int:
             out.write(f"    {item}\n")
     pending = state.read_pending(repo, name)
     if pending is not None:
-        out.write(f"pending: {pending.commit[:12]} since {pending.since}, {pending.attempts} failed attempts"
+        out.write(f"pending: {pending.commit[:12]} since {pending.since}, failed attempts: {pending.attempts}"
                   + (f"; last error: {pending.last_error}" if pending.last_error else "") + "\n")
     return 0
+
+
+def _subject(repo: Path, commit: str) -> str:
+    import pygit2
+
+    try:
+        obj = pygit2.Repository(str(repo))[commit]
+        return str(getattr(obj, "message", "")).splitlines()[0][:100] if isinstance(obj, pygit2.Commit) else ""
+    except (KeyError, ValueError, IndexError, pygit2.GitError):
+        return "(commit not found)"
 
 
 def reconcile(repo: Path, name: str, wait: bool, health_of: str | None, out: TextIO) -> int:

@@ -123,15 +123,15 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
     record = audit.Record(env.name, commit, env.ref, opts.pusher, audit.now(), result, audit.changes_of(cs),
                           cs.error, "waiting" if watch else "", (), attempt)
     audit.write(git_dir, record)
-    summary = _summary(env, cs, result)
-    emit(summary)
+    summary = _summary(cs, result)
+    emit(f"gitops-hooks: {env.name}: {summary}")
     if watch:
         _health(git_dir, env, commit, watch, emit, opts)
     return Outcome(env.name, commit, result, summary)
 
 
-def _summary(env: Environment, cs: ChangeSet, result: str) -> str:
-    text = f"gitops-hooks: {env.name}: {result}: {cs.summary()}"
+def _summary(cs: ChangeSet, result: str) -> str:
+    text = f"{result}: {cs.summary()}"
     if cs.error:
         text += f"; {cs.error}"
     for note in cs.notes:
