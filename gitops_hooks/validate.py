@@ -148,12 +148,28 @@ def base_config(policy_file: Path | None) -> dict[str, Any]:
     if isinstance(data, dict) and "environments" in data:
         raise UsageProblem(f"--policy {policy_file}: holds environments; export the policy with "
                            "`gitops-hooks policy export`, which leaves them out")
-    cfg = configmod.checked(data, str(policy_file))
-    for folder in cfg["schema_dirs"]:
-        if not Path(folder).is_dir():
-            raise UsageProblem(f"--policy {policy_file}: schema_dirs: {folder} is not a folder on this "
-                               "machine; copy the server's CRD folder here and point schema_dirs at it")
-    return cfg
+    return with_local_folders(configmod.checked(data, str(policy_file)), policy_file)
+
+
+def folder_keys(cfg: dict[str, Any]) -> list[str]:
+    """Settings that name folders on the server (schema_dirs, admission_policy_dirs, ...)."""
+    return sorted(k for k, v in cfg.items() if k.endswith("_dirs") and isinstance(v, list))
+
+
+def with_local_folders(cfg: dict[str, Any], policy_file: Path) -> dict[str, Any]:
+    """An exported policy's folders: a relative one is relative to the policy file; each must exist here."""
+    out = dict(cfg)
+    for key in folder_keys(cfg):
+        resolved = []
+        for folder in cfg[key]:
+            path = Path(folder) if Path(folder).is_absolute() else policy_file.parent / folder
+            if not path.is_dir():
+                raise UsageProblem(
+                    f"--policy {policy_file}: {key}: {folder} is not a folder on this machine; "
+                    "`gitops-hooks policy export REPO --output-dir DIR` copies the server's folders with the policy")
+            resolved.append(str(path.resolve()))
+        out[key] = resolved
+    return out
 
 
 def policy_source(snapshot: Snapshot, root: Path) -> Snapshot:
@@ -294,15 +310,57 @@ def run_precommit_hook() -> int:
 
 # ---------------------------------------------------------------------------- policy export
 
-def export_policy_text(git_dir: Path) -> str:
-    """The server's policy as a file for `validate --policy`: all but environments and their secrets."""
-    import yaml
+EXPORT_HEADER = ("# gitops-hooks policy exported from {source}\n"
+                 "# For `gitops-hooks validate --policy FILE`. It holds no environments or credentials.\n")
+FOLDER_FILES = (".yaml", ".yml", ".json")
 
+
+def exported_config(git_dir: Path) -> dict[str, Any]:
     if not configmod.server_config_path(git_dir).is_file():
         raise UsageProblem(f"{git_dir}: no {configmod.CONFIG_DIR}/{configmod.CONFIG_FILE}; "
                            "is it a bare repository guarded with `gitops-hooks install`?")
-    cfg = configmod.load_server_config(git_dir)
-    exported = configmod.export_policy(cfg)
-    header = (f"# gitops-hooks policy exported from {git_dir.resolve()}\n"
-              "# For `gitops-hooks validate --policy FILE`. It holds no environments or credentials.\n")
+    return configmod.export_policy(configmod.load_server_config(git_dir))
+
+
+def policy_text(exported: dict[str, Any], git_dir: Path) -> str:
+    import yaml
+
+    header = EXPORT_HEADER.format(source=git_dir.resolve())
     return header + yaml.safe_dump(exported, sort_keys=False, default_flow_style=False)
+
+
+def export_policy_text(git_dir: Path) -> str:
+    """The server's policy as a file for `validate --policy`: all but environments and their secrets."""
+    return policy_text(exported_config(git_dir), git_dir)
+
+
+def export_policy_dir(git_dir: Path, out_dir: Path) -> list[str]:
+    """The policy as DIR/policy.yaml, with copies of the server's folders (CRDs, admission policies) beside
+    it, so that a client or CI without those folders checks custom resources as the server does."""
+    import shutil
+
+    exported = exported_config(git_dir)
+    log = []
+    for key in folder_keys(exported):
+        copies = []
+        for n, folder in enumerate(exported[key]):
+            source = Path(folder) if Path(folder).is_absolute() else git_dir / folder
+            if not source.is_dir():
+                raise UsageProblem(f"{key}: {folder} is not a folder")
+            rel = f"{key}/{n:02d}-{source.name or 'root'}"
+            target = out_dir / rel
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target, ignore=_not_manifests)
+            copies.append(rel)
+            log.append(f"copied {source} to {target}")
+        exported[key] = copies
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy = out_dir / "policy.yaml"
+    policy.write_text(policy_text(exported, git_dir), encoding="utf-8")
+    log.append(f"wrote {policy}; use it with `gitops-hooks validate --policy {policy}`")
+    return log
+
+
+def _not_manifests(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if (Path(folder) / n).is_file() and not n.endswith(FOLDER_FILES)]

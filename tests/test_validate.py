@@ -190,6 +190,7 @@ def test_staged_in_a_bare_repository_is_a_usage_error(server: Server) -> None:
     ("rules: {schema-invalid: fatal}\n", "rules/schema-invalid"),
     ("environments:\n  prod: {ref: main, cluster: {in_cluster: true}}\n", "holds environments"),
     ("schema_dirs: [/nonexistent/crds]\n", "schema_dirs: /nonexistent/crds is not a folder on this machine"),
+    ("schema_dirs: [crds]\n", "schema_dirs: crds is not a folder on this machine; `gitops-hooks policy export"),
 ])
 def test_broken_policy_file_exits_2(tmp_path: Path, text: str, message: str) -> None:
     write(tmp_path, "apps/web.yaml", DEPLOYMENT)
@@ -295,6 +296,57 @@ def test_exported_server_policy_gives_the_servers_findings(
     assert with_policy.returncode == 1
     assert finding_lines(with_policy.stdout) == finding_lines("\n".join(push.remote_lines()))
     assert run_suite("validate", cwd=clone.path).returncode == 0  # the defaults only warn
+
+
+WIDGET_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: integer}
+"""
+
+
+def test_exported_folders_travel_with_the_policy(server: Server, clone: Clone, tmp_path: Path) -> None:
+    """The server knows Widget from its schema_dirs; `policy export --output-dir` copies them for clients."""
+    crds = tmp_path / "server-crds"
+    write(crds, "widget.yaml", WIDGET_CRD)
+    write(crds, "README.txt", "not a manifest: not copied\n")
+    server.configure(f"version: 1\nschema_dirs: [{crds}]\n")
+    clone.write("apps/widget.yaml", WIDGET + "spec:\n  size: big\n")
+    clone.commit("a widget of the wrong size")
+    push = clone.push()
+    assert not push.accepted
+    remote = finding_lines("\n".join(push.remote_lines()))
+    assert any("[schema-invalid]" in line for line in remote)
+
+    exported = run_suite("policy", "export", str(server.path), "--output-dir", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    policy = tmp_path / "export" / "policy.yaml"
+    assert yaml.safe_load(policy.read_text(encoding="utf-8"))["schema_dirs"] == ["schema_dirs/00-server-crds"]
+    assert sorted(p.name for p in (tmp_path / "export" / "schema_dirs" / "00-server-crds").iterdir()) == [
+        "widget.yaml"]
+    (crds / "widget.yaml").unlink()  # the client has only the copy
+    local = run_suite("validate", "--policy", str(policy), cwd=clone.path)
+    assert local.returncode == 1
+    assert finding_lines(local.stdout) == remote
+    without = run_suite("validate", cwd=clone.path)  # without the server's CRDs, Widget is unknown
+    assert "[schema-unknown-kind]" in without.stdout
 
 
 def test_ref_policies_apply_to_the_current_branch_or_ref(server: Server, tmp_path: Path) -> None:
