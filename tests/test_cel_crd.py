@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import CRDS, Clone, Server
@@ -229,3 +230,16 @@ def test_kubernetes_libraries_and_message_expression_field_path_and_reason(serve
             "below request 1024Mi") in lines
     assert ("apps/quota.yaml:11:7: error [crd-rule] quota.example.com/team-a: spec.endpoints[0]: Invalid value: "
             "endpoints must be https URLs") in lines
+
+
+def test_rules_of_a_crd_in_the_administrators_schema_dirs(server: Server, clone: Clone, tmp_path: Path) -> None:
+    folder = tmp_path / "crds"
+    folder.mkdir()
+    (folder / "quota.yaml").write_text(TREE_CRD, encoding="utf-8")
+    server.configure(f"schema_dirs: [{folder}]\n")
+    clone.write("apps/quota.yaml", QUOTA.replace("limit: 2Gi", "limit: 100m"))
+    clone.commit("quota without its CRD in the tree")
+    push = clone.push()
+    assert not push.accepted
+    assert ("apps/quota.yaml:7:10: error [crd-rule] quota.example.com/team-a: spec.limit: Forbidden: limit 100m is "
+            "below request 1024Mi") in push.remote_lines()
