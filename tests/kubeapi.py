@@ -815,7 +815,9 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PATCH":
             return self._patch(r, nsv, name, sub, query, body, dry)
         if method == "DELETE":
-            policy = query.get("propagationPolicy") or _json(body).get("propagationPolicy") or "Background"
+            options = _json(body)  # DeleteOptions: kubectl sends dryRun and propagationPolicy here
+            dry = dry or "All" in (options.get("dryRun") or [])
+            policy = query.get("propagationPolicy") or options.get("propagationPolicy") or "Background"
             if policy not in ("Orphan", "Background", "Foreground"):
                 raise ApiError(400, "BadRequest", f"propagationPolicy {policy!r} is not one of Orphan, Background, Foreground")
             store.delete(r, nsv, name, dry)

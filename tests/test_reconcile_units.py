@@ -289,3 +289,35 @@ def test_the_pre_receive_path_does_not_import_the_kubernetes_client() -> None:
             "environment_findings; print('kubernetes' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_real_kubectl_understands_the_inventory(tmp_path: Path) -> None:
+    api = KubeAPI().start()  # no token: kubectl does not send one over plain HTTP
+    try:
+        k = kube_for(api, tmp_path)
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 1}}
+        assert Applier(k, k.env, lambda _: None).run(dset(ns, cm("a", x="1"), dep)).ok
+        kc = str(tmp_path / "kc")
+        ident = applyset_id("gitops-hooks-prod", "apps")
+        listed = subprocess.run(["kubectl", "--kubeconfig", kc, "get", "deployments,configmaps", "-n", "apps", "-o", "name",
+                                 "-l", f"applyset.kubernetes.io/part-of={ident}"], capture_output=True, text=True, timeout=60)
+        assert listed.stdout.split() == ["deployment.apps/web", "configmap/a"], listed.stderr
+        (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: apps\n")
+        command = ["kubectl", "--kubeconfig", kc, "apply", "--server-side", "--prune", "--applyset=secrets/gitops-hooks-prod",
+                   "-n", "apps", "-f", str(tmp_path / "x.yaml"), "--dry-run=server", "--validate=false"]
+        env = {"KUBECTL_APPLYSET": "true", "PATH": "/usr/bin:/bin"}
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert 'is managed by tooling "gitops-hooks" instead of "kubectl"' in refused.stderr, refused.stderr
+        # Let kubectl take the set over: it must accept our id (it computes its own and compares) and find the
+        # members from our contains-group-kinds annotation.
+        api.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gitops-hooks-prod", "namespace": "apps",
+                 "annotations": {"applyset.kubernetes.io/tooling": "kubectl/v1.32.0"}}}, manager="admin")
+        taken = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert "has incorrect value for label" not in taken.stderr, taken.stderr
+        assert "deployment.apps/web pruned (server dry run)" in taken.stdout, taken.stdout + taken.stderr
+        assert "configmap/a pruned (server dry run)" in taken.stdout
+        assert api.object("apps/v1", "Deployment", "web", "apps") is not None  # a dry run
+    finally:
+        api.stop()
