@@ -321,3 +321,18 @@ def test_real_kubectl_understands_the_inventory(tmp_path: Path) -> None:
         assert api.object("apps/v1", "Deployment", "web", "apps") is not None  # a dry run
     finally:
         api.stop()
+
+
+def test_without_prune_objects_that_left_git_stay_tracked(api: KubeAPI, tmp_path: Path) -> None:
+    k = kube_for(api, tmp_path, prune=False)
+    spaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in ("apps", "jobs")]
+    other = {**cm("elsewhere"), "metadata": {"name": "elsewhere", "namespace": "jobs"}}
+    assert Applier(k, k.env, lambda _: None).run(dset(*spaces, cm("a"), other)).ok
+    assert Applier(k, k.env, lambda _: None).run(dset(spaces[0], cm("a"))).ok  # 'jobs' objects left git
+    parent = api.object("v1", "Secret", "gitops-hooks-prod", "apps")
+    assert parent is not None and parent["metadata"]["annotations"]["applyset.kubernetes.io/additional-namespaces"] == "jobs"
+    assert api.object("v1", "ConfigMap", "elsewhere", "jobs") is not None
+    # Turning prune on later still finds them.
+    k2 = kube_for(api, tmp_path)
+    result = Applier(k2, k2.env, lambda _: None).run(dset(spaces[0], cm("a")))
+    assert sorted(c.subject for c in result.of("pruned")) == ["configmap/elsewhere", "namespace/jobs"]

@@ -115,11 +115,12 @@ class Applier:
         if env.prune:
             changes = self._prune(targets, members, changes)
         if changes.ok and not self.dry_run:
+            # Members still there but not wanted (prune off, or opted out) stay in the inventory.
             pruned = {c.subject + "|" + c.namespace for c in changes.of("pruned")}
             wanted = {t.key for t in targets}
-            kept = {inv.group_kind(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in members
-                    if key_of(m) not in wanted and subject_of(m) + "|" + key_of(m)[2] not in pruned}
-            inv.write(self.kube, env, new_kinds | kept, new_spaces)
+            kept = [m for m in members if key_of(m) not in wanted and subject_of(m) + "|" + key_of(m)[2] not in pruned]
+            kinds = {inv.group_kind(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in kept}
+            inv.write(self.kube, env, new_kinds | kinds, new_spaces | {key_of(m)[2] for m in kept})
         return changes
 
     def _record_union(self, old: inv.Inventory, kinds: set[str], spaces: set[str], targets: list[Target],
