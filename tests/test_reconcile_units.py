@@ -336,3 +336,26 @@ def test_without_prune_objects_that_left_git_stay_tracked(api: KubeAPI, tmp_path
     k2 = kube_for(api, tmp_path)
     result = Applier(k2, k2.env, lambda _: None).run(dset(spaces[0], cm("a")))
     assert sorted(c.subject for c in result.of("pruned")) == ["configmap/elsewhere", "namespace/jobs"]
+
+
+def test_argocd_backend_asks_for_a_refresh(api: KubeAPI, tmp_path: Path) -> None:
+    from gitops_hooks.reconcile import backends
+
+    api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}})
+    api.put({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+             "metadata": {"name": "applications.argoproj.io"},
+             "spec": {"group": "argoproj.io", "scope": "Namespaced", "names": {"plural": "applications", "kind": "Application"},
+                      "versions": [{"name": "v1alpha1", "served": True, "storage": True}]}})
+    time.sleep(0.4)  # established after crd_delay
+    api.put({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "apps", "namespace": "argocd"},
+             "spec": {"project": "default"}}, manager="argocd-server")
+    k = kube_for(api, tmp_path, backend="argocd", argocd={"application": "apps", "namespace": "argocd"})
+    lines: list[str] = []
+    cs, applier = backends.run(k, k.env, dset(), lines.append)
+    assert cs.ok and applier is None
+    assert lines == ["application.argoproj.io/apps triggered: argocd.argoproj.io/refresh=normal"]
+    app = api.object("argoproj.io/v1alpha1", "Application", "apps", "argocd")
+    assert app is not None and app["metadata"]["annotations"] == {"argocd.argoproj.io/refresh": "normal"}
+    missing = kube_for(api, tmp_path, backend="argocd", argocd={"application": "nope", "namespace": "argocd"})
+    cs, _ = backends.run(missing, missing.env, dset(), lines.append)
+    assert not cs.ok and lines[-1] == 'application.argoproj.io/nope failed: applications.argoproj.io "nope" not found'
