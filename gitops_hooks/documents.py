@@ -542,18 +542,51 @@ def _leading_zero_number(text: str) -> bool:
     return False
 
 
+_MAX_DEPTH = 500
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Nested more than `limit` levels (checked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
+
+
 def _same_in_yaml11(value: Any) -> bool:
     """No value that YAML 1.1 could have read differently: bool words, `<<`, non-string keys."""
-    kind = type(value)
-    if kind is str:
-        return value not in _BOOL_WORDS
-    if kind is dict:
-        for k, v in value.items():
-            if type(k) is not str or k in _BOOL_WORDS or not _same_in_yaml11(v):
-                return False
-        return True
-    if kind is list:
-        return all(_same_in_yaml11(v) for v in value)
+    bools = _BOOL_WORDS
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            for k, v in item.items():
+                if type(k) is not str or k in bools:
+                    return False
+                t = type(v)
+                if t is str:
+                    if v in bools:
+                        return False
+                elif t is dict or t is list:
+                    push(v)
+        elif kind is list:
+            for v in item:
+                t = type(v)
+                if t is str:
+                    if v in bools:
+                        return False
+                elif t is dict or t is list:
+                    push(v)
+        elif kind is str and item in bools:
+            return False
     return True
 
 
@@ -567,7 +600,7 @@ except ImportError:  # pragma: no cover - the careful path serves alone
 
 
 def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFile | None:
-    if _yaml_rs is None or "<<" in text or text.startswith("%") or "\n%" in text or not text.endswith("\n"):
+    if _yaml_rs is None or "<<" in text or text.startswith(("%", "\ufeff")) or "\n%" in text or not text.endswith("\n"):
         return None  # (yaml-rs keeps a last line break that a file without one does not have)
     if _token_starts(text, "!", "=") or _token_starts(text, "&", "&") or _leading_zero_number(text):
         return None
@@ -592,11 +625,8 @@ def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFil
         if obj is None:
             index += 1
             continue
-        try:
-            if not isinstance(obj, dict) or not _same_in_yaml11(obj):
-                return None
-        except RecursionError:
-            return None  # nested deeper than the careful path (libyaml) allows: it reports it
+        if not isinstance(obj, dict) or not _same_in_yaml11(obj) or _deeper_than(obj, _MAX_DEPTH):
+            return None  # (nesting past libyaml's limit is reported by the careful path)
         line = text.count("\n", 0, start + first.start()) + 1
         result.documents.append(Document(path, index, line, len(first.group(1)) + 1, obj, source))
         index += 1
@@ -697,6 +727,8 @@ def _syntax_finding(path: str, text: str, exc: yaml.YAMLError) -> Finding:
     if template is not None:
         return template
     lines = text.splitlines()
+    if problem == "could not find expected ':'" and 0 < line <= len(lines) and len(lines[line - 1]) > 1024:
+        hint = "a plain key may be at most 1024 characters long in YAML (kubectl refuses it too)"
     if 0 < line <= len(lines) and lines[line - 1][: len(lines[line - 1]) - len(lines[line - 1].lstrip())].count("\t"):
         hint = "YAML does not allow tabs for indentation"
     return finding("yaml-syntax", path, line, col, message, hint)

@@ -231,7 +231,13 @@ class _Run:
 
     def parse(self, path: str) -> ParsedFile:
         if path not in self.parsed:
-            self.parsed[path] = parse(path, self.read(self.by_path[path]), self.limits)
+            e = self.by_path[path]
+            if e.size > self.limits.max_file_bytes:  # refused by its size from the tree, never read
+                self.parsed[path] = parse(path, b"", self.limits)
+                self.parsed[path].findings.append(finding("file-too-large", path, 1, 1, f"{e.size} bytes is over "
+                                                          f"the limit of {self.limits.max_file_bytes} bytes"))
+            else:
+                self.parsed[path] = parse(path, self.read(e), self.limits)
         return self.parsed[path]
 
     def document(self, path: str, index: int) -> Document:
@@ -339,8 +345,7 @@ class _Run:
         if not self.policy.config["kustomize"]["enabled"]:
             return units, rendered, set()
         kfiles = {e.path: self.parse(e.path) for e in self.entries
-                  if kustomize.is_kustomization(e.path) and not e.is_link and not e.is_submodule
-                  and e.size <= self.limits.max_file_bytes}
+                  if kustomize.is_kustomization(e.path) and not e.is_link and not e.is_submodule}
         kplan = kustomize.find(self.entries, kfiles, self.read)
         out.extend(kplan.findings)
         files = {e.path for e in self.entries if not e.is_link and not e.is_submodule}
@@ -369,7 +374,8 @@ class _Run:
 
     def render(self, kplan: kustomize.Plan, d: str, charts: list[str]) -> tuple[list[Document], list[Finding]]:
         """kubectl kustomize output, cached by the ids of every file under the folders the build reads."""
-        entries = [e for e in self.entries if not _in_dirs(e.path, charts)]
+        # Files over the size limit are never read, not even to copy them for kubectl (they are refused anyway).
+        entries = [e for e in self.entries if not _in_dirs(e.path, charts) and e.size <= self.limits.max_file_bytes]
         dirs = sorted({posixpath.dirname(p) for p in kustomize.closure(kplan, d)})
         inputs = sorted((e.path, e.oid, e.mode) for e in entries
                         if _in_dirs(e.path, dirs) or e.path in kplan.consumed)

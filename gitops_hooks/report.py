@@ -8,8 +8,31 @@ from .findings import Finding, Severity
 from .pipeline import Result
 
 
+def _escaped(text: str) -> str:
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (file names from git)
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1] if o < 0x10000 else ch)
+    return "".join(out)
+
+
+def printable(text: str, quote: bool = True) -> str:
+    """One line, whatever a pusher named a file: control characters and undecodable bytes escaped, the
+    whole quoted as git quotes such paths, so no finding can break or forge a line of the report."""
+    if text.isprintable():
+        return text
+    return f'"{_escaped(text)}"' if quote else _escaped(text)
+
+
 def finding_line(f: Finding) -> str:
-    return f"{f.path}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}"
+    return f"{printable(f.path)}:{f.line}:{f.column}: {f.severity} [{f.rule}] {printable(f.message, quote=False)}"
 
 
 def render_text(results: Iterable[Result], max_findings: int = 50, explain: bool = False) -> str:
@@ -33,7 +56,7 @@ def render_text(results: Iterable[Result], max_findings: int = 50, explain: bool
                 current = f.path
             lines.append(finding_line(f))
             if f.hint:
-                lines.append(f"    hint: {f.hint}")
+                lines.append(f"    hint: {printable(f.hint, quote=False)}")
             shown += 1
             if explain and f.rule not in explained and f.severity >= Severity.WARNING:
                 explained.add(f.rule)

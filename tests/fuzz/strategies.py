@@ -74,7 +74,8 @@ def _body(kind: str, value: Any) -> dict[str, Any]:
         return {"spec": {"replicas": value if isinstance(value, int) else 2,
                          "selector": {"matchLabels": {"app": "web"}}, "template": _pod_template(value)}}
     if kind == "Job":
-        return {"spec": {"template": {**_pod_template(value), "spec": {**_pod_template(value)["spec"], "restartPolicy": "Never"}}}}
+        template = _pod_template(value)
+        return {"spec": {"template": {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}}}
     if kind == "CronJob":
         return {"spec": {"schedule": value, "jobTemplate": {"spec": {"template": _pod_template("busybox")}}}}
     if kind == "Secret":
@@ -208,7 +209,8 @@ def file_text(draw: st.DrawFn) -> str:
     return out
 
 
-INSERTS = [b"\x00", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"\r\n", b"\r", b"\t", b"&a ", b"*a", b"<<: *a\n", b"!!python/object:os.system ",
+INSERTS = [b"\x00", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"\r\n", b"\r", b"\t", b"&a ", b"*a", b"<<: *a\n",
+           b"!!python/object:os.system ",
            b": ", b"- ", b"{", b"}", b"[", b"]", b"'", b'"', b"#", b"---\n", b"...\n", b"%YAML 1.2\n", b"\n  ", b"? ", b"|", b">",
            b"\xe2\x80\xa8", b"{{ x }}", b"\\", b"@", b"`", b"!"]
 
@@ -272,7 +274,8 @@ def kustomization_bytes(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         obj["patches"] = [{"path": draw(st.sampled_from(["patch.yaml", "../x.yaml", "/etc/passwd"]))}]
     if draw(st.integers(0, 3)) == 0:
-        obj[draw(st.sampled_from(["helmCharts", "generators", "transformers", "configMapGenerator", "components"]))] = draw(values)
+        key = draw(st.sampled_from(["helmCharts", "generators", "transformers", "configMapGenerator", "components"]))
+        obj[key] = draw(values)
     return dump(obj, draw(st.integers(0, 2))).encode()
 
 
