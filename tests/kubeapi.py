@@ -313,7 +313,7 @@ class Store:
         obj["metadata"]["managedFields"] = self.owners[key].render()
         return obj
 
-    def list(self, r: Resource, ns: str | None, selector: str) -> dict[str, Any]:
+    def list_objects(self, r: Resource, ns: str | None, selector: str) -> dict[str, Any]:
         items = []
         for key in sorted(self.objects):
             g, plural, ons, _ = key
@@ -809,7 +809,7 @@ class _Handler(BaseHTTPRequestHandler):
         nsv = ns or ""
         dry = query.get("dryRun") == "All"
         if method == "GET":
-            return (200, store.get(r, nsv, name)) if name else (200, store.list(r, ns, query.get("labelSelector", "")))
+            return (200, store.get(r, nsv, name)) if name else (200, store.list_objects(r, ns, query.get("labelSelector", "")))
         if not name:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection here")
         if method == "PATCH":
