@@ -542,51 +542,33 @@ def _leading_zero_number(text: str) -> bool:
     return False
 
 
-_MAX_DEPTH = 500
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Nested more than `limit` levels (checked without recursion)."""
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if type(item) is dict else item if type(item) is list else ()
-        for child in children:
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
-    return False
+_MAX_DEPTH = 500  # deeper documents go the careful way (libyaml refuses past 1000 levels)
 
 
 def _same_in_yaml11(value: Any) -> bool:
-    """No value that YAML 1.1 could have read differently: bool words, `<<`, non-string keys."""
+    """No value that YAML 1.1 could have read differently (bool words, `<<`, non-string keys), and
+    no nesting deeper than _MAX_DEPTH. Iterative: a hostile document cannot exhaust the stack."""
     bools = _BOOL_WORDS
-    stack = [value]
+    stack = [(value, 0)]
     pop, push = stack.pop, stack.append
     while stack:
-        item = pop()
-        kind = type(item)
-        if kind is dict:
-            for k, v in item.items():
+        item, depth = pop()
+        if depth > _MAX_DEPTH:
+            return False
+        if type(item) is dict:
+            for k in item:
                 if type(k) is not str or k in bools:
                     return False
-                t = type(v)
-                if t is str:
-                    if v in bools:
-                        return False
-                elif t is dict or t is list:
-                    push(v)
-        elif kind is list:
-            for v in item:
-                t = type(v)
-                if t is str:
-                    if v in bools:
-                        return False
-                elif t is dict or t is list:
-                    push(v)
-        elif kind is str and item in bools:
-            return False
+            children = item.values()
+        else:
+            children = item
+        for v in children:
+            t = type(v)
+            if t is str:
+                if v in bools:
+                    return False
+            elif t is dict or t is list:
+                push((v, depth + 1))
     return True
 
 
@@ -625,7 +607,7 @@ def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFil
         if obj is None:
             index += 1
             continue
-        if not isinstance(obj, dict) or not _same_in_yaml11(obj) or _deeper_than(obj, _MAX_DEPTH):
+        if not isinstance(obj, dict) or not _same_in_yaml11(obj):
             return None  # (nesting past libyaml's limit is reported by the careful path)
         line = text.count("\n", 0, start + first.start()) + 1
         result.documents.append(Document(path, index, line, len(first.group(1)) + 1, obj, source))
