@@ -224,3 +224,18 @@ def test_evaluation_error_follows_failure_policy(server: Server, clone: Clone) -
     clone.write("policies/limits.yaml", broken.replace("failurePolicy: Fail", "failurePolicy: Ignore"))
     clone.commit("ignore errors")
     assert clone.push().accepted
+
+
+def test_rules_about_who_applies_are_not_evaluated_at_push(server: Server, clone: Clone) -> None:
+    who = POLICY.replace("""    - expression: >-
+        object.spec.template.spec.containers.all(c,
+          has(c.resources) && has(c.resources.limits) && 'memory' in c.resources.limits)""",
+                         """    - expression: "request.userInfo.username.startsWith('system:serviceaccount:flux-system:')\"""")
+    clone.write("policies/who.yaml", who)
+    clone.write("namespaces.yaml", NAMESPACES)
+    clone.write("prod/web.yaml", deployment(resources=LIMITS))
+    clone.commit("who applies")
+    push = clone.push()
+    assert push.accepted, push.output  # neither refused nor silently passed: a warning names the reason
+    assert any("[admission-not-evaluated] deployment.apps/web: ValidatingAdmissionPolicy 'require-limits'" in line
+               and "reads request.userInfo, which is not known at push" in line for line in push.remote_lines())

@@ -73,7 +73,7 @@ def compile_expr(source: str, variables: Variables) -> Compiled:
 
 
 def _compile(source: str, variables: Variables) -> Compiled:
-    transition = "oldSelf" in _identifiers(source)
+    transition = "oldSelf" in identifiers(source)
     try:
         program = _env(variables).compile(source)
     except Exception as exc:  # cel-cpp reports every compile problem as RuntimeError
@@ -136,6 +136,6 @@ def _clean(text: str) -> str:
     return text.replace("Key not found in map : ", "no such key: ")
 
 
-def _identifiers(source: str) -> set[str]:
+def identifiers(source: str) -> set[str]:
     without_strings = re.sub(r"(?s)('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")", "''", source)
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", without_strings))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cel import activation, compile_expr, evaluate
-from ..cel.engine import Compiled
+from ..cel.engine import Compiled, Outcome, identifiers
 from ..cel.previous import identity, old_objects
 from ..cel.structural import RESERVED
 from ..documents import parse
@@ -257,6 +257,8 @@ class _Eval:
 
     def run(self, source: str) -> Any:
         compiled = compile_expr(source, VARIABLES)
+        if "userInfo" in identifiers(source):  # who will apply is not known at push time
+            return compiled, Outcome(not_evaluated="reads request.userInfo, which is not known at push")
         return compiled, evaluate(compiled, activation(VARIABLES, self.data))
 
     def finding(self, rule_id: str, message: str, hint: str = "") -> Finding:
