@@ -172,6 +172,10 @@ def _gate(stdin_text: str, git_dir: Path, env: Mapping[str, str], server: dict[s
             results.append(result)
     if not results:
         return 0
+    total, limit = sum(r.stats.objects for r in results), int(server["limits"]["max_objects_per_push"])
+    if len(results) > 1 and total > limit:  # each ref alone may be under the limit, the push is not
+        results[-1].findings.append(finding("yaml-limits", ".", 1, 1, f"{total} objects in this push's refs "
+                                            f"together is over the limit of {limit} per push"))
     explain = "gitops.explain" in options
     text = render_text(results, int(server["report"]["max_findings"]), explain=explain)
     failed = [r for r in results if not r.ok]
