@@ -421,6 +421,9 @@ def print_profile(path: Path, top: int = 25) -> None:
     composing = _cum(raw, documents, "parse_yaml") - _cum(raw, documents, "_document")
     print(f"{composing:8.3f} s {100 * composing / total:5.1f}%  YAML composing (parse_yaml minus _document: "
           "libyaml through PyYAML's Cython parser, invisible to cProfile, plus the Python resolver)")
+    print("-- inclusive time per gitops_hooks module (calls into it from other modules; nested ones overlap)")
+    for name, ct in sorted(entered(raw).items(), key=lambda x: -x[1])[:top]:
+        print(f"{ct:8.3f} s {100 * ct / total:5.1f}%  {name}")
     print("-- top functions by own time")
     for key, (_, nc, tt, ct, _) in sorted(raw.items(), key=lambda x: -x[1][2])[:top]:
         print(f"{tt:8.3f} s own {ct:8.3f} s cum {nc:8d} calls  {_where(key)}")
@@ -431,6 +434,24 @@ RawStats = dict[tuple[str, int, str], tuple[int, int, float, float, object]]
 
 def _cum(raw: RawStats, suffix: str, name: str) -> float:
     return sum(v[3] for k, v in raw.items() if k[0].endswith(suffix) and k[2] == name)
+
+
+def entered(raw: RawStats) -> dict[str, float]:
+    """Inclusive time of each gitops_hooks module: calls into it from any other module.
+
+    Nested modules count in each (documents.py includes the yaml calls it makes; checks/schema.py includes
+    schemas.py); a module's own recursion is not counted twice.
+    """
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        module = bucket(key)
+        if not module.startswith("gitops_hooks/"):
+            continue
+        callers = value[4]
+        assert isinstance(callers, dict)
+        edge = sum(v[3] for c, v in callers.items() if bucket(c) != module)
+        out[module] = out.get(module, 0.0) + edge
+    return out
 
 
 def _where(key: tuple[str, int, str]) -> str:
@@ -479,6 +500,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "write DIR/<corpus>-<figure>.prof and print where the time goes")
     p.add_argument("--code", metavar="REV",
                    help="measure commit REV of the checkout (exported to the work folder), not the live tree")
+    p.add_argument("--show-profile", type=Path, metavar="FILE", help="print the summary of a saved .prof file")
     p.add_argument("--import-time", action="store_true", help="print the slowest imports of the hook path")
     p.add_argument("--module", default="gitops_hooks.prereceive", help="module for --import-time")
     p.add_argument("--top", type=int, default=25, help="rows for --import-time and --profile")
@@ -494,6 +516,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.show_profile is not None:
+        print_profile(args.show_profile, args.top)
+        return 0
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gitops-bench-"))
     try:
         work.mkdir(parents=True, exist_ok=True)
