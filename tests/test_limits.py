@@ -45,7 +45,8 @@ def test_max_alias_expansion(server: Server, clone: Clone) -> None:
     clone.write("bomb.yaml", CM.format(name="bomb").replace(
         "data:\n  k: v\n", f"x: &a {items}\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nz: [*b, *b]\n"))
     clone.commit()
-    lines = refused_with(clone, server, "bomb.yaml:1:1: error [yaml-alias] aliases expand this document beyond 100 values (an alias bomb?)")
+    lines = refused_with(clone, server,
+                         "bomb.yaml:1:1: error [yaml-alias] aliases expand this document beyond 100 values (an alias bomb?)")
     assert not [x for x in lines if x.startswith("ok.yaml") and "yaml-alias" in x]
 
 
