@@ -243,3 +243,66 @@ def test_rules_of_a_crd_in_the_administrators_schema_dirs(server: Server, clone:
     assert not push.accepted
     assert ("apps/quota.yaml:7:10: error [crd-rule] quota.example.com/team-a: spec.limit: Forbidden: limit 100m is "
             "below request 1024Mi") in push.remote_lines()
+
+
+COUNTER_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: counters.example.com
+spec:
+  group: example.com
+  names: {kind: Counter, plural: counters, singular: counter, listKind: CounterList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                epoch:
+                  type: integer
+                  x-kubernetes-validations:
+                    - rule: oldSelf.hasValue() || self == 1
+                      optionalOldSelf: true
+                      message: a new counter starts at epoch 1
+                    - rule: self >= oldSelf.orValue(0)
+                      optionalOldSelf: true
+                      messageExpression: "'epoch may only grow (was ' + string(oldSelf.value()) + ')'"
+"""
+
+COUNTER = """\
+apiVersion: example.com/v1
+kind: Counter
+metadata:
+  name: jobs
+  namespace: apps
+spec:
+  epoch: {epoch}
+"""
+
+
+def test_optional_old_self_rules_run_on_create_and_on_update(server: Server, clone: Clone) -> None:
+    clone.write("crds/counter.yaml", COUNTER_CRD)
+    clone.write("apps/counter.yaml", COUNTER.format(epoch=3))
+    clone.commit("counter at 3")
+    push = clone.push()
+    assert not push.accepted
+    assert ("apps/counter.yaml:7:10: error [crd-rule-transition] counter.example.com/jobs: spec.epoch: Invalid value: "
+            "a new counter starts at epoch 1") in push.remote_lines()
+
+    clone.write("apps/counter.yaml", COUNTER.format(epoch=1))
+    clone.commit("counter at 1")
+    assert clone.push().accepted
+
+    clone.write("apps/counter.yaml", COUNTER.format(epoch=0))
+    clone.commit("counter back to 0")
+    push = clone.push()
+    assert not push.accepted
+    assert ("apps/counter.yaml:7:10: error [crd-rule-transition] counter.example.com/jobs: spec.epoch: Invalid value: "
+            "epoch may only grow (was 1)") in push.remote_lines()

@@ -136,6 +136,15 @@ def _clean(text: str) -> str:
     return text.replace("Key not found in map : ", "no such key: ")
 
 
+_STRING_LITERAL = re.compile(r"(?s)('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")")
+
+
 def identifiers(source: str) -> set[str]:
-    without_strings = re.sub(r"(?s)('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")", "''", source)
-    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", without_strings))
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _STRING_LITERAL.sub("''", source)))
+
+
+def replace_identifier(source: str, name: str, replacement: str) -> str:
+    """The expression with a variable (not a field, not inside a string literal) replaced by an expression."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+    parts = _STRING_LITERAL.split(source)
+    return "".join(p if i % 2 else pattern.sub(replacement, p) for i, p in enumerate(parts))

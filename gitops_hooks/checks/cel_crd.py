@@ -3,15 +3,18 @@
 Rules run at every level of the schema where they sit, with `self` (and `oldSelf` for transition rules),
 `message` / `messageExpression`, `fieldPath` and `reason`. Plain rules depend on the object alone and are a
 document check (cached with the object's blob); transition rules compare with the same object at the
-old commit of the ref and run as a tree check on every push.
+old commit of the ref and run as a tree check on every push. A rule with `optionalOldSelf: true` also runs
+on create, with `oldSelf` an empty optional (the gate rewrites `oldSelf` to `(__oldSelfBox.?value)`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..cel import activation, compile_expr, evaluate
+from ..cel.engine import replace_identifier
 from ..cel.previous import identity, old_objects
 from ..cel.structural import MISSING, Site, dotted, field_path, rule_sites, to_cel
 from ..findings import Finding, Rule, Severity, finding, register
@@ -19,6 +22,8 @@ from ..schemas import split_api_version
 from . import CheckContext, TreeView, document_check, tree_check
 
 VARIABLES = ("self", "oldSelf")
+OLD_BOX = "__oldSelfBox"  # optionalOldSelf: oldSelf is rewritten to `(__oldSelfBox.?value)`, an optional
+OPTIONAL_VARIABLES = ("self", OLD_BOX)
 MAX_PER_OBJECT = 20
 REASONS = {
     "FieldValueInvalid": "Invalid value",
@@ -86,28 +91,29 @@ def crd_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
 
 @tree_check
 def crd_transition_rules(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
-    if ctx.old_tree is None:
-        return
     for doc in tree.objects:
-        if not doc.kind or not doc.name or not _has_transition_rules(doc, ctx):
+        kinds = _transition_kinds(doc, ctx) if doc.kind and doc.name else ""
+        if not kinds:
             continue
-        old = old_objects(ctx).get(identity(doc))
-        if old is None:
+        old = old_objects(ctx).get(identity(doc)) if ctx.old_tree is not None else None
+        if old is None and kinds != "optional":  # a new object: only optionalOldSelf rules run on create
             continue
         schema = _schema(doc, ctx)
         assert schema is not None
-        value = to_cel(doc.obj, schema)
-        yield from _limit(doc, evaluate_rules(doc, schema, value, to_cel(old.obj, schema), transitions=True))
+        old_value = to_cel(old.obj, schema) if old is not None else MISSING
+        yield from _limit(doc, evaluate_rules(doc, schema, to_cel(doc.obj, schema), old_value, transitions=True))
 
 
-def _has_transition_rules(doc: Any, ctx: CheckContext) -> bool:
+def _transition_kinds(doc: Any, ctx: CheckContext) -> str:
+    """"" (no transition rules), "plain" or "optional" (some with optionalOldSelf, which run on create too)."""
     schema = _schema(doc, ctx)
     if schema is None:
-        return False
-    memo: dict[Any, bool] = ctx.extra.setdefault("cel_crd_transitions", {})
+        return ""
+    memo: dict[Any, str] = ctx.extra.setdefault("cel_crd_transitions", {})
     key = _gvk(doc)
     if key not in memo:
-        memo[key] = "oldSelf" in str(schema)
+        text = str(schema)
+        memo[key] = "" if "oldSelf" not in text else "optional" if "'optionalOldSelf': True" in text else "plain"
     return memo[key]
 
 
@@ -129,10 +135,12 @@ def evaluate_rules(doc: Any, schema: dict[str, Any], value: Any, old: Any, trans
             if not isinstance(source, str):
                 continue
             compiled = compile_expr(source, VARIABLES)
-            if compiled.uses_old_self != transitions or transitions and site.old is MISSING:
+            if compiled.uses_old_self != transitions:
                 continue
-            if transitions and rule.get("optionalOldSelf"):
-                yield _not_evaluated(doc, site, source, "uses optionalOldSelf, which this gate does not evaluate")
+            if transitions and rule.get("optionalOldSelf") is True:
+                yield from _optional_old_self(doc, site, rule)
+                continue
+            if transitions and site.old is MISSING:
                 continue
             if bindings is None:
                 bindings = activation(VARIABLES, {"self": site.value, "oldSelf": None if site.old is MISSING else site.old})
@@ -143,6 +151,22 @@ def evaluate_rules(doc: Any, schema: dict[str, Any], value: Any, old: Any, trans
                 yield _failed(doc, site, rule, outcome.error, outcome.value, bindings, transitions)
 
 
+def _optional_old_self(doc: Any, site: Site, rule: dict[str, Any]) -> Iterator[Finding]:
+    """A rule with optionalOldSelf: oldSelf is an optional, empty on create (or where nothing was before)."""
+    source = replace_identifier(str(rule["rule"]), "oldSelf", f"({OLD_BOX}.?value)")
+    box = {} if site.old is MISSING else {"value": site.old}
+    bindings = activation(OPTIONAL_VARIABLES, {"self": site.value, OLD_BOX: box})
+    outcome = evaluate(compile_expr(source, OPTIONAL_VARIABLES), bindings)
+    if outcome.not_evaluated:
+        yield _not_evaluated(doc, site, str(rule["rule"]), outcome.not_evaluated)
+    elif outcome.error or outcome.value is not True:
+        rewritten = dict(rule, rule=source)
+        if isinstance(rule.get("messageExpression"), str):
+            rewritten["messageExpression"] = replace_identifier(rule["messageExpression"], "oldSelf", f"({OLD_BOX}.?value)")
+        found = _failed(doc, site, rewritten, outcome.error, outcome.value, bindings, True, OPTIONAL_VARIABLES)
+        yield dataclasses.replace(found, hint=f"rule: {_short(str(rule['rule']))}")
+
+
 def _not_evaluated(doc: Any, site: Site, source: str, why: str) -> Finding:
     line, col = doc.locate(site.path)
     return finding("cel-not-evaluated", doc.path, line, col,
@@ -151,14 +175,14 @@ def _not_evaluated(doc: Any, site: Site, source: str, why: str) -> Finding:
 
 
 def _failed(doc: Any, site: Site, rule: dict[str, Any], error: str, value: Any, bindings: Any,
-            transition: bool) -> Finding:
+            transition: bool, variables: tuple[str, ...] = VARIABLES) -> Finding:
     source = str(rule["rule"])
     if error:
         message = f"rule evaluation error: {error}"
     elif not isinstance(value, bool):
         message = f"the rule returned {type(value).__name__}, not a boolean"
     else:
-        message = _message(rule, bindings)
+        message = _message(rule, bindings, variables)
     path = site.path
     extra = field_path(rule["fieldPath"]) if isinstance(rule.get("fieldPath"), str) else None
     if extra:
@@ -170,10 +194,10 @@ def _failed(doc: Any, site: Site, rule: dict[str, Any], error: str, value: Any, 
                    f"rule: {_short(source)}", subject=doc.subject())
 
 
-def _message(rule: dict[str, Any], bindings: Any) -> str:
+def _message(rule: dict[str, Any], bindings: Any, variables: tuple[str, ...]) -> str:
     expr = rule.get("messageExpression")
     if isinstance(expr, str) and expr.strip():
-        outcome = evaluate(compile_expr(expr, VARIABLES), bindings)
+        outcome = evaluate(compile_expr(expr, variables), bindings)
         if isinstance(outcome.value, str) and outcome.value.strip():
             return outcome.value.strip().splitlines()[0]
     message = rule.get("message")
