@@ -581,11 +581,16 @@ except ImportError:  # pragma: no cover - the careful path serves alone
     _yaml_rs = None
 
 
+_OTHER_BREAKS = ("\u2028", "\u2029", "\x85")
+
+
 def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFile | None:
     if _yaml_rs is None or "<<" in text or text.startswith(("%", "\ufeff")) or "\n%" in text or not text.endswith("\n"):
         return None  # (yaml-rs keeps a last line break that a file without one does not have)
     if _token_starts(text, "!", "=") or _token_starts(text, "&", "&") or _leading_zero_number(text):
         return None
+    if any(c in text for c in _OTHER_BREAKS) or ("\r" in text and "\r" in text.replace("\r\n", "")):
+        return None  # line breaks other than \n and \r\n: the careful path counts lines as YAML does
     if len(text) > 10_000 and max(map(len, text.split("\n"))) > limits.max_key_bytes:
         return None  # a key could be over the limit: the careful path measures it
     starts = [0] + [m.end() for m in _DOC_START.finditer(text)]

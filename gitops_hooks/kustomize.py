@@ -85,6 +85,27 @@ class Plan:
     findings: list[Finding]
 
 
+LIST_FIELDS = (*PATH_LISTS, "patches", "patchesJson6902", "configMapGenerator", "secretGenerator", "replacements",
+               "helmCharts")
+
+
+def shape_problem(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The first field whose type kustomize would not decode, among those that name files: (field, message)."""
+    for key in LIST_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], list):
+            return key, f"{key} must be a list, not {type(data[key]).__name__}"
+    for key in ("configMapGenerator", "secretGenerator"):
+        for gen in data.get(key) or []:
+            if not isinstance(gen, dict):
+                return key, f"each {key} entry must be a map"
+            for sub in ("files", "envs", "literals"):
+                if gen.get(sub) is not None and not isinstance(gen[sub], list):
+                    return key, f"{key} {sub} must be a list, not {type(gen[sub]).__name__}"
+            if gen.get("env") is not None and not isinstance(gen["env"], str):
+                return key, f"{key} env must be a file name"
+    return None
+
+
 def is_kustomization(path: str) -> bool:
     return posixpath.basename(path) in NAMES
 
@@ -113,6 +134,11 @@ def find(entries: list[Entry], parsed: dict[str, ParsedFile], read: Callable[[En
             findings.extend(pf.findings or [finding("kustomize-build", e.path, 1, 1, "a kustomization must be one map")])
             continue
         doc = pf.documents[0]
+        shape = shape_problem(doc.obj)
+        if shape is not None:  # kustomize would refuse to decode it; its paths cannot be judged either
+            line, col = doc.locate((shape[0],), key=True)
+            findings.append(finding("kustomize-build", e.path, line, col, shape[1]))
+            continue
         found[d] = Kustomization(d, e.path, doc.obj, _line_finder(doc))
     consumed: set[str] = set()
     referenced_dirs: set[str] = set()

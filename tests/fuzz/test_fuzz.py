@@ -90,6 +90,7 @@ def test_seed(name: str) -> None:
     check_parse(path, data)
     check_parse(path, data, SMALL)
     check_tree({path: data, "apps/" + path: data})
+    check_tree({"k/kustomization.yaml": data, "k/" + path: data})
 
 
 @FUZZ
