@@ -1,11 +1,12 @@
 """Correctness first: what the gate reports on a busy server equals what a cold gate reports.
 
 A real bare repository (the "warm" server) receives a series of real pushes: a corpus (generated objects
-in three folders, kube-prometheus custom resources with one of their CRDs) and then random but seeded
-edits: fields broken and fixed again, files deleted, renamed and moved to another folder, a file copied
-beside itself (the same blob at two paths), the CRD changed under unchanged custom resources and changed
-back, the server's configuration changed (a rule's severity) and changed back, and a push that touches no
-manifest. Before each push, a "cold" twin is made: a bare clone of the warm server (same refs, same
+in three folders, kube-prometheus custom resources with one of their CRDs, a kustomize root) and then
+random but seeded edits: fields broken and fixed again, files deleted, renamed and moved to another
+folder, a file copied beside itself (the same blob at two paths), the CRD changed under unchanged custom
+resources and changed back, the kustomization changed under unchanged resources, the server's
+configuration changed (a rule's severity, the Kubernetes version) and changed back, and a push that
+touches no manifest. Before each push, a "cold" twin is made: a bare clone of the warm server (same refs, same
 objects, none of the warm server's own files such as a result cache), with the suite installed by
 `gitops-hooks install` and the same configuration. The same commit is pushed to both; the test asserts
 that the pusher sees the same findings (every `file:line:column: severity [rule] message` line and its
@@ -40,6 +41,8 @@ SEED = 20261126
 FINDING = re.compile(r"^\S.*:\d+:\d+: (error|warning|info) \[[a-z0-9-]+\] ")
 CONFIG = "version: 1\nreport:\n  max_findings: 100000\n"
 STRICTER = CONFIG + "rules:\n  schema-unknown-kind: error\n"
+OLDER = CONFIG + 'kubernetes_version: "1.30"\n'
+KUSTOMIZATION = "shop/kustomization.yaml"
 CRD = "monitoring/0prometheusruleCustomResourceDefinition.yaml"
 KUBE_PROMETHEUS_FILES = (
     "setup/0prometheusruleCustomResourceDefinition.yaml", "alertmanager-prometheusRule.yaml",
@@ -94,9 +97,13 @@ class Corpus:
         while self.broken:
             self.fix_one()
 
+    def movable(self) -> list[str]:
+        """Files that may be renamed or deleted: not the kustomize root's, so that it keeps rendering."""
+        return [p for p in self.files() if not p.startswith("shop/") and p not in self.copies]
+
     def rename(self, other_folder: bool) -> None:
         """Rename a broken file if there is one (its findings must follow it), else any file."""
-        rel = self.rng.choice(sorted(self.broken) or self.files())
+        rel = self.rng.choice(sorted(set(self.broken) & set(self.movable())) or self.movable())
         folder, name = rel.rsplit("/", 1)
         folders = sorted({p.rsplit("/", 1)[0] for p in self.files()} - {folder})
         new = f"{self.rng.choice(folders)}/{name}" if other_folder else f"{folder}/renamed-{name}"
@@ -105,7 +112,7 @@ class Corpus:
             self.broken[new] = self.broken.pop(rel)
 
     def delete(self) -> None:
-        rel = self.rng.choice([p for p in self.files() if p not in self.copies])
+        rel = self.rng.choice(self.movable())
         self.clone.remove(rel)
         self.broken.pop(rel, None)
 
@@ -125,6 +132,11 @@ class Corpus:
         assert f"\n    kind: {old}\n" in text
         self.clone.write(CRD, text.replace(f"\n    kind: {old}\n", f"\n    kind: {new}\n", 1))
 
+    def name_prefix(self, prefix: str) -> None:
+        """Change the kustomization (if it is still there): every object it renders changes."""
+        if (self.clone.path / KUSTOMIZATION).exists():
+            self.clone.write(KUSTOMIZATION, self.text(KUSTOMIZATION) + f"namePrefix: {prefix}\n")
+
     def readme(self, words: str) -> None:
         self.clone.write("README.md", words + "\n")
 
@@ -136,6 +148,7 @@ def write_corpus(clone: Clone) -> None:
     source = CORPUS / "kube-prometheus" / "manifests"
     for rel in KUBE_PROMETHEUS_FILES:
         clone.write(f"monitoring/{Path(rel).name}", (source / rel).read_bytes())
+    clone.copy_tree(CORPUS / "microservices-demo" / "kustomize" / "base", "shop")  # a kustomize root
 
 
 @dataclass(frozen=True)
@@ -156,10 +169,11 @@ def _break_fix_rename(c: Corpus) -> None:
     c.rename(other_folder=False)
 
 
-def _crd_copy_delete(c: Corpus) -> None:
+def _crd_copy_delete_prefix(c: Corpus) -> None:
     c.crd_kind("PrometheusRule", "PrometheusRuleV2")
     c.copy_beside()
     c.delete()
+    c.name_prefix("v2-")
 
 
 def _renames_fix_break(c: Corpus) -> None:
@@ -180,8 +194,10 @@ STEPS = (
     Step("the corpus", lambda c: None),
     Step("three fields broken", _three_broken),
     Step("break, fix, rename; a stricter server", _break_fix_rename, STRICTER),
-    Step("CRD kind changed, a file copied beside itself, a file deleted", _crd_copy_delete, STRICTER),
-    Step("two renames (one to another folder), fix one, break one", _renames_fix_break, STRICTER),
+    Step("CRD kind changed, a file copied beside itself, a file deleted, a kustomize namePrefix",
+         _crd_copy_delete_prefix, STRICTER),
+    Step("two renames (one to another folder), fix one, break one; an older Kubernetes", _renames_fix_break,
+         OLDER),
     Step("CRD restored, everything fixed, the copy removed, a delete; the server as before", _restore_all),
     Step("no manifest changed", lambda c: c.readme("only words")),
 )
