@@ -89,3 +89,13 @@ def test_structural_values_escape_names_prune_nulls_and_apply_defaults() -> None
                      "labels": {"a-b": "c"}, "mode": "Terminate"}
     assert escape("foo.bar/baz") == "foo__dot__bar__slash__baz"
     assert escape("1x y") is None
+
+
+def test_iteration_budget_of_the_engine_is_not_a_failure() -> None:
+    # Kubernetes allows far more work per expression; a rule the engine stops is not evaluated, never failed.
+    bindings = activation(V, {"self": {"items": list(range(20000))}})
+    outcome = evaluate(compile_expr("self.items.all(i, i >= 0)", V), bindings)
+    assert outcome.value is None and outcome.error == ""
+    assert "10,000 comprehension iterations" in outcome.not_evaluated
+    small = activation(V, {"self": {"items": list(range(5000))}})
+    assert evaluate(compile_expr("self.items.all(i, i >= 0)", V), small).value is True

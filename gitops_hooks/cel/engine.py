@@ -113,6 +113,8 @@ def evaluate(compiled: Compiled, bindings: Any) -> Outcome:
             return Outcome(not_evaluated=f"calls {m.group(2)}(){receiver} with arguments this gate has no overload for")
         if "Non-CEL value type" in text:
             return Outcome(not_evaluated="reads a value this gate cannot hand to CEL")
+        if "Iteration budget exceeded" in text:  # the bindings stop at 10,000 comprehension steps
+            return Outcome(not_evaluated="needs more than the engine's 10,000 comprehension iterations")
         return Outcome(error=_clean(text))
     return Outcome(value=_plain(result))
 
