@@ -103,20 +103,24 @@ def evaluate(compiled: Compiled, bindings: Any) -> Outcome:
         return Outcome(not_evaluated=compiled.not_evaluated)
     try:
         result = compiled.program.eval(bindings)
-    except Exception as exc:  # defensive: the bindings raise on error values
-        return Outcome(error=_clean(str(exc)))
+    except Exception as exc:  # the bindings raise for some errors (the iteration budget) instead of returning them
+        return _failure(str(exc))
     if result.type() == _error_type():
-        text = str(result.value())
-        m = _RUNTIME_NO_OVERLOAD.search(text)
-        if m:
-            receiver = f" on a {m.group(1)}" if m.group(1) else ""
-            return Outcome(not_evaluated=f"calls {m.group(2)}(){receiver} with arguments this gate has no overload for")
-        if "Non-CEL value type" in text:
-            return Outcome(not_evaluated="reads a value this gate cannot hand to CEL")
-        if "Iteration budget exceeded" in text:  # the bindings stop at 10,000 comprehension steps
-            return Outcome(not_evaluated="needs more than the engine's 10,000 comprehension iterations")
-        return Outcome(error=_clean(text))
+        return _failure(str(result.value()))
     return Outcome(value=_plain(result))
+
+
+def _failure(text: str) -> Outcome:
+    """An evaluation error, or "not evaluated" when the error is the gate's limit and not the rule's verdict."""
+    m = _RUNTIME_NO_OVERLOAD.search(text)
+    if m:
+        receiver = f" on a {m.group(1)}" if m.group(1) else ""
+        return Outcome(not_evaluated=f"calls {m.group(2)}(){receiver} with arguments this gate has no overload for")
+    if "Non-CEL value type" in text:
+        return Outcome(not_evaluated="reads a value this gate cannot hand to CEL")
+    if "Iteration budget exceeded" in text:  # the bindings stop at 10,000 comprehension steps
+        return Outcome(not_evaluated="needs more than the engine's 10,000 comprehension iterations")
+    return Outcome(error=_clean(text))
 
 
 @functools.lru_cache(maxsize=1)
