@@ -136,16 +136,17 @@ def explain(rule_id: str, repo: Path | None) -> None:
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A policy exported from the server with `gitops-hooks policy export`.")
 @click.option("--ref", help="Apply the server's ref_policies for this ref (default: the current branch).")
+@click.option("--base", help="Judge transition rules against this commit (default: the branch's upstream).")
 @click.option("--output", "-o", "output", type=click.Choice(["text", "json", "junit", "sarif", "github"]),
               default="text", show_default=True, help="Report format, printed on standard output.")
 def validate(paths: tuple[Path, ...], rev: str | None, staged: bool, policy_file: Path | None,
-             ref: str | None, output: str) -> None:
+             ref: str | None, base: str | None, output: str) -> None:
     """Run the server's checks on files, a folder, a commit (--rev) or the index (--staged).
 
     Exit codes: 0 clean, 1 findings at error level, 2 usage or configuration error."""
     from .validate import Request, run
 
-    sys.exit(run(Request(tuple(paths), rev, staged, policy_file, ref, output)))
+    sys.exit(run(Request(tuple(paths), rev, staged, policy_file, ref, output, base)))
 
 
 @main.command("pre-commit")
@@ -209,6 +210,8 @@ def env_group() -> None:
 @click.option("--in-cluster", is_flag=True, help="Use the service account of the pod the server runs in.")
 @click.option("--namespace", default="default", show_default=True, help="Namespace for objects without one.")
 @click.option("--var", "variables", multiple=True, help="NAME=value for ${NAME} substitution (repeatable).")
+@click.option("--substitute/--no-substitute", default=None,
+              help="Replace ${VAR} in the desired state (default: when --var is given, as Flux's postBuild).")
 @click.option("--backend", type=click.Choice(["direct", "flux", "argocd"]), default="direct", show_default=True)
 @click.option("--prune/--no-prune", default=None, help="Delete objects that left git (default: on).")
 @click.option("--allow-empty-prune", is_flag=True, default=None, help="Let an empty desired set prune everything.")
@@ -221,7 +224,8 @@ def env_group() -> None:
 @click.option("--argocd", "argocd", help="NAMESPACE/NAME of the Argo CD Application to refresh.")
 @click.option("--replace", is_flag=True, help="Replace an environment of the same name.")
 def env_add(repo: Path, name: str, ref: str, folder: str, kubeconfig: str | None, context: str | None,
-            in_cluster: bool, namespace: str, variables: tuple[str, ...], backend: str, prune: bool | None,
+            in_cluster: bool, namespace: str, variables: tuple[str, ...], substitute: bool | None, backend: str,
+            prune: bool | None,
             allow_empty_prune: bool | None, force_conflicts: bool | None, health_timeout: float | None,
             wait: bool | None, flux: str | None, flux_receiver: str | None, flux_token_file: str | None,
             argocd: str | None, replace: bool) -> None:
@@ -230,7 +234,7 @@ def env_add(repo: Path, name: str, ref: str, folder: str, kubeconfig: str | None
     from .reconcile.commands import env_add as add
     from .reconcile.commands import env_settings
 
-    extra: dict[str, object] = {"prune": prune, "allow_empty_prune": allow_empty_prune,
+    extra: dict[str, object] = {"prune": prune, "allow_empty_prune": allow_empty_prune, "substitute": substitute,
                                 "force_conflicts": force_conflicts, "health_timeout": health_timeout, "wait": wait}
     if flux:
         kind, _, rest = flux.partition("/")

@@ -23,7 +23,7 @@ from . import config as configmod
 from .cache import for_user
 from .findings import finding
 from .gitrepo import MODE_GITLINK, Entry, FolderTree, GitTree, IndexTree, Snapshot
-from .pipeline import Result, check_snapshot
+from .pipeline import Result, check_snapshot, make_context
 
 PREFIX = "gitops-hooks"
 
@@ -40,6 +40,7 @@ class Request:
     policy_file: Path | None = None
     ref: str | None = None
     output: str = "text"
+    base: str | None = None  # the tree before, for transition rules; default: the branch's upstream
 
 
 # ---------------------------------------------------------------------------- what is checked
@@ -126,6 +127,23 @@ def commit_tree(repo: pygit2.Repository, rev: str) -> GitTree:
     except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
         raise UsageProblem(f"--rev {rev}: not a commit in this repository") from None
     return GitTree(repo, str(commit.id), f"{rev} ({str(commit.id)[:12]})")
+
+
+def base_tree(repo: pygit2.Repository | None, base: str | None, ref: str) -> GitTree | None:
+    """What the server holds for the ref, to judge transitions (CEL oldSelf, admission UPDATE) against:
+    --base REV, else the upstream of the branch (e.g. origin/main), else nothing (as a new ref)."""
+    if repo is None:
+        if base is not None:
+            raise UsageProblem("--base needs a git repository")
+        return None
+    if base is not None:
+        return commit_tree(repo, base)
+    branch = repo.branches.local.get(ref.removeprefix("refs/heads/")) if ref.startswith("refs/heads/") else None
+    try:
+        upstream = branch.upstream if branch is not None else None
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return commit_tree(repo, upstream.shorthand) if upstream is not None else None
 
 
 def current_ref(repo: pygit2.Repository | None) -> str:
@@ -233,9 +251,12 @@ def check(req: Request, cwd: Path, err: TextIO) -> Result:
     snapshot, root, repo = snapshot_for(req, cwd)
     ref = req.ref if req.ref is not None else current_ref(repo)
     policy = effective_policy(snapshot, root, base_config(req.policy_file), ref)
+    old = base_tree(repo, req.base, ref)
     progress = progress_for(err)
     try:
-        result = check_snapshot(snapshot, policy, ref, progress=progress, cache=for_user())
+        ctx = make_context(policy, ref)
+        ctx.old_tree = old
+        result = check_snapshot(snapshot, policy, ref, progress=progress, context=ctx, cache=for_user())
     except FileNotFoundError as exc:
         raise UsageProblem(str(exc)) from None
     finally:

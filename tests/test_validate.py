@@ -349,6 +349,32 @@ def test_exported_folders_travel_with_the_policy(server: Server, clone: Clone, t
     assert "[schema-unknown-kind]" in without.stdout
 
 
+def test_transition_rules_compare_with_what_the_server_holds(server: Server, clone: Clone) -> None:
+    """CEL `oldSelf` rules judge a change against the ref's old tree: the client uses the branch's upstream."""
+    immutable = WIDGET_CRD.replace(
+        "                size: {type: integer}\n",
+        "                size:\n"
+        "                  type: integer\n"
+        "                  x-kubernetes-validations:\n"
+        "                    - {rule: self == oldSelf, message: size is immutable}\n")
+    clone.write("crds/widget.yaml", immutable)
+    clone.write("apps/widget.yaml", WIDGET + "spec:\n  size: 1\n")
+    clone.commit("a widget")
+    assert clone.push().accepted
+    git("branch", "--set-upstream-to=origin/main", cwd=clone.path)
+    clone.write("apps/widget.yaml", WIDGET + "spec:\n  size: 2\n")
+    clone.commit("resize it")
+
+    local = run_suite("validate", "--rev", "HEAD", cwd=clone.path)
+    push = clone.push()
+    assert not push.accepted
+    remote = finding_lines("\n".join(push.remote_lines()))
+    assert any("size is immutable" in line for line in remote)
+    assert local.returncode == 1
+    assert finding_lines(local.stdout) == remote
+    assert run_suite("validate", "--rev", "HEAD", "--base", "HEAD", cwd=clone.path).returncode == 0
+
+
 def test_ref_policies_apply_to_the_current_branch_or_ref(server: Server, tmp_path: Path) -> None:
     server.configure("version: 1\nref_policies:\n  main:\n    rules: {schema-unknown-kind: error}\n")
     policy = tmp_path / "policy.yaml"
