@@ -59,6 +59,57 @@ def test_substitution_can_be_disabled_per_object_and_keeps_types() -> None:
     assert problems == [] and new["spec"]["replicas"] == 3  # like Flux: substituted text is parsed again
 
 
+# ---------------------------------------------------------------------------- desired set
+
+def desired_of(tmp_path: Path, files: dict[str, str], **settings: object) -> tuple[list[str], list[str]]:
+    from gitops_hooks import config as configmod
+    from gitops_hooks.gitrepo import FolderTree
+    from gitops_hooks.reconcile.desired import describe, desired_set
+
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    env = from_config("prod", {"ref": "main", "path": "env", "cluster": {"in_cluster": True}, **settings})
+    ds = desired_set(FolderTree(tmp_path), env, configmod.checked({}, "test"))
+    return sorted(describe(d) for d in ds.objects), [f"{f.path}:{f.line}: {f.message}" for f in ds.findings]
+
+
+def test_desired_set_expands_lists_and_ignores_kustomizations_outside_the_folder(tmp_path: Path) -> None:
+    objs, problems = desired_of(tmp_path, {
+        "kustomization.yaml": "resources: [env/a.yaml]\n",  # outside the folder: does not hide env/a.yaml
+        "env/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        "env/list.yaml": "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n"
+                         "- {apiVersion: v1, kind: Secret, metadata: {name: c}}\n"})
+    assert (objs, problems) == (["configmap/a", "configmap/b", "secret/c"], [])
+
+
+def test_a_kustomization_at_the_top_of_the_folder_is_the_whole_desired_set(tmp_path: Path) -> None:
+    objs, problems = desired_of(tmp_path, {
+        "base/web.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
+        "env/kustomization.yaml": "resources: [../base, extra.yaml]\n",
+        "env/extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n",
+        "env/stray.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stray\n",
+        "base/kustomization.yaml": "resources: [web.yaml]\n"})
+    assert (objs, problems) == (["configmap/extra", "configmap/web"], [])
+
+
+def test_substitution_only_when_the_environment_asks_for_it(tmp_path: Path) -> None:
+    files = {"env/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: ${NOPE}\n"}
+    assert desired_of(tmp_path, files) == (["configmap/a"], [])  # no variables: like Flux without postBuild
+    _, problems = desired_of(tmp_path, files, variables={"OTHER": "1"})
+    assert problems == ["env/a.yaml:6: configmap/a: ${NOPE} is not set for this environment (environment prod)"]
+    _, problems = desired_of(tmp_path, files, substitute=True)
+    assert len(problems) == 1
+
+
+def test_the_same_object_twice_is_refused_only_when_the_copies_differ(tmp_path: Path) -> None:
+    cm_a = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata: {x: '1'}\n"
+    objs, problems = desired_of(tmp_path, {"env/one.yaml": cm_a, "env/two.yaml": cm_a})
+    assert (objs, problems) == (["configmap/a"], [])
+    _, problems = desired_of(tmp_path, {"env/one.yaml": cm_a, "env/two.yaml": cm_a.replace("'1'", "'2'")})
+    assert problems == ["env/two.yaml:1: configmap/a: also defined, differently, at env/one.yaml:1"]
+
+
 # ---------------------------------------------------------------------------- inventory id, order, health
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")

@@ -117,59 +117,103 @@ def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -
 
 def _kustomize(entries: list[Entry], parsed: dict[str, ParsedFile], read: Any, prefix: str,
                config: Mapping[str, Any], findings: list[Finding]) -> tuple[list[Document], set[str]]:
+    """Kustomizations inside the folder, as Flux's kustomize-controller sees them: a kustomization at the
+    folder's top is the whole desired set; otherwise each kustomization that no other one inside the folder
+    refers to is rendered, and the files they read are not applied on their own. Kustomizations outside
+    the folder do not matter, though those inside may read files outside (`../base`)."""
     plan = kustomize.find(entries, parsed, read)
     files = {e.path for e in entries if not e.is_link and not e.is_submodule}
     findings.extend(f for f in plan.findings if _in(f.path, prefix))
     unsafe = {f.path for f in plan.findings if f.rule == "kustomize-unsafe"}
+    inside = {d: k for d, k in plan.kustomizations.items() if _in(k.path, prefix)}
+    top = prefix.rstrip("/")
+    referenced: set[str] = set()
+    consumed: set[str] = {k.path for k in inside.values()}
+    for k in inside.values():
+        for _, entry in k.refs():
+            target = k.resolve(entry)
+            (consumed if target in files else referenced).add(target)
+    roots = [top] if top in inside else sorted(d for d, k in inside.items() if d not in referenced and not k.is_component)
     docs: list[Document] = []
-    for d in plan.roots:
-        kpath = plan.kustomizations[d].path
-        if not _in(kpath, prefix) or kpath in unsafe:
+    for d in roots:
+        if plan.kustomizations[d].path in unsafe:
             continue
-        if kustomize.is_simple(plan, d, files):
-            for member in kustomize.simple_members(plan, d, files):
-                pf = parsed.get(member)
-                if pf is not None:
-                    docs.extend(doc for doc in pf.documents if doc.is_object)
-            continue
-        text, problems = kustomize.kubectl_build(plan, d, entries, read, config["kustomize"]["kubectl"],
-                                                 float(config["limits"]["timeout_seconds"]))
-        findings.extend(problems)
-        if text is not None:
-            rendered, more = kustomize.documents_of(plan, d, text, parsed)
-            findings.extend(more)
-            docs.extend(doc for doc in rendered if doc.is_object)
-    return docs, plan.consumed
+        docs.extend(_render(plan, d, entries, read, parsed, files, config, findings))
+    if top in inside:  # the top kustomization is everything: nothing else in the folder is applied
+        consumed |= {e.path for e in entries if _in(e.path, prefix)}
+    return docs, consumed
+
+
+def _render(plan: kustomize.Plan, d: str, entries: list[Entry], read: Any, parsed: dict[str, ParsedFile],
+            files: set[str], config: Mapping[str, Any], findings: list[Finding]) -> list[Document]:
+    if kustomize.is_simple(plan, d, files):
+        out: list[Document] = []
+        for member in kustomize.simple_members(plan, d, files):
+            pf = parsed.get(member)
+            if pf is not None:
+                out.extend(doc for doc in pf.documents if doc.is_object)
+        return out
+    text, problems = kustomize.kubectl_build(plan, d, entries, read, config["kustomize"]["kubectl"],
+                                             float(config["limits"]["timeout_seconds"]))
+    findings.extend(problems)
+    if text is None:
+        return []
+    rendered, more = kustomize.documents_of(plan, d, text, parsed)
+    findings.extend(more)
+    return [doc for doc in rendered if doc.is_object]
 
 
 def desired_set(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> DesiredSet:
     docs, findings = documents(snapshot, env, config)
     out: list[Desired] = []
-    seen: dict[tuple[str, str, str, str], str] = {}
+    seen: dict[tuple[str, str, str, str], Desired] = {}
     for doc in docs:
-        obj, problems = substitute_object(doc.obj, env.variables)
+        for obj in _expand(doc.obj):
+            d = _one(doc, obj, env, findings)
+            if d is None:
+                continue
+            key = (d.group, d.kind, d.namespace, d.name)
+            first = seen.get(key)
+            if first is not None:
+                if first.obj != d.obj:  # the same object twice, identical (e.g. two overlays of one base): once
+                    findings.append(finding("reconcile-desired", doc.path, doc.line, 1,
+                                            f"{doc.describe()}: also defined, differently, at {first.where}"))
+                continue
+            seen[key] = d
+            out.append(d)
+    return DesiredSet(tuple(out), tuple(sorted(set(findings))))
+
+
+def _expand(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of a `kind: List` (or `...List`) document, as kubectl applies them; the object otherwise."""
+    kind = obj.get("kind")
+    items = obj.get("items")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+        return [i for i in items if isinstance(i, dict)]
+    return [obj]
+
+
+def _one(doc: Document, obj: dict[str, Any], env: Environment, findings: list[Finding]) -> Desired | None:
+    if env.substitutes:
+        obj, problems = substitute_object(obj, env.variables)
         for p in problems:
             line, col = _locate_text(doc, p.expression)
             what = f"{p.expression} {p.why}" if p.expression else p.why
+            hint = ("set it with `gitops-hooks env add ... --var NAME=value` or give a default: ${NAME:=value}"
+                    if p.why.startswith("is not set") else "")
             findings.append(finding("reconcile-variable", doc.path, line, col,
                                     f"{doc.describe()}: {what} (environment {env.name})",
-                                    "set it with `gitops-hooks env add ... --var NAME=value` or give a default: "
-                                    "${NAME:=value}", doc.subject()))
+                                    (hint + "; " if hint else "") + "write $${...} to keep the text as it is, or "
+                                    "annotate the object kustomize.toolkit.fluxcd.io/substitute: disabled",
+                                    doc.subject()))
         if problems:
-            continue
-        d = Desired(obj, doc.path, doc.line)
-        bad = _shape_problem(d)
-        if bad:
-            findings.append(finding("reconcile-desired", doc.path, doc.line, 1, f"{doc.describe()}: {bad}"))
-            continue
-        key = (d.group, d.kind, d.namespace, d.name)
-        if key in seen:
-            findings.append(finding("reconcile-desired", doc.path, doc.line, 1,
-                                    f"{doc.describe()}: also defined at {seen[key]}"))
-            continue
-        seen[key] = d.where
-        out.append(d)
-    return DesiredSet(tuple(out), tuple(sorted(set(findings))))
+            return None
+    d = Desired(obj, doc.path, doc.line)
+    bad = _shape_problem(d)
+    if bad:
+        findings.append(finding("reconcile-desired", doc.path, doc.line, 1, f"{doc.describe()}: {bad}"))
+        return None
+    return d
 
 
 def _shape_problem(d: Desired) -> str:

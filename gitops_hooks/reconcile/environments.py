@@ -52,8 +52,13 @@ class Environment:
     request_timeout: float = 30
     retries: int = 4
     inventory_namespace: str = ""
+    substitute: bool | None = None  # None: substitute when variables are given, as Flux does with postBuild
     flux: Mapping[str, Any] = field(default_factory=dict)
     argocd: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def substitutes(self) -> bool:
+        return bool(self.variables) if self.substitute is None else self.substitute
 
     @property
     def parent_namespace(self) -> str:
@@ -82,6 +87,7 @@ def from_config(name: str, data: Mapping[str, Any]) -> Environment:
         force_conflicts=bool(d["force_conflicts"]), health_timeout=float(d["health_timeout"]), wait=bool(d["wait"]),
         concurrency=int(d["concurrency"]), request_timeout=float(d["request_timeout"]), retries=int(d["retries"]),
         inventory_namespace=str(inventory.get("namespace", "")), flux=dict(d.get("flux") or {}),
+        substitute=None if d.get("substitute") is None else bool(d["substitute"]),
         argocd=dict(d.get("argocd") or {}),
     )
 
