@@ -40,6 +40,12 @@ CASES = [
     ("cidr('192.168.0.0/16').containsCIDR('192.168.10.0/24')", True),
     ("cidr('192.168.0.1/24').masked() == cidr('192.168.0.0/24')", True),
     ("cidr('192.168.0.1/24').ip() == ip('192.168.0.1')", True), ("cidr('::1/128').prefixLength()", 128),
+    # semver
+    ("semver('1.2.3').isLessThan(semver('1.10.0'))", True), ("semver('1.0.0-alpha') == semver('1.0.0-alpha+build')", True),
+    ("semver('1.0.0-alpha.1').compareTo(semver('1.0.0-alpha.beta'))", -1),
+    ("semver('1.0.0').isGreaterThan(semver('1.0.0-rc.1'))", True),
+    ("isSemver('1.2')", False), ("isSemver('v1.2', true)", True), ("semver('v01.2', true).major()", 1),
+    ("semver('2.3.4').minor()", 3), ("semver('2.3.4').patch()", 4),
     # strings and optionals from the engine's libraries
     ("'a/b/c'.split('/').size()", 3), ("'Hello'.lowerAscii()", "hello"), ("'hello'.substring(1, 3)", "el"),
     ("self.?missing.orValue('none')", "none"),

@@ -1,7 +1,7 @@
 """The Kubernetes CEL libraries, on top of the engine's standard, strings and optional libraries.
 
 Implemented from the Kubernetes documentation ("CEL in Kubernetes": libraries lists, sets, regex,
-quantity, URLs, IP and CIDR). Values of the Kubernetes types (Quantity, URL, IP, CIDR) are maps with one
+quantity, URLs, IP and CIDR, semver). Values of the Kubernetes types (Quantity, Semver, URL, IP, CIDR) are maps with one
 marker key holding a canonical form, so that `==` compares them as Kubernetes does (quantity('1Gi') ==
 quantity('1024Mi')). What is not here (the format library, authorizer, `string()` of an IP or CIDR,
 list `indexOf`/`lastIndexOf`, whose names the strings library owns in this engine) is reported by the
@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from . import quantity as q
+from . import semver as sv
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -127,6 +128,33 @@ def _as_integer(m: dict[str, Any]) -> int:
 def _is_integer(m: dict[str, Any]) -> bool:
     v = _qv(m)
     return v.denominator == 1 and q.fits_int64(v.numerator)
+
+
+# ---------------------------------------------------------------------------- semver
+
+def _semver(s: str, normalize: bool = False) -> dict[str, Any]:
+    return {"@semver": sv.text(sv.parse(s, normalize))}
+
+
+def _is_semver(s: str, normalize: bool = False) -> bool:
+    try:
+        sv.parse(s, normalize)
+    except ValueError:
+        return False
+    return True
+
+
+def _sv(m: Any) -> sv.Version:
+    if not isinstance(m, dict) or "@semver" not in m:
+        raise TypeError("not a Semver")
+    return sv.parse(m["@semver"])
+
+
+def _order(a: dict[str, Any], b: Any) -> int:
+    """compareTo for the two ordered Kubernetes types that share the method names: Quantity and Semver."""
+    if isinstance(a, dict) and "@semver" in a:
+        return sv.compare(_sv(a), _sv(b))
+    return _compare(_qv(a), _q_other(b))
 
 
 # ---------------------------------------------------------------------------- URL
@@ -320,11 +348,16 @@ def declarations() -> list[Any]:
            ("k8s_quantity_add_int", obj, [obj, integer], True, lambda a, b: _qm(_qv(a) + b))),
         fn("sub", ("k8s_quantity_sub", obj, [obj, obj], True, lambda a, b: _qm(_qv(a) - _qv(b))),
            ("k8s_quantity_sub_int", obj, [obj, integer], True, lambda a, b: _qm(_qv(a) - b))),
-        fn("isLessThan", ("k8s_quantity_isLessThan", boolean, [obj, obj], True, lambda a, b: _qv(a) < _q_other(b))),
-        fn("isGreaterThan", ("k8s_quantity_isGreaterThan", boolean, [obj, obj], True,
-                             lambda a, b: _qv(a) > _q_other(b))),
-        fn("compareTo", ("k8s_quantity_compareTo", integer, [obj, obj], True,
-                         lambda a, b: _compare(_qv(a), _q_other(b)))),
+        fn("isLessThan", ("k8s_ordered_isLessThan", boolean, [obj, obj], True, lambda a, b: _order(a, b) < 0)),
+        fn("isGreaterThan", ("k8s_ordered_isGreaterThan", boolean, [obj, obj], True, lambda a, b: _order(a, b) > 0)),
+        fn("compareTo", ("k8s_ordered_compareTo", integer, [obj, obj], True, _order)),
+        fn("semver", ("k8s_semver", obj, [string], False, _semver),
+           ("k8s_semver_normalize", obj, [string, boolean], False, _semver)),
+        fn("isSemver", ("k8s_isSemver", boolean, [string], False, _is_semver),
+           ("k8s_isSemver_normalize", boolean, [string, boolean], False, _is_semver)),
+        fn("major", ("k8s_semver_major", integer, [obj], True, lambda m: _sv(m)[0])),
+        fn("minor", ("k8s_semver_minor", integer, [obj], True, lambda m: _sv(m)[1])),
+        fn("patch", ("k8s_semver_patch", integer, [obj], True, lambda m: _sv(m)[2])),
         fn("url", ("k8s_url", obj, [string], False, _url)),
         fn("isURL", ("k8s_isURL", boolean, [string], False, _is_url)),
         fn("getScheme", ("k8s_url_getScheme", string, [obj], True, lambda m: _u(m).scheme)),
