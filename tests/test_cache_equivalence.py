@@ -5,7 +5,8 @@ in three folders, kube-prometheus custom resources with one of their CRDs, a kus
 random but seeded edits: fields broken and fixed again, files deleted, renamed and moved to another
 folder, a file copied beside itself (the same blob at two paths), the CRD changed under unchanged custom
 resources and changed back, the kustomization changed under unchanged resources, the server's
-configuration changed (a rule's severity, the Kubernetes version) and changed back, and a push that
+configuration changed (a rule's severity, an administrator's CEL rule, the Kubernetes version) and
+changed back, and a push that
 touches no manifest. Before each push, a "cold" twin is made: a bare clone of the warm server (same refs, same
 objects, none of the warm server's own files such as a result cache), with the suite installed by
 `gitops-hooks install` and the same configuration. The same commit is pushed to both; the test asserts
@@ -40,7 +41,16 @@ import make_corpus  # noqa: E402
 SEED = 20261126
 FINDING = re.compile(r"^\S.*:\d+:\d+: (error|warning|info) \[[a-z0-9-]+\] ")
 CONFIG = "version: 1\nreport:\n  max_findings: 100000\n"
-STRICTER = CONFIG + "rules:\n  schema-unknown-kind: error\n"
+STRICTER = CONFIG + """\
+rules:
+  schema-unknown-kind: error
+cel_rules:
+  - id: replicas-at-least-two
+    expression: "!has(object.spec.replicas) || object.spec.replicas >= 2"
+    message: Deployments run at least two replicas
+    severity: warning
+    match: {kinds: [apps/Deployment]}
+"""
 OLDER = CONFIG + 'kubernetes_version: "1.30"\n'
 KUSTOMIZATION = "shop/kustomization.yaml"
 CRD = "monitoring/0prometheusruleCustomResourceDefinition.yaml"
@@ -260,5 +270,5 @@ def test_gate_on_a_busy_server_reports_what_a_cold_gate_reports(
         histories.append(seen(warm))
     # The series exercised the gate: some pushes refused, some accepted, findings of several rules.
     assert True in verdicts and False in verdicts, verdicts
-    assert {"schema-invalid", "schema-unknown-kind", "object-duplicate"} <= rules, rules
+    assert {"schema-invalid", "schema-unknown-kind", "object-duplicate", "replicas-at-least-two"} <= rules, rules
     assert len({tuple(h) for h in histories}) >= 5
