@@ -76,6 +76,17 @@ def repo_policy(snapshot: Snapshot, server: dict[str, Any]) -> tuple[dict[str, A
     return configmod.tighten(server, data, entry.path)
 
 
+def deployed_refs(server: dict[str, Any]) -> set[str]:
+    """Refs that some environment reconciles: always checked, whatever refs.check says (a tag or any other
+    ref that is deployed must not skip the gate)."""
+    out = set()
+    for env in (server.get("environments") or {}).values():
+        ref = str(env.get("ref", "")) if isinstance(env, dict) else ""
+        if ref:
+            out.add(ref if ref.startswith("refs/") else f"refs/heads/{ref}")
+    return out
+
+
 def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[str]) -> Result | None:
     """Findings for one ref update; None when the ref is not checked."""
     cfg = configmod.for_ref(server, update.ref)
@@ -85,7 +96,8 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
             f = finding("ref-protected", update.ref, 1, 1, f"{update.ref} is protected: it may not be deleted")
             return Result(f"{update.ref} (delete)", [f], Stats())
         return None
-    if not any(configmod.glob_regex(p).match(update.ref) for p in cfg["refs"]["check"]):
+    if not any(configmod.glob_regex(p).match(update.ref) for p in cfg["refs"]["check"]) \
+            and update.ref not in deployed_refs(server):
         return None
     snapshot = GitTree(repo, update.new, label)
     merged, notes = repo_policy(snapshot, cfg)
