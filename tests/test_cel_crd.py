@@ -180,8 +180,10 @@ spec:
                   messageExpression: "'limit ' + self.limit + ' is below request ' + self.request"
                   fieldPath: .limit
                   reason: FieldValueForbidden
-                - rule: format.dns1123Label().validate(self.owner).hasValue() == false
-                  message: owner must be a DNS label
+                - rule: "!format.dns1123Label().validate(self.owner).hasValue()"
+                  messageExpression: "'owner: ' + format.dns1123Label().validate(self.owner).value()[0]"
+                - rule: self.endpoints.lastIndexOf('https://legacy.example.com') == -1
+                  message: the legacy endpoint is gone
               properties:
                 limit: {type: string}
                 request: {type: string}
@@ -217,11 +219,12 @@ def test_kubernetes_libraries_and_message_expression_field_path_and_reason(serve
     push = clone.push()
     assert push.accepted, push.output
     lines = push.remote_lines()
-    # The format library is not provided: the rule is reported as not evaluated, naming the function.
+    # List lastIndexOf is not provided (the strings library owns the name here): not evaluated, named.
     assert ("apps/quota.yaml:7:3: warning [cel-not-evaluated] quota.example.com/team-a: spec: validation rule not "
-            "evaluated: it uses format, which this gate does not provide") in lines
+            "evaluated: it calls lastIndexOf() on a list with arguments this gate has no overload for") in lines
 
-    clone.write("apps/quota.yaml", QUOTA.replace("limit: 2Gi", "limit: 500Mi").replace("https://quota", "http://quota"))
+    clone.write("apps/quota.yaml", QUOTA.replace("limit: 2Gi", "limit: 500Mi").replace("https://quota", "http://quota")
+                .replace("owner: team-a", "owner: Team_A"))
     clone.commit("limit below request")
     push = clone.push()
     assert not push.accepted
@@ -230,6 +233,11 @@ def test_kubernetes_libraries_and_message_expression_field_path_and_reason(serve
             "below request 1024Mi") in lines
     assert ("apps/quota.yaml:11:7: error [crd-rule] quota.example.com/team-a: spec.endpoints[0]: Invalid value: "
             "endpoints must be https URLs") in lines
+    # The format library: validate() gives Kubernetes' own error text.
+    assert ("apps/quota.yaml:7:3: error [crd-rule] quota.example.com/team-a: spec: Invalid value: owner: a lowercase "
+            "RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an "
+            "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')") in lines
 
 
 def test_rules_of_a_crd_in_the_administrators_schema_dirs(server: Server, clone: Clone, tmp_path: Path) -> None:

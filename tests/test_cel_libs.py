@@ -46,6 +46,16 @@ CASES = [
     ("semver('1.0.0').isGreaterThan(semver('1.0.0-rc.1'))", True),
     ("isSemver('1.2')", False), ("isSemver('v1.2', true)", True), ("semver('v01.2', true).major()", 1),
     ("semver('2.3.4').minor()", 3), ("semver('2.3.4').patch()", 4),
+    # format
+    ("format.dns1123Label().validate('my-name').hasValue()", False),
+    ("format.dns1123Label().validate('My_Name').value().size()", 1),
+    ("format.dns1035Label().validate('1abc').hasValue()", True),
+    ("format.named('dns1123Subdomain').value().validate('example.com').hasValue()", False),
+    ("format.named('unknown').hasValue()", False), ("format.labelValue().validate('').hasValue()", False),
+    ("format.qualifiedName().validate('example.com/MyName').hasValue()", False),
+    ("format.dns1123LabelPrefix().validate('web-').hasValue()", False), ("format.uuid().validate('x').hasValue()", True),
+    ("format.datetime().validate('2024-01-01T00:00:00Z').hasValue()", False),
+    ("'a.validate(b)'.size()", 13),
     # strings and optionals from the engine's libraries
     ("'a/b/c'.split('/').size()", 3), ("'Hello'.lowerAscii()", "hello"), ("'hello'.substring(1, 3)", "el"),
     ("self.?missing.orValue('none')", "none"),
@@ -63,7 +73,6 @@ def test_library_functions(expression: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize(("expression", "named"), [
-    ("format.dns1123Label().validate(self.name).hasValue()", "format"),
     ("authorizer.group('apps').resource('deployments').check('create').allowed()", "authorizer"),
     ("string(ip('1.2.3.4')) == '1.2.3.4'", "string"),
     ("self.items.indexOf(1) == 0", "indexOf"),

@@ -75,7 +75,7 @@ def compile_expr(source: str, variables: Variables) -> Compiled:
 def _compile(source: str, variables: Variables) -> Compiled:
     transition = "oldSelf" in identifiers(source)
     try:
-        program = _env(variables).compile(source)
+        program = _env(variables).compile(_prepare(source))
     except Exception as exc:  # cel-cpp reports every compile problem as RuntimeError
         return Compiled(source, variables, None, _compile_problem(str(exc)), transition)
     return Compiled(source, variables, program, "", transition)
@@ -147,6 +147,22 @@ _STRING_LITERAL = re.compile(r"(?s)('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|
 
 def identifiers(source: str) -> set[str]:
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _STRING_LITERAL.sub("''", source)))
+
+
+def _prepare(source: str) -> str:
+    """The source as the engine compiles it: format library calls rewritten to give optionals."""
+    if "validate" not in source and "named" not in source:
+        return source
+    from .formats import rewrite
+
+    literals: list[str] = []
+
+    def keep(m: re.Match[str]) -> str:
+        literals.append(m.group(0))
+        return f"\x00{len(literals) - 1}\x00"
+
+    code = rewrite(_STRING_LITERAL.sub(keep, source))
+    return re.sub(r"\x00(\d+)\x00", lambda m: literals[int(m.group(1))], code)
 
 
 def replace_identifier(source: str, name: str, replacement: str) -> str:

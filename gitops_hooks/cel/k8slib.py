@@ -1,9 +1,9 @@
 """The Kubernetes CEL libraries, on top of the engine's standard, strings and optional libraries.
 
 Implemented from the Kubernetes documentation ("CEL in Kubernetes": libraries lists, sets, regex,
-quantity, URLs, IP and CIDR, semver). Values of the Kubernetes types (Quantity, Semver, URL, IP, CIDR) are maps with one
+quantity, URLs, IP and CIDR, semver, format). Values of the Kubernetes types (Quantity, Semver, URL, IP, CIDR) are maps with one
 marker key holding a canonical form, so that `==` compares them as Kubernetes does (quantity('1Gi') ==
-quantity('1024Mi')). What is not here (the format library, authorizer, `string()` of an IP or CIDR,
+quantity('1024Mi')). What is not here (authorizer, `string()` of an IP or CIDR,
 list `indexOf`/`lastIndexOf`, whose names the strings library owns in this engine) is reported by the
 engine as not evaluated, naming the function.
 """
@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from . import formats
 from . import quantity as q
 from . import semver as sv
 
@@ -312,6 +313,10 @@ def _contains_cidr(c: dict[str, Any], other: Any) -> bool:
     return sub.version == net.version and sub.prefixlen >= net.prefixlen and sub.network_address in net
 
 
+def _format(name: str) -> dict[str, Any]:
+    return {"@format": name}
+
+
 # ---------------------------------------------------------------------------- declarations
 
 def declarations() -> list[Any]:
@@ -358,6 +363,10 @@ def declarations() -> list[Any]:
         fn("major", ("k8s_semver_major", integer, [obj], True, lambda m: _sv(m)[0])),
         fn("minor", ("k8s_semver_minor", integer, [obj], True, lambda m: _sv(m)[1])),
         fn("patch", ("k8s_semver_patch", integer, [obj], True, lambda m: _sv(m)[2])),
+        *(fn(f"format.{name}", (f"k8s_format_{name}", obj, [], False, functools.partial(_format, name)))
+          for name in formats.FORMATS),
+        fn("format.named", ("k8s_format_named", obj, [string], False, formats.named)),
+        fn("validate", ("k8s_format_validate", obj, [obj, string], True, formats.validate)),
         fn("url", ("k8s_url", obj, [string], False, _url)),
         fn("isURL", ("k8s_isURL", boolean, [string], False, _is_url)),
         fn("getScheme", ("k8s_url_getScheme", string, [obj], True, lambda m: _u(m).scheme)),

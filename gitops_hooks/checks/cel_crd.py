@@ -50,7 +50,7 @@ register(
          "push. To change such a field, delete the object in one push and create it again in another.", ""),
     Rule("cel-not-evaluated", "cel", Severity.WARNING,
          "A CEL rule could not be evaluated here; it was neither passed nor failed.",
-         "The rule uses a function or variable this gate does not provide (for example the format library or "
+         "The rule uses a function or variable this gate does not provide (for example list indexOf or "
          "`authorizer`), or does not compile. The cluster will still evaluate it on apply. The finding names "
          "the function; make it an error with `rules: {cel-not-evaluated: error}` to refuse such pushes.", ""),
 )
