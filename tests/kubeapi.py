@@ -16,7 +16,8 @@ documented behaviour of the real API server for:
 - PATCH `application/merge-patch+json` (an `Update` operation that takes ownership of what it changes),
   also on the `/status` subresource, which tests use to play a controller;
 - DELETE with `propagationPolicy` (query or DeleteOptions body); deleting a namespace removes its objects;
-- namespaces: a namespaced object in a missing namespace is refused with 404 `namespaces "x" not found`;
+- namespaces: `default`, `kube-system`, `kube-public` and `kube-node-lease` exist from the start; a
+  namespaced object in a missing namespace is refused with 404 `namespaces "x" not found`;
 - `Status` bodies for 400, 401, 404, 409, 422, 429 and 500 errors.
 
 Limits (where it is simpler than the real server): lists inside objects are atomic for field ownership
@@ -96,6 +97,18 @@ BUILTIN = [
     Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True),
     Resource("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
     Resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False),
+    Resource("", "v1", "Endpoints", "endpoints", True),
+    Resource("", "v1", "LimitRange", "limitranges", True),
+    Resource("", "v1", "ResourceQuota", "resourcequotas", True),
+    Resource("", "v1", "PersistentVolume", "persistentvolumes", False),
+    Resource("apiregistration.k8s.io", "v1", "APIService", "apiservices", False),
+    Resource("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False),
+    Resource("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+             False),
+    Resource("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True),
+    Resource("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+    Resource("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False),
+    Resource("storage.k8s.io", "v1", "StorageClass", "storageclasses", False),
 ]
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -284,6 +297,9 @@ class Store:
         self.rv = 1000
         self.controllers = controllers
         self.crd_delay = crd_delay
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):  # what every cluster starts with
+            self.apply(self.resources[("", "namespaces")], "", ns,
+                       {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, "kube-apiserver", False, False)
 
     # -- discovery
     def resource(self, group: str, version: str, plural: str) -> Resource:
@@ -524,9 +540,12 @@ def validate(r: Resource, ns: str, name: str, config: dict[str, Any]) -> None:
     if meta.get("name") != name:
         raise ApiError(400, "BadRequest", "the name of the object "
                        f"({meta.get('name')}) does not match the name on the URL ({name})")
-    pattern = DNS_LABEL if r.kind == "Namespace" else DNS_SUBDOMAIN
     causes = []
-    if not pattern.match(name) or len(name) > 253:
+    if r.group == "rbac.authorization.k8s.io":  # RBAC names are path segments: `system:auth-delegator` is fine
+        if name in (".", "..") or "/" in name or "%" in name:
+            causes.append(("metadata.name", f'Invalid value: "{name}": may not be \'.\' or \'..\' and may not '
+                           "contain '/' or '%'"))
+    elif not (DNS_LABEL if r.kind == "Namespace" else DNS_SUBDOMAIN).match(name) or len(name) > 253:
         causes.append(("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 name must consist of lower '
                        "case alphanumeric characters, '-' or '.'"))
     if r.kind == "ConfigMap":

@@ -410,3 +410,27 @@ def test_argocd_backend_asks_for_a_refresh(api: KubeAPI, tmp_path: Path) -> None
     missing = kube_for(api, tmp_path, backend="argocd", argocd={"application": "nope", "namespace": "argocd"})
     cs, _ = backends.run(missing, missing.env, dset(), lines.append)
     assert not cs.ok and lines[-1] == 'application.argoproj.io/nope failed: applications.argoproj.io "nope" not found'
+
+
+
+def test_real_manifests_apply_cleanly_and_then_change_nothing(api: KubeAPI, tmp_path: Path) -> None:
+    """kube-prometheus from the shared corpus: its CRDs and their custom resources in one set, cluster-scoped
+    and namespaced kinds, RBAC names with colons, a ConfigMapList."""
+    from conftest import CORPUS, need_corpus
+
+    from gitops_hooks import config as configmod
+    from gitops_hooks.gitrepo import FolderTree
+    from gitops_hooks.reconcile.desired import desired_set
+
+    need_corpus()
+    k = kube_for(api, tmp_path, namespace="default")
+    ds = desired_set(FolderTree(CORPUS / "kube-prometheus"), k.env, configmod.checked({}, "test"))
+    assert ds.ok and len(ds.objects) > 100
+    first = Applier(k, k.env, lambda _: None).run(ds)
+    assert first.ok, [c.line() for c in first.of("failed")][:3]
+    assert len(first.of("created")) == len(ds.objects)
+    assert api.object("monitoring.coreos.com/v1", "Prometheus", "k8s", "monitoring") is not None
+    k.requests = 0
+    again = Applier(k, k.env, lambda _: None).run(ds)
+    assert len(again.of("unchanged")) == len(ds.objects) and not again.of("pruned")
+    assert k.requests < len(ds.objects) * 1.5  # one apply each, plus discovery and member lists
