@@ -33,6 +33,7 @@ REMOTE_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/
 # Fields whose entries are paths (files or folders) relative to the kustomization.
 PATH_LISTS = ("resources", "bases", "components", "crds", "configurations", "transformers", "generators",
               "validators", "patchesStrategicMerge")
+KLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] ")
 SIMPLE_KEYS = frozenset({"apiVersion", "kind", "resources"})
 
 
@@ -286,7 +287,9 @@ def kubectl_build(
     if proc.returncode != 0:
         lines = proc.stderr.strip().replace(tmp + "/", "").replace(tmp, ".").splitlines()
         errors = [x for x in lines if x.lower().startswith("error:")] or lines[-1:] or ["failed"]
-        message = errors[-1].split(":", 1)[1].strip() if ":" in errors[-1] else errors[-1]
+        klog = KLOG_PREFIX.match(errors[-1])  # newer kubectl logs the failure: E1126 12:45:25.2 123 run.go:72] ...
+        message = errors[-1][klog.end():] if klog else \
+            errors[-1].split(":", 1)[1].strip() if ":" in errors[-1] else errors[-1]
         return None, [finding("kustomize-build", k.path, 1, 1, f"kubectl kustomize: {message[:500]}")]
     return proc.stdout, []
 
