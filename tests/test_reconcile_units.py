@@ -434,3 +434,23 @@ def test_real_manifests_apply_cleanly_and_then_change_nothing(api: KubeAPI, tmp_
     again = Applier(k, k.env, lambda _: None).run(ds)
     assert len(again.of("unchanged")) == len(ds.objects) and not again.of("pruned")
     assert k.requests < len(ds.objects) * 1.5  # one apply each, plus discovery and member lists
+
+
+def test_an_internal_error_is_one_line_and_a_log_entry(tmp_path: Path) -> None:
+    bare = tmp_path / "repo.git"
+    git = ["git", "--git-dir", str(bare)]
+    subprocess.run(["git", "init", "--quiet", "--bare", str(bare)], check=True)
+    tree = subprocess.run([*git, "mktree"], input="", capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run([*git, "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree, "-m", "empty"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([*git, "update-ref", "refs/heads/main", commit], check=True)
+    (bare / "gitops-hooks").mkdir()
+    (bare / "gitops-hooks" / "config.yaml").write_text(
+        "version: 1\nenvironments:\n  prod: {ref: main, cluster: {kubeconfig: /nonexistent}}\n")
+    (bare / "gitops-hooks" / "state").write_text("not a folder\n")  # the pending record cannot be written
+    proc = subprocess.run([str(Path(sys.executable).parent / "gitops-hooks"), "reconcile", "prod", "--repo", str(bare)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gitops-hooks reconcile: internal error (") and "Traceback" not in proc.stderr
+    assert "Traceback" in (bare / "gitops-hooks" / "log" / "gitops-hooks.log").read_text()

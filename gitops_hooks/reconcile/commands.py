@@ -14,6 +14,27 @@ from . import audit, environments, state
 Emit = Callable[[str], None]
 
 
+def one_line_errors(command: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """An unexpected error ends the command with one line (exit 2); the traceback goes to the log."""
+    def wrap(fn: Callable[..., int]) -> Callable[..., int]:
+        def run(repo: Path, *args: Any) -> int:
+            try:
+                return fn(repo, *args)
+            except Exception as exc:  # noqa: BLE001 - never a traceback to the administrator's terminal
+                import traceback
+
+                from ..prereceive import write_log
+
+                path = write_log(repo, traceback.format_exc()) if (repo / "HEAD").exists() else None
+                one = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                sys.stderr.write(f"gitops-hooks {command}: internal error ({one})"
+                                 + (f"; details in {path}" if path else "") + "\n")
+                return 2
+        run.__doc__ = fn.__doc__
+        return run
+    return wrap
+
+
 def emitter(out: TextIO) -> Emit:
     def emit(line: str) -> None:
         out.write(line + "\n")
@@ -89,6 +110,7 @@ def env_list(repo: Path, out: TextIO) -> int:
 
 # ---------------------------------------------------------------------------- history, reconcile, diff
 
+@one_line_errors("history")
 def history(repo: Path, name: str, limit: int, out: TextIO) -> int:
     try:
         _load(repo)
@@ -126,6 +148,7 @@ def _subject(repo: Path, commit: str) -> str:
         return "(commit not found)"
 
 
+@one_line_errors("reconcile")
 def reconcile(repo: Path, name: str, wait: bool, health_of: str | None, out: TextIO) -> int:
     from .run import Options, drive, health_check, request, tip
 
@@ -151,6 +174,7 @@ def reconcile(repo: Path, name: str, wait: bool, health_of: str | None, out: Tex
     return 0
 
 
+@one_line_errors("diff")
 def diff(repo: Path, name: str, out: TextIO) -> int:
     """Live against desired, by a server-side dry run; exit 1 when they differ, as `kubectl diff` does."""
     from ..gitrepo import GitTree, open_repository
