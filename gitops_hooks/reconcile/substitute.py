@@ -53,6 +53,21 @@ def substitute_text(text: str, variables: Mapping[str, str]) -> tuple[str, list[
     return EXPR.sub(one, text), problems
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _mentions(value: Any) -> bool:
+    """Whether any key or string in the object holds `${` (most objects do not: no YAML round trip for them)."""
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_mentions(k) or _mentions(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_mentions(v) for v in value)
+    return False
+
+
 def is_disabled(obj: Mapping[str, Any]) -> bool:
     meta = obj.get("metadata")
     ann = meta.get("annotations") if isinstance(meta, dict) else None
@@ -61,16 +76,14 @@ def is_disabled(obj: Mapping[str, Any]) -> bool:
 
 def substitute_object(obj: dict[str, Any], variables: Mapping[str, str]) -> tuple[dict[str, Any], list[Unresolved]]:
     """The object with its variables replaced, as Flux does: on the YAML text, parsed again."""
-    if is_disabled(obj):
+    if is_disabled(obj) or not _mentions(obj):
         return obj, []
-    text = yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=1 << 30)
-    if "${" not in text:
-        return obj, []
+    text = yaml.dump(obj, Dumper=_DUMPER, sort_keys=False, allow_unicode=True, width=1 << 30)
     out, problems = substitute_text(text, variables)
     if problems:
         return obj, problems
     try:
-        new = yaml.safe_load(out)
+        new = yaml.load(out, Loader=_LOADER)
     except yaml.YAMLError as exc:
         return obj, [Unresolved("", "", f"substitution made invalid YAML: {str(exc).splitlines()[0]}")]
     if not isinstance(new, dict):
