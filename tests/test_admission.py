@@ -239,3 +239,65 @@ def test_rules_about_who_applies_are_not_evaluated_at_push(server: Server, clone
     assert push.accepted, push.output  # neither refused nor silently passed: a warning names the reason
     assert any("[admission-not-evaluated] deployment.apps/web: ValidatingAdmissionPolicy 'require-limits'" in line
                and "reads request.userInfo, which is not known at push" in line for line in push.remote_lines())
+
+
+COMPOSED = """\
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: image-registry
+spec:
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["apps"]
+        apiVersions: ["*"]
+        operations: ["*"]
+        resources: ["*"]
+    excludeResourceRules:
+      - apiGroups: ["apps"]
+        apiVersions: ["v1"]
+        operations: ["*"]
+        resources: ["daemonsets"]
+    objectSelector:
+      matchExpressions:
+        - {key: registry-check, operator: NotIn, values: ["skip"]}
+  matchConditions:
+    - name: has-pod-template
+      expression: "has(object.spec.template)"
+  variables:
+    - name: images
+      expression: "object.spec.template.spec.containers.map(c, c.image)"
+  validations:
+    - expression: "variables.images.all(i, i.startsWith('registry.example.com/'))"
+      messageExpression: >-
+        'images must come from registry.example.com: ' +
+        variables.images.filter(i, !i.startsWith('registry.example.com/')).join(', ')
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: image-registry
+spec:
+  policyName: image-registry
+  validationActions: [Deny]
+"""
+
+
+def test_selectors_exclusions_match_conditions_and_variables(server: Server, clone: Clone) -> None:
+    clone.write("policies/registry.yaml", COMPOSED)
+    clone.write("lab/web.yaml", deployment(ns="lab"))
+    skipped = deployment(ns="lab").replace("  name: web\n", "  name: legacy\n  labels: {registry-check: skip}\n")
+    clone.write("lab/legacy.yaml", skipped)
+    daemonset = deployment(ns="lab").replace("kind: Deployment", "kind: DaemonSet").replace("  replicas: 2\n", "")
+    clone.write("lab/agent.yaml", daemonset.replace("name: web", "name: agent", 1))
+    clone.commit("images from docker hub")
+    push = clone.push()
+    assert not push.accepted
+    denied = [line for line in push.remote_lines() if "[admission-denied]" in line]
+    assert denied == ["lab/web.yaml:1:1: error [admission-denied] deployment.apps/web: ValidatingAdmissionPolicy "
+                      "'image-registry' with binding 'image-registry' denied request: images must come from "
+                      "registry.example.com: nginx:1.27"]
+
+    clone.write("lab/web.yaml", deployment(ns="lab").replace("image: nginx:1.27", "image: registry.example.com/nginx:1.27"))
+    clone.commit("images from our registry")
+    assert clone.push().accepted
