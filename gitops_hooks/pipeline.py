@@ -139,6 +139,7 @@ class DocRef:
         self._load = load
 
     is_object = True
+    from_blob = True  # the object is exactly what its file's blob says (not a kustomize render)
     group = Document.group
     subject = Document.subject
     describe = Document.describe
@@ -184,6 +185,27 @@ def _findings_from(rows: list[Any]) -> list[Finding]:
             for r in rows]
 
 
+def _folder_stamp(folders: list[str]) -> list[Any]:
+    """Names, sizes and times of the administrator's schema files: an edit there revalidates."""
+    out: list[Any] = []
+    for folder in sorted(folders):
+        root = Path(folder)
+        if root.is_dir():
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    st = path.stat()
+                    out.append([str(path), st.st_size, st.st_mtime_ns])
+        else:
+            out.append([folder, None])
+    return out
+
+
+def _plugins() -> list[str]:
+    from .checks import plugins
+
+    return plugins.fingerprint()
+
+
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """The suite's own code and bundled schemas: results from other code are never reused."""
@@ -222,7 +244,7 @@ class _Run:
         self.parse_fp = fingerprint(code_fingerprint(), self.limits)
         self.base = fingerprint(__version__, code_fingerprint(), policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
                                 [c.__module__ + "." + c.__qualname__ for c in [*DOCUMENT_CHECKS, *FILE_CHECKS, *PARSED_CHECKS]],
-                                sorted(policy.config.get("schema_dirs", [])))
+                                _folder_stamp(policy.config.get("schema_dirs", [])), _plugins())
 
     def read(self, e: Entry) -> bytes:
         if e.path not in self.data:

@@ -107,7 +107,10 @@ def register_config_rules(config: Mapping[str, Any]) -> tuple[AdminRule, ...]:
 
 @document_check
 def admin_cel_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
-    rules = [r for r in register_config_rules(ctx.policy.config) if r.applies(doc)]
+    every = ctx.extra.get("admin_rules")
+    if every is None:
+        every = ctx.extra["admin_rules"] = register_config_rules(ctx.policy.config)
+    rules = [r for r in every if r.applies(doc)]
     if not rules:
         return
     bindings = activation(VARIABLES, {"object": doc.obj})

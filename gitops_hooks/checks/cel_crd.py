@@ -89,9 +89,23 @@ def crd_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
     yield from _limit(doc, evaluate_rules(doc, schema, to_cel(doc.obj, schema), MISSING, transitions=False))
 
 
+def _unchanged_paths(tree: TreeView, ctx: CheckContext) -> set[str]:
+    """Files whose blob is the same at the old commit: their objects equal their old selves."""
+    if ctx.old_tree is None:
+        return set()
+    try:
+        old = {e.path: e.oid for e in ctx.old_tree.entries()}
+    except Exception:  # noqa: BLE001 - no usable old tree: treat everything as changed
+        return set()
+    return {e.path for e in tree.entries if old.get(e.path) == e.oid}
+
+
 @tree_check
 def crd_transition_rules(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
+    unchanged = _unchanged_paths(tree, ctx)
     for doc in tree.objects:
+        if doc.path in unchanged and getattr(doc, "from_blob", False):
+            continue  # the same bytes as before: a transition to itself (rendered objects are always checked)
         kinds = _transition_kinds(doc, ctx) if doc.kind and doc.name else ""
         if not kinds:
             continue

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import findings as findings_mod
 from ..findings import Finding, Rule, Severity, finding, register
-from . import CheckContext, TreeView, tree_check
+from . import CheckContext, TreeView, document_check, tree_check
 
 GROUP = "gitops_hooks.checks"
 
@@ -105,25 +105,41 @@ def plugin_checks(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
         yield from _run(plugin, tree, ctx)
 
 
+def fingerprint() -> list[str]:
+    """Which plugins (and versions) are installed: part of the result cache's keys."""
+    return [p.label for p in load_plugins()]
+
+
+@document_check
+def plugin_documents(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
+    """Each plugin's check_document, as a document check: its results are cached per blob like ours."""
+    for plugin in load_plugins():
+        check_document = getattr(plugin.target, "check_document", None)
+        if plugin.error or not callable(check_document):
+            continue
+        try:
+            out = _own(plugin, {r.id for r in plugin.rules}, check_document(doc, ctx))
+        except Exception as exc:
+            yield _failed(plugin, exc, doc)
+            continue
+        yield from out
+
+
+def _failed(plugin: Plugin, exc: Exception, where: Any) -> Finding:
+    path, line, col = (where.path, where.line, where.column) if where is not None else (".", 1, 1)
+    about = f" on {where.describe()}" if where is not None else ""
+    return finding("plugin-failed", path, line, col, f"{plugin.label} raised{about}: {_one_line(exc)}",
+                   "the push is refused because the plugin's rules could not be checked; tell the administrator")
+
+
 def _run(plugin: Plugin, tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
-    own = {r.id for r in plugin.rules}
-    check_document = getattr(plugin.target, "check_document", None)
     check_tree = getattr(plugin.target, "check_tree", None)
-    where: Any = None
+    if not callable(check_tree):
+        return
     try:
-        out: list[Finding] = []
-        if callable(check_document):
-            for doc in tree.objects:
-                where = doc
-                out.extend(_own(plugin, own, check_document(getattr(doc, "document", doc), ctx)))
-        where = None
-        if callable(check_tree):
-            out.extend(_own(plugin, own, check_tree(tree, ctx)))
+        out = _own(plugin, {r.id for r in plugin.rules}, check_tree(tree, ctx))
     except Exception as exc:
-        path, line, col = (where.path, where.line, where.column) if where is not None else (".", 1, 1)
-        about = f" on {where.describe()}" if where is not None else ""
-        yield finding("plugin-failed", path, line, col, f"{plugin.label} raised{about}: {_one_line(exc)}",
-                      "the push is refused because the plugin's rules could not be checked; tell the administrator")
+        yield _failed(plugin, exc, None)
         return
     yield from out
 
