@@ -260,4 +260,5 @@ def test_one_gigabyte_blob_is_refused_without_reading_it(server: Server, clone: 
     lines = push_big(server, clone, 1 << 30)
     assert "apps/big.yaml:1:1: error [file-too-large] 1073741824 bytes is over the limit of 20971520 bytes" in lines
     rss = next(int(m.group(1)) for x in lines if (m := re.match(r"hook max rss: (\d+) MiB", x)))
+    print(f"1 GB blob: hook peak RSS {rss} MiB")
     assert rss < 400, f"the hook used {rss} MiB: it read the blob"
