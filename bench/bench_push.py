@@ -16,10 +16,13 @@ Figures (one line each):
   validate    the same with the client cache warm (one unmeasured run first)
 
 Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
-wrapper that starts the hook installed by `gitops-hooks install` and records, with os.wait4, the wall
-time from spawn to exit, the child's ru_maxrss and its CPU time (user + system; less sensitive than wall
-time to other processes on shared cores). git's own transfer time is not counted. `validate` is measured
-the same way, as a child of this script. "MB" is ru_maxrss / 1024 (MiB).
+wrapper that starts the hook installed by `gitops-hooks install` and records the wall time from spawn to
+exit; with os.wait4, its ru_maxrss ("peak RSS": the largest single process, the hook or one of its
+workers) and its CPU time (user + system, including the workers it waited for; less sensitive than wall
+time to other processes on shared cores); and, sampled every 25 ms, the peak of the summed PSS of the hook
+and all its descendants ("tree PSS": forked workers counted with their shared pages split, not twice).
+git's own transfer time is not counted. `validate` is measured the same way, as a child of this script.
+"MB" is KiB / 1024 (MiB).
 """
 
 from __future__ import annotations
@@ -49,19 +52,13 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
-# The measuring wrapper, installed as hooks/pre-receive. Standard library only; `-S` skips site.
+# The measuring wrapper, installed as hooks/pre-receive: it times the installed hook with spawn_measured
+# below and appends the figures to a record file. `-S` skips site; bench_push imports the stdlib only.
 WRAPPER = '''#!{python} -S
-import json, os, sys, time
-cmd = {cmd!r}
-start = time.perf_counter()
-pid = os.posix_spawn(cmd[0], cmd, os.environ)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - start
-code = os.waitstatus_to_exitcode(status)
-with open({record!r}, "a") as fh:
-    fh.write(json.dumps({{"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": code,
-                         "user": usage.ru_utime, "sys": usage.ru_stime}}) + "\\n")
-sys.exit(code)
+import sys
+sys.path.insert(0, {bench!r})
+from bench_push import record, spawn_measured
+sys.exit(record({record!r}, spawn_measured({cmd!r})))
 '''
 
 # Runs the suite's command line under cProfile (imports included) and writes the stats to argv[1].
@@ -87,9 +84,101 @@ sys.exit(code)
 @dataclass(frozen=True)
 class Sample:
     wall: float
-    maxrss_kb: int
+    maxrss_kb: int  # ru_maxrss: the largest single process (the hook, or one of its workers)
     exit: int
-    cpu: float  # user + system time of the measured process
+    cpu: float  # user + system time of the measured process and the children it waited for
+    tree_pss_kb: int  # sampled peak of the summed PSS of the process and all its descendants
+
+
+# ---------------------------------------------------------------------------- measuring a process tree
+
+def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+                   quiet: bool = False) -> dict[str, float | int]:
+    """Run cmd; its wall time from spawn to exit, rusage (via wait4) and the sampled peak PSS of its tree."""
+    import time
+
+    out = subprocess.DEVNULL if quiet else None
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=out)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    sampler.finish()
+    return {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": proc.returncode, "user": usage.ru_utime,
+            "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb}
+
+
+def record(path: str, figures: dict[str, float | int]) -> int:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(figures) + "\n")
+    return int(figures["exit"])
+
+
+class TreeSampler:
+    """Every 25 ms, the summed PSS (/proc/<pid>/smaps_rollup) of a process and its descendants.
+
+    PSS shares pages among the processes that map them, so forked workers are not counted twice for the
+    memory they share with their parent. Descendants are found again every 100 ms (from /proc/*/stat).
+    """
+
+    INTERVAL = 0.025
+    RESCAN = 0.1
+
+    def __init__(self, root: int) -> None:
+        import threading
+
+        self.root = root
+        self.peak_kb = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        import time
+
+        pids, scanned = [self.root], 0.0
+        while not self.done.wait(self.INTERVAL):
+            if time.monotonic() - scanned > self.RESCAN:
+                pids, scanned = descendants(self.root), time.monotonic()
+            self.peak_kb = max(self.peak_kb, sum(pss_kb(p) for p in pids))
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 class BenchError(Exception):
@@ -107,18 +196,14 @@ def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     return proc
 
 
-def measured(cmd: list[str], cwd: Path, cache: Path) -> Sample:
-    """Run cmd as a child with its user cache in `cache`; wall time from spawn to exit, peak RSS, CPU."""
-    import time
+def sample(d: dict[str, float | int]) -> Sample:
+    return Sample(float(d["wall"]), int(d["maxrss_kb"]), int(d["exit"]), float(d["user"]) + float(d["sys"]),
+                  int(d.get("tree_pss_kb", 0)))
 
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    start = time.perf_counter()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=null, stderr=null, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(wall, usage.ru_maxrss, proc.returncode, usage.ru_utime + usage.ru_stime)
+
+def measured(cmd: list[str], cwd: Path, cache: Path) -> Sample:
+    """Run cmd as a child with its user cache in `cache`, measured like the hook."""
+    return sample(spawn_measured(cmd, cwd, {**os.environ, "XDG_CACHE_HOME": str(cache)}, quiet=True))
 
 
 def profiled_cmd(out: Path, *args: str) -> list[str]:
@@ -138,14 +223,14 @@ class Server:
         installed = path / "hooks" / "pre-receive.measured"
         hook.rename(installed)
         cmd = profiled_cmd(profile, "pre-receive") if profile else [str(installed)]
-        hook.write_text(WRAPPER.format(python=sys.executable, cmd=cmd, record=str(record)), encoding="utf-8")
+        text = WRAPPER.format(python=sys.executable, bench=str(HERE), cmd=cmd, record=str(record))
+        hook.write_text(text, encoding="utf-8")
         hook.chmod(0o755)
 
     def samples(self) -> list[Sample]:
         if not self.record.exists():
             return []
-        return [Sample(d["wall"], d["maxrss_kb"], d["exit"], d["user"] + d["sys"])
-                for d in map(json.loads, self.record.read_text(encoding="utf-8").splitlines())]
+        return [sample(d) for d in map(json.loads, self.record.read_text(encoding="utf-8").splitlines())]
 
     def push(self, clone: Path) -> tuple[Sample, str]:
         """Push the clone's HEAD to main; the hook's sample and what the pusher saw."""
@@ -296,12 +381,14 @@ def validate_warm(work: Path, clone: Path, runs: int) -> list[Sample]:
 def summary(label: str, figure: str, samples: list[Sample], note: str = "") -> str:
     walls = [s.wall for s in samples]
     peak = max(s.maxrss_kb for s in samples) / 1024
+    tree = max(s.tree_pss_kb for s in samples) / 1024
     codes = sorted({s.exit for s in samples})
     status = "" if codes == [0] else f"; hook exit {','.join(map(str, codes))}"
     spread = f", min {min(walls):.3f}, max {max(walls):.3f}" if len(walls) > 1 else ""
     extra = f"; {note}" if note else ""
     cpu = statistics.median(s.cpu for s in samples)
-    return (f"{label} {figure}: median {statistics.median(walls):.3f} s, peak RSS {peak:.0f} MB, cpu {cpu:.3f} s "
+    return (f"{label} {figure}: median {statistics.median(walls):.3f} s, peak RSS {peak:.0f} MB, "
+            f"tree PSS {tree:.0f} MB, cpu {cpu:.3f} s "
             f"({len(samples)} run{'s' if len(samples) != 1 else ''}{spread}{status}{extra})")
 
 
