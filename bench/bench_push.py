@@ -62,8 +62,11 @@ sys.exit(record({record!r}, spawn_measured({cmd!r})))
 '''
 
 # Runs the suite's command line under cProfile (imports included) and writes the stats to argv[1].
+# cProfile cannot follow forked workers: os.cpu_count() is made to say 1 so that the pipeline does all
+# the work in the profiled process (the sequential path).
 PROFILED = '''
-import cProfile, sys
+import cProfile, os, sys
+os.cpu_count = lambda: 1
 out, args = sys.argv[1], sys.argv[2:]
 sys.argv = ["gitops-hooks", *args]
 prof = cProfile.Profile()
@@ -493,7 +496,8 @@ def print_profile(path: Path, top: int = 25) -> None:
     stats = pstats.Stats(str(path))
     raw = stats.stats  # type: ignore[attr-defined]
     total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"\n== profile {path.name}: {total:.3f} s under cProfile (cProfile slows Python code ~1.5-2x)")
+    print(f"\n== profile {path.name}: {total:.3f} s under cProfile (cProfile slows Python code ~1.5-2x; "
+          "one process: the pipeline's workers are turned off)")
     print("-- own time by package / module")
     own: dict[str, float] = {}
     for key, (_, _, tt, _, _) in raw.items():
