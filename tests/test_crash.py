@@ -58,7 +58,23 @@ def write_change(clone: Clone, n: int, files: int) -> None:
     clone.commit(f"change {n}")
 
 
+def leftover_hooks(server: Server) -> list[str]:
+    """Processes still running in the server's folder from a hook (a killed hook's forked workers, kubectl)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "cwd").startswith(str(server.path)):
+                out.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return out
+
+
 def assert_sound(server: Server) -> None:
+    deadline = time.monotonic() + 10
+    while leftover_hooks(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not leftover_hooks(server), f"processes left behind: {leftover_hooks(server)}"
     fsck = git("--git-dir", str(server.path), "fsck", "--no-dangling", "--no-progress", check=False)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     left = [p.name for p in (server.path / "objects").iterdir() if p.name.startswith("tmp_objdir")]
