@@ -25,6 +25,7 @@ from .pipeline import Result, Stats, check_snapshot, make_context
 log = logging.getLogger("gitops_hooks")
 
 PREFIX = "gitops-hooks"
+AUDIT_REF = "refs/notes/gitops"  # the reconcile audit notes (reconcile/audit.py NOTES_REF)
 
 
 class GateTimeout(Exception):
@@ -91,6 +92,10 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     """Findings for one ref update; None when the ref is not checked."""
     cfg = configmod.for_ref(server, update.ref)
     label = f"{update.ref} at {update.short()}"
+    if update.ref == AUDIT_REF:  # written by the server's own hooks (git notes), never by a push
+        f = finding("ref-protected", update.ref, 1, 1, f"{update.ref} is the server's audit trail: "
+                    "pushes may not change or delete it")
+        return Result(f"{update.ref} at {update.short()}", [f], Stats())
     if update.is_delete:
         if configmod.matches(update.ref, cfg["refs"]["protect"]):
             f = finding("ref-protected", update.ref, 1, 1, f"{update.ref} is protected: it may not be deleted")

@@ -187,3 +187,18 @@ def test_no_finding_prints_a_secret_value_or_an_environment_variable(server: Ser
     assert str(Path.home()) not in push.output or str(Path.home()) in str(clone.path)
     log = server.path / "gitops-hooks" / "log" / "gitops-hooks.log"
     assert not log.exists() or (value not in log.read_text() and env_value not in log.read_text())
+
+
+def test_the_audit_notes_cannot_be_forged_or_deleted_by_a_push(server: Server, clone: Clone) -> None:
+    clone.write("apps/cm.yaml", CM.format(name="good"))
+    sha = clone.commit()
+    assert clone.push().accepted
+    git("--git-dir", str(server.path), "notes", "--ref=refs/notes/gitops", "add", "-m", "result: applied", sha)
+    audit = server.rev("refs/notes/gitops")
+    git("notes", "--ref=refs/notes/gitops", "add", "-m", "result: applied (forged)", sha, cwd=clone.path)
+    for spec in ("+refs/notes/gitops:refs/notes/gitops", ":refs/notes/gitops"):
+        push = raw_push(clone, spec)
+        assert push.returncode != 0, push.output
+        assert ("refs/notes/gitops:1:1: error [ref-protected] refs/notes/gitops is the server's audit trail: "
+                "pushes may not change or delete it") in push.remote_lines(), push.output
+        assert server.rev("refs/notes/gitops") == audit
