@@ -70,6 +70,7 @@ def register(*rules: Rule) -> None:
 def catalogue() -> dict[str, Rule]:
     """All known rules. Importing the checks package registers the built-in ones."""
     from . import checks, kubeconform  # noqa: F401  (registration side effect)
+    from .reconcile import desired  # noqa: F401  (reconcile-* rules; no Kubernetes client imported)
 
     return dict(_CATALOGUE)
 
@@ -78,8 +79,7 @@ def rule(rule_id: str) -> Rule:
     try:
         return _CATALOGUE[rule_id]
     except KeyError:
-        from . import checks, kubeconform  # noqa: F401
-
+        catalogue()
         return _CATALOGUE[rule_id]
 
 
