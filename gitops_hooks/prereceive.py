@@ -59,22 +59,29 @@ def push_options(env: Mapping[str, str]) -> list[str]:
     return [env.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(min(count, 100))]
 
 
+POLICY_HINT = "the repository policy is one map of settings, e.g. `rules: {schema-unknown-kind: error}`"
+
+
 def repo_policy(snapshot: Snapshot, server: dict[str, Any]) -> tuple[dict[str, Any], list[Finding]]:
     """The server's config for this ref, tightened by the pushed `.gitops-hooks.yaml` if any."""
     entry = next((e for e in snapshot.entries() if e.path == configmod.REPO_POLICY_FILE), None)
     if entry is None or entry.is_link or entry.size > 1024 * 1024:
         return server, []
-    import yaml
+    from .documents import parse  # the pushed file is hostile input: the gate's own bounded YAML reader
 
-    try:
-        data = yaml.safe_load(snapshot.read(entry).decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return server, [finding("yaml-syntax", entry.path, 1, 1, f"repository policy unreadable: {exc}".splitlines()[0])]
-    if data is None:
+    parsed = parse(entry.path, snapshot.read(entry))
+    if parsed.findings:
+        first = parsed.findings[0]
+        return server, [finding(first.rule, first.path, first.line, first.column,
+                                f"repository policy unreadable: {first.message}", POLICY_HINT)]
+    if not parsed.documents:
         return server, []
-    if not isinstance(data, dict):
-        return server, [finding("yaml-not-mapping", entry.path, 1, 1, "the repository policy must be a map of settings")]
-    return configmod.tighten(server, data, entry.path)
+    if len(parsed.documents) > 1:
+        second = parsed.documents[1]
+        return server, [finding("yaml-not-mapping", entry.path, second.line, second.column,
+                                "the repository policy must be one map of settings, not several documents",
+                                POLICY_HINT)]
+    return configmod.tighten(server, parsed.documents[0].obj, entry.path)
 
 
 def deployed_refs(server: dict[str, Any]) -> set[str]:

@@ -46,9 +46,28 @@ def test_python_object_tags_are_refused_and_never_constructed(server: Server, cl
     clone.commit()
     push = clone.push()
     assert not push.accepted
-    first = rule_lines(push.remote_lines(), "yaml-tag")[0]
-    assert first.startswith("cm.yaml:7:6: error [yaml-tag] the YAML tag !!python/object/apply:os.system")
+    tags = rule_lines(push.remote_lines(), "yaml-tag")
+    assert any(x.startswith("cm.yaml:7:6: error [yaml-tag] the YAML tag !!python/object/apply:os.system") for x in tags)
+    assert any(x.startswith(".gitops-hooks.yaml:1:8: error [yaml-tag] repository policy unreadable: the YAML tag "
+                            "!!python/object/apply:os.system") for x in tags), tags
     assert not marker.exists()
+    assert_clean_refusal(server, push.output, None)
+
+
+def test_alias_bomb_in_the_repository_policy_is_refused_at_once(server: Server, clone: Clone) -> None:
+    """The pushed `.gitops-hooks.yaml` is hostile input too: read by the gate's bounded parser, not PyYAML's
+    loader (an alias bomb there used to keep the hook busy until limits.timeout_seconds)."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    clone.write(".gitops-hooks.yaml", "\n".join(lines) + "\nrules: {x: *i}\n")
+    clone.write("cm.yaml", CM.format(name="ok"))
+    clone.commit()
+    started = time.monotonic()
+    push = clone.push()
+    assert time.monotonic() - started < 20
+    assert (".gitops-hooks.yaml:1:1: error [yaml-alias] repository policy unreadable: aliases expand this document "
+            "beyond 2000000 values (an alias bomb?)") in push.remote_lines(), push.output
     assert_clean_refusal(server, push.output, None)
 
 

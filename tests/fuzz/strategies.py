@@ -286,6 +286,8 @@ def tree(draw: st.DrawFn) -> dict[str, bytes]:
     for path in draw(st.lists(st.sampled_from(PATHS), min_size=1, max_size=5, unique=True)):
         if path.endswith("kustomization.yaml") and draw(st.booleans()):
             files[path] = draw(kustomization_bytes())
+        elif path == ".gitops-hooks.yaml" and draw(st.booleans()):
+            files[path] = draw(file_bytes())
         elif path == ".gitops-hooks.yaml":
             files[path] = draw(st.sampled_from([b"strict: false\n", b"rules: {schema-invalid: off}\n", b"- x\n",
                                                 b"manifests: {include: ['**']}\n", b"rules: !!python/object:x {}\n",
