@@ -17,9 +17,6 @@ from .config import Policy, matches
 from .findings import Finding
 from .gitrepo import Entry, new_commits
 
-MAX_COMMITS = 1000  # a push of more new commits is checked on its newest 1000
-
-
 def _changed_blobs(repo: pygit2.Repository, commit: pygit2.Commit) -> Iterator[tuple[str, int, str]]:
     """(path, mode, blob id) of files this commit adds or changes relative to every parent."""
     if not commit.parents:
@@ -46,7 +43,7 @@ def check_history(
     max_bytes = int(policy.limits["max_file_bytes"])
     seen: set[str] = set(tip_oids)
     findings: list[Finding] = []
-    for commit_id in new_commits(repo, new)[:MAX_COMMITS]:
+    for commit_id in new_commits(repo, new):  # all of them: limits.timeout_seconds bounds the work
         commit = repo[commit_id]
         for path, mode, oid in _changed_blobs(repo, commit):
             if oid in seen or matches(path, policy.path_exclude):
