@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         parser.error(f"source corpus {args.source} is not a folder")
+    if args.objects < 1:
+        parser.error("--objects must be at least 1")
     s = generate(args.source, args.target, args.objects)
     print(f"{args.target}: {s.objects} objects in {s.files} files, {s.folders} folders, "
           f"{s.bytes / 1e6:.1f} MB (from {s.pool} distinct source objects)")
