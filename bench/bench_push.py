@@ -222,11 +222,15 @@ class Server:
         proc = subprocess.run([EXE, "install", str(path)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BenchError(f"gitops-hooks install {path} failed: {proc.stderr.strip()}")
-        hook = path / "hooks" / "pre-receive"
-        installed = path / "hooks" / "pre-receive.measured"
-        hook.rename(installed)
+        (path / "hooks" / "pre-receive").rename(path / "hooks" / "pre-receive.measured")
+        self.wrap(profile)
+
+    def wrap(self, profile: Path | None) -> None:
+        """Measure the installed hook from now on; under cProfile (writing `profile`) if given."""
+        hook = self.path / "hooks" / "pre-receive"
+        installed = self.path / "hooks" / "pre-receive.measured"
         cmd = profiled_cmd(profile, "pre-receive") if profile else [str(installed)]
-        text = WRAPPER.format(python=sys.executable, bench=str(HERE), cmd=cmd, record=str(record))
+        text = WRAPPER.format(python=sys.executable, bench=str(HERE), cmd=cmd, record=str(self.record))
         hook.write_text(text, encoding="utf-8")
         hook.chmod(0o755)
 
@@ -360,15 +364,22 @@ def warm_server(work: Path, clone: Path) -> tuple[Server, str]:
     return server, note
 
 
-def incremental(server: Server, clone: Path, runs: int, change: Callable[[int], None]) -> list[Sample]:
+def incremental(server: Server, clone: Path, runs: int, change: Callable[[int], None],
+                profile: Path | None = None) -> list[Sample]:
+    """`runs` pushes of one change each; with a profile, one more push under cProfile (not counted)."""
     out = []
-    for i in range(runs):
+    for i in range(runs + (profile is not None)):
+        if profile is not None and i == runs:
+            server.wrap(profile)
         change(i)
         commit(clone, f"bench change {i}")
         sample, _ = server.push(clone)
         if sample.exit != 0:
             server.force(clone)
         out.append(sample)
+    if profile is not None:
+        server.wrap(None)
+        out.pop()
     return out
 
 
@@ -419,11 +430,12 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
     if "one-file" in only or "readme" in only:
         server, note = warm_server(work, clone)
         if "one-file" in only:
-            emit("one-file", incremental(server, clone, runs, lambda i: _noop(edit_one_file(clone, i))), note)
+            change = lambda i: _noop(edit_one_file(clone, i))  # noqa: E731
+            emit("one-file", incremental(server, clone, runs, change, prof("one-file")), note)
         if "readme" in only:
             readme = clone / "README.md"
             edit = lambda i: _noop(readme.write_text(f"bench edit {i}\n"))  # noqa: E731
-            emit("readme", incremental(server, clone, runs, edit), note)
+            emit("readme", incremental(server, clone, runs, edit, prof("readme")), note)
     if "validate-cold" in only:
         emit("validate-cold", validate_cold(work, clone, runs, prof("validate-cold")))
     if "validate" in only:
@@ -592,7 +604,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}")
     p.add_argument("--workdir", type=Path, help="keep the repositories here instead of a temporary folder")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="instead of timing, run cold-push and validate-cold once each under cProfile, "
+                   help="also profile: cold-push and validate-cold run once under cProfile, one-file and "
+                        "readme get one extra profiled push after two timed ones; "
                         "write DIR/<corpus>-<figure>.prof and print where the time goes")
     p.add_argument("--code", metavar="REV",
                    help="measure commit REV of the checkout (exported to the work folder), not the live tree")
@@ -642,7 +655,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         raise BenchError(f"no gitops-hooks executable beside {sys.executable}")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-        args.only = [f for f in args.only if f in ("cold-push", "validate-cold")]
+        args.runs = min(args.runs, 2)  # warm pushes: two timed runs, then one under cProfile
     _log(f"load average before: {_load()}")
     run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
     _log(f"load average after: {_load()} (the cores are shared: compare figures taken at like load)")
