@@ -439,12 +439,19 @@ class _Run:
 
         Kinds defined by CRDs of the tree must be known before any blob is checked (they are part of the
         cache keys and of validation), so blobs that may hold a CRD are read first, here."""
+        keys = {self._summary_key(e): e.path for e in manifests if e.path not in self.summaries}
+        for key, summary in self.cache.get_many(list(keys)).items():
+            self.summaries[keys[key]] = summary
         known = {e.path for e in manifests if self._cached_summary(e) is not None}
         unknown = [e for e in manifests if e.path not in known]
         for e in unknown:
             if b"CustomResourceDefinition" in self.read(e) or len(unknown) < PARALLEL_MIN:
                 self.summary(e)
         self.crd_source = self.register_crds([e for e in manifests if e.path in self.summaries])
+        blob_keys = {self._blob_key(e, e.path in direct_paths): e.path for e in self.entries
+                     if e.path not in self.precomputed and (e.path in self.summaries or e.path not in self.by_manifest)}
+        for key, rows in self.cache.get_many(list(blob_keys)).items():
+            self.precomputed[blob_keys[key]] = rows
         todo = [e for e in self.entries if e.path not in self.summaries and e.path in self.by_manifest
                 or self._cached_blob(e, e.path in direct_paths) is None]
         workers = min(os.cpu_count() or 1, MAX_WORKERS)
