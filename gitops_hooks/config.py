@@ -62,7 +62,7 @@ def _schema() -> dict[str, Any]:
     from importlib.resources import files
 
     text = files("gitops_hooks.schemas_data").joinpath("config.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def schema_errors(data: Any, where: str) -> list[str]:

@@ -91,7 +91,7 @@ _STR, _MAP, _SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
 _PLAIN_TAGS: dict[str, str] = {}  # plain scalar text -> resolved tag; the same words recur everywhere
 
 
-class _Composer(_CParser, _Resolver):  # type: ignore[misc]
+class _Composer(_CParser, _Resolver):
     """C scanner and composer; resolution with our resolver; no constructor."""
 
     def __init__(self, stream: str | bytes) -> None:
@@ -247,7 +247,7 @@ def _child(node: Node, part: str | int) -> Node | None:
     if isinstance(node, MappingNode):
         for key, value in node.value:
             if isinstance(key, ScalarNode) and key.value == str(part):
-                return value  # type: ignore[no-any-return]
+                return value
         # Merged keys: look through `<<` sources.
         for key, value in node.value:
             if isinstance(key, ScalarNode) and key.tag == _TAG + "merge":
@@ -258,7 +258,7 @@ def _child(node: Node, part: str | int) -> Node | None:
                         return found
         return None
     if isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-        return node.value[part]  # type: ignore[no-any-return]
+        return node.value[part]
     return None
 
 
@@ -290,7 +290,7 @@ class _Builder:
         tag = node.tag
         cls = node.__class__
         if cls is ScalarNode:
-            value = node.value if tag == _STR else self.scalar(node)
+            value = node.value if tag == _STR else self.scalar(node)  # type: ignore[arg-type]
             if memo is not None:
                 memo[id(node)] = value
             return value
@@ -300,7 +300,7 @@ class _Builder:
             out: dict[str, Any] = {}
             if memo is not None:
                 memo[id(node)] = out
-            self.mapping(node, out)
+            self.mapping(node, out)  # type: ignore[arg-type]
             return out
         if cls is SequenceNode:
             if tag != _SEQ:
@@ -575,6 +575,7 @@ def _same_in_yaml11(value: Any) -> bool:
 _DOC_START = re.compile(r"^---[ \t]*(?:#[^\n]*)?$", re.M)
 _CONTENT_LINE = re.compile(r"^([ \t]*)[^\s#]", re.M)
 
+_yaml_rs: Any
 try:
     import yaml_rs as _yaml_rs
 except ImportError:  # pragma: no cover - the careful path serves alone
@@ -641,7 +642,7 @@ def parse_yaml_careful(path: str, text: str, limits: Limits = DEFAULT_LIMITS, so
     index = 0
     try:
         while loader.check_node():
-            node = loader.get_node()
+            node: Any = loader.get_node()
             if index >= limits.max_documents:
                 result.findings.append(
                     finding("yaml-limits", path, node.start_mark.line + 1, 1,

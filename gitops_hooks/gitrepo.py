@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pygit2
 
@@ -136,13 +137,13 @@ class GitTree(Snapshot):
     def __init__(self, repo: pygit2.Repository, commit_id: str, label: str = "") -> None:
         self.repo = repo
         self.commit_id = commit_id
-        commit = repo[commit_id]
-        if isinstance(commit, pygit2.Tag):
-            commit = commit.peel(pygit2.Commit)
-        if not isinstance(commit, pygit2.Commit):
+        obj: Any = repo[commit_id]
+        if isinstance(obj, pygit2.Tag):
+            obj = obj.peel(pygit2.Commit)
+        if not isinstance(obj, pygit2.Commit):
             raise ValueError(f"{commit_id[:12]} is not a commit")
-        self.commit = commit
-        self.tree = commit.tree
+        self.commit: pygit2.Commit = obj
+        self.tree: pygit2.Tree = obj.tree
         self.label = label or commit_id[:12]
         self._entries: list[Entry] | None = None
 
@@ -152,16 +153,22 @@ class GitTree(Snapshot):
         return self._entries
 
     def read(self, entry: Entry) -> bytes:
-        return bytes(self.repo[entry.oid].data)
+        return _blob_bytes(self.repo, entry.oid)
+
+
+def _blob_bytes(repo: pygit2.Repository, oid: str) -> bytes:
+    blob: Any = repo[oid]
+    return bytes(blob.data)
 
 
 def _walk_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[Entry]:
     odb = repo.odb
     for item in tree:
-        path = prefix + item.name
+        path = prefix + (item.name or "")
         mode = item.filemode
         if mode == pygit2.GIT_FILEMODE_TREE:
-            yield from _walk_tree(repo, repo[item.id], path + "/")
+            subtree: Any = repo[item.id]
+            yield from _walk_tree(repo, subtree, path + "/")
         elif mode == MODE_GITLINK:
             yield Entry(path, mode, str(item.id), 0)
         else:
@@ -185,7 +192,7 @@ class IndexTree(Snapshot):
         return out
 
     def read(self, entry: Entry) -> bytes:
-        return bytes(self.repo[entry.oid].data)
+        return _blob_bytes(self.repo, entry.oid)
 
 
 def blob_id(data: bytes) -> str:

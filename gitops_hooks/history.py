@@ -17,6 +17,7 @@ from .config import Policy, matches
 from .findings import Finding
 from .gitrepo import Entry, new_commits
 
+
 def _changed_blobs(repo: pygit2.Repository, commit: pygit2.Commit) -> Iterator[tuple[str, int, str]]:
     """(path, mode, blob id) of files this commit adds or changes relative to every parent."""
     if not commit.parents:

@@ -475,7 +475,7 @@ def _write_schemas(docs: list[Document], ctx: CheckContext, folder: Path) -> str
         schema: dict[str, Any] | None = None
         raw = ctx.custom.raw(gvk) if gvk in ctx.custom else None
         if raw is not None:
-            schema = crd_to_jsonschema(raw[0], ctx.policy.strict, ctx.custom.object_meta)
+            schema = crd_to_jsonschema(raw[0], ctx.policy.strict, ctx.custom.meta())
         elif gvk in ctx.kube.index:
             schema = definition_closure(ctx.kube.defs, ctx.kube.index[gvk])
         if schema is not None:

@@ -311,7 +311,7 @@ def _point_back(doc: Document, d: str, kpath: str, parsed: Mapping[str, ParsedFi
             origin = yaml.safe_load(annotations.pop(ORIGIN))
         except yaml.YAMLError:
             origin = None
-        if not annotations:
+        if not annotations and isinstance(meta, dict):
             meta.pop("annotations")
         if isinstance(origin, dict) and isinstance(origin.get("path"), str) and "repo" not in origin:
             origin_path = posixpath.normpath(posixpath.join(d, origin["path"]))

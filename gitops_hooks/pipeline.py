@@ -181,7 +181,7 @@ def _findings_json(findings: list[Finding]) -> list[Any]:
 
 
 def _findings_from(rows: list[Any]) -> list[Finding]:
-    return [Finding(r[0], r[1], r[2], r[3], Severity(r[4]), r[5], r[6], tuple(r[7]) if r[7] else None)  # type: ignore[arg-type]
+    return [Finding(r[0], r[1], r[2], r[3], Severity(r[4]), r[5], r[6], tuple(r[7]) if r[7] else None)
             for r in rows]
 
 
@@ -292,7 +292,7 @@ class _Run:
                                f"Helm chart {d or '.'}: recognised as a chart; its templates are not validated"))
         manifests = self.manifests(charts, out)
         self.stats.manifests = len(manifests)
-        units, rendered, consumed = self.kustomize(charts, out)
+        units, rendered, consumed = self.kustomize_units(charts, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
         self.blob_work(manifests, direct_paths)
         for n, e in enumerate(manifests, 1):
@@ -358,7 +358,7 @@ class _Run:
 
     _simple_members: set[str] = set()
 
-    def kustomize(self, charts: list[str], out: list[Finding]) -> tuple[dict[str, list[Any]], list[Document], set[str]]:
+    def kustomize_units(self, charts: list[str], out: list[Finding]) -> tuple[dict[str, list[Any]], list[Document], set[str]]:
         """Units of kustomize roots, the objects of kubectl renders, and the files kustomizations read."""
         units: dict[str, list[Any]] = {}
         rendered: list[Document] = []
@@ -424,8 +424,8 @@ class _Run:
             if not defines:
                 continue
             for gvk in defines:
-                source[gvk] = e.oid  # type: ignore[index]
-            self.ctx.custom.add_loader(defines, self._crd_loader(e))  # type: ignore[arg-type]
+                source[gvk] = e.oid
+            self.ctx.custom.add_loader(defines, self._crd_loader(e))
         return source
 
     def register_rendered_crds(self, rendered: list[Document], source: dict[GVK, str]) -> None:
@@ -504,7 +504,7 @@ class _Run:
         rows = self.cache.get(self._blob_key(e, direct))
         if rows is not None:
             self.precomputed[e.path] = rows
-        return rows  # type: ignore[no-any-return]
+        return rows
 
     def blob_findings(self, e: Entry, direct: bool, crd_source: dict[GVK, str]) -> list[Finding]:
         """Document checks of a blob's objects (when they stand for themselves) and file checks."""

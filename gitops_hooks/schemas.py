@@ -91,7 +91,7 @@ class KubernetesSchemas:
     def defs(self) -> dict[str, Any]:
         """Read on first use: a push whose results all come from the cache never needs them."""
         folder = f"v{self.version}.0-local" + ("-strict" if self.strict else "")
-        return _json_load(schema_root() / folder / "_definitions.json")["$defs"]  # type: ignore[no-any-return]
+        return _json_load(schema_root() / folder / "_definitions.json")["$defs"]
 
     @functools.cached_property
     def index(self) -> dict[GVK, str]:
@@ -263,6 +263,10 @@ class CustomSchemas:
             added.append(gvk)
         return added
 
+    def meta(self) -> dict[str, Any] | None:
+        """The ObjectMeta schema custom resources' metadata is checked against (built on first use)."""
+        return self.object_meta() if callable(self.object_meta) else self.object_meta
+
     def add_loader(self, gvks: Iterable[GVK], loader: Callable[[GVK], tuple[dict[str, Any], str, str]]) -> None:
         self._lazy = getattr(self, "_lazy", {})
         for gvk in gvks:
@@ -289,8 +293,7 @@ class CustomSchemas:
         if gvk in self._broken:
             raise UnusableSchema(self._broken[gvk])
         try:
-            meta = self.object_meta() if callable(self.object_meta) else self.object_meta
-            validator = compile_schema(crd_to_jsonschema(schema, self.strict, meta))
+            validator = compile_schema(crd_to_jsonschema(schema, self.strict, self.meta()))
         except ValueError as exc:  # jsonschema_rs.ValidationError is a ValueError
             first = (str(exc).strip().splitlines() or ["invalid schema"])[0]
             at = "/".join(str(p) for p in getattr(exc, "instance_path", ()) or ())

@@ -20,7 +20,7 @@ Every finding names a rule registered in the catalogue (`findings.register`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,7 @@ class TreeView:
     """What tree checks see: every entry, the parsed manifest files and the objects to validate."""
 
     entries: list[Entry]
-    parsed: dict[str, ParsedFile]
+    parsed: Mapping[str, ParsedFile]  # read on first look (see pipeline._LazyParsed)
     objects: list[Document]
     # Objects grouped by the unit inside which each must be unique (a folder, a kustomize render).
     units: dict[str, list[Document]]
@@ -94,5 +94,17 @@ def history_check(fn: HistoryCheck) -> HistoryCheck:
 
 
 # Built-in families. Importing a module registers its rules and checks.
-from . import core, deprecations, imperative, livestate, objects, policy, schema, secrets  # noqa: E402,F401
-from . import admin_rules, admission, cel_crd, plugins  # noqa: E402,F401  (operators' rules: CEL and plugins)
+from . import (  # noqa: E402,F401  (operators' rules too: CEL and plugins)
+    admin_rules,
+    admission,
+    cel_crd,
+    core,
+    deprecations,
+    imperative,
+    livestate,
+    objects,
+    plugins,
+    policy,
+    schema,
+    secrets,
+)

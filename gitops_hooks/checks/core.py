@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..findings import Rule, Severity, register
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 register(
     Rule("yaml-syntax", "yaml", E, "The file is not valid YAML (or JSON).",
@@ -35,13 +35,13 @@ register(
          "Helm or Jinja templates are not desired state until rendered. Commit the rendered manifests, "
          "or keep the chart in a folder with Chart.yaml (it is then recognised as a chart).",
          "image: registry.example.com/web:1.4.2\n"),
-    Rule("helm-chart", "helm", I, "A Helm chart folder: recognised as a chart, its templates are not validated.",
+    Rule("helm-chart", "helm", INFO, "A Helm chart folder: recognised as a chart, its templates are not validated.",
          "Folders with a Chart.yaml hold templates, not manifests. Deploy the chart with a HelmRelease "
          "(Flux) or an Application (Argo CD) whose values are in git.", ""),
-    Rule("tree-symlink", "tree", I, "A symbolic link where a manifest would be: listed, never followed.",
+    Rule("tree-symlink", "tree", INFO, "A symbolic link where a manifest would be: listed, never followed.",
          "The gate never follows links, so their targets are not checked; kubectl and kustomize would "
          "read the target. Replace the link with the file itself.", ""),
-    Rule("tree-submodule", "tree", I, "A submodule: listed, never followed.",
+    Rule("tree-submodule", "tree", INFO, "A submodule: listed, never followed.",
          "Submodule contents live in another repository and are not checked by this push.", ""),
     Rule("kustomize-build", "kustomize", E, "A kustomization does not build.",
          "The folder's kustomization.yaml is rendered with `kubectl kustomize` (or read directly when it "
