@@ -154,3 +154,40 @@ def test_flux_receiver_is_called_with_a_signed_body(server: Server, clone: Clone
             assert "abc123secretdigest" not in text and "receiver-token-123" not in text
     finally:
         httpd.shutdown()
+
+
+def test_audit_notes_are_never_half_written_under_kill_9(
+        server: Server, clone: Clone, kube: KubeAPI, tmp_path: Path) -> None:
+    """SIGKILL at random moments of reconciles (apply, note writing): every note that exists is whole YAML
+    with whole records, and the repository stays sound."""
+    import random
+
+    import yaml
+
+    add_env(server, kube, tmp_path)
+    base_tree(clone)
+    for i in range(10):
+        clone.write(f"clusters/prod/cm{i:02}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i:02}\n")
+    sha = clone.commit("ten")
+    assert clone.push().accepted
+    rng = random.Random(7)
+    for _ in range(10):  # every run rewrites the note (a quiet run refreshes its `checked` time)
+        proc = subprocess.Popen([EXE, "reconcile", "prod", "--repo", str(server.path)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(0.0, 0.6))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        listed = subprocess.run(["git", "--git-dir", str(server.path), "notes", "--ref=refs/notes/gitops", "list"],
+                                capture_output=True, text=True, check=True).stdout.split()
+        for note_id in listed[::2]:
+            text = subprocess.run(["git", "--git-dir", str(server.path), "cat-file", "-p", note_id],
+                                  capture_output=True, text=True, check=True).stdout
+            data = yaml.safe_load(text)
+            assert isinstance(data, dict) and isinstance(data.get("reconciles"), list), text
+            for record in data["reconciles"]:
+                assert {"environment", "commit", "result"} <= set(record), record
+    fsck = subprocess.run(["git", "--git-dir", str(server.path), "fsck", "--no-dangling"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    done = run_suite("reconcile", "prod", "--repo", str(server.path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: applied" in note(server, sha)
