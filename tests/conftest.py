@@ -17,6 +17,27 @@ CORPUS = SHARED / "corpus"
 CRDS = SHARED / "crds"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")
 
+# The Deployment most tests push; `apps/web.yaml` in a clone. BROKEN_DEPLOYMENT fails at 7:13.
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+"""
+BROKEN_DEPLOYMENT = DEPLOYMENT.replace("replicas: 2", "replicas: two")
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Pusher",
     "GIT_AUTHOR_EMAIL": "pusher@example.com",

@@ -2,26 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Clone, Server
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: apps
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-"""
+from conftest import DEPLOYMENT, Clone, Server
 
 
 def test_valid_push_is_accepted(server: Server, clone: Clone) -> None:

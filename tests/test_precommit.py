@@ -10,28 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import GIT_ENV, ROOT, git, run_suite
+from conftest import DEPLOYMENT, GIT_ENV, ROOT, git, run_suite
 
 PRE_COMMIT = str(Path(sys.executable).parent / "pre-commit")
 
-GOOD = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: apps
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-"""
+GOOD = DEPLOYMENT
 BAD = GOOD.replace("replicas: 2", "replicas: two")
 BAD_LINE = ("apps/web.yaml:7:13: error [schema-invalid] deployment.apps/web: "
             "spec.replicas: 'two' is not of type integer")

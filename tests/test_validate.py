@@ -8,26 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CORPUS, EXE, Clone, Server, git, need_corpus, run_suite
+from conftest import CORPUS, DEPLOYMENT, EXE, Clone, Server, git, need_corpus, run_suite
 
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: apps
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-"""
 BAD_DEPLOYMENT = DEPLOYMENT.replace("replicas: 2", "replicas: two")
 BAD_LINE = ("apps/web.yaml:7:13: error [schema-invalid] deployment.apps/web: "
             "spec.replicas: 'two' is not of type integer")
