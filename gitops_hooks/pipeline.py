@@ -242,6 +242,8 @@ class _Run:
         self.crd_source: dict[GVK, str] = {}
         self.by_manifest: set[str] = set()
         self.parse_fp = fingerprint(code_fingerprint(), self.limits)
+        self._simple_members: set[str] = set()  # files of kustomizations read directly (see kustomize_units)
+        self._simple_units: dict[str, list[str]] = {}
         self.base = fingerprint(__version__, code_fingerprint(), policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
                                 [c.__module__ + "." + c.__qualname__ for c in [*DOCUMENT_CHECKS, *FILE_CHECKS, *PARSED_CHECKS]],
                                 _folder_stamp(policy.config.get("schema_dirs", [])), _plugins())
@@ -356,14 +358,10 @@ class _Run:
         self.by_manifest = {e.path for e in chosen}
         return chosen
 
-    _simple_members: set[str] = set()
-
     def kustomize_units(self, charts: list[str], out: list[Finding]) -> tuple[dict[str, list[Any]], list[Document], set[str]]:
         """Units of kustomize roots, the objects of kubectl renders, and the files kustomizations read."""
         units: dict[str, list[Any]] = {}
         rendered: list[Document] = []
-        self._simple_members = set()
-        self._simple_units: dict[str, list[str]] = {}
         if not self.policy.config["kustomize"]["enabled"]:
             return units, rendered, set()
         kfiles = {e.path: self.parse(e.path) for e in self.entries

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .findings import Finding, Severity
+from .findings import Finding, Severity, rule
 from .pipeline import Result
 
 
@@ -42,9 +42,8 @@ def render_text(results: Iterable[Result], max_findings: int = 50, explain: bool
     hidden = 0
     explained: set[str] = set()
     for result in results:
-        if results and len(results) > 1 or result.label:
-            if result.findings or len(results) > 1:
-                lines.append(f"== {result.label}")
+        if result.findings or len(results) > 1:
+            lines.append(f"== {result.label}")
         current = None
         for f in sorted(result.findings, key=lambda f: (f.path, f.line, f.column, -f.severity, f.rule)):
             if shown >= max_findings:
@@ -60,8 +59,6 @@ def render_text(results: Iterable[Result], max_findings: int = 50, explain: bool
             shown += 1
             if explain and f.rule not in explained and f.severity >= Severity.WARNING:
                 explained.add(f.rule)
-                from .findings import rule
-
                 try:
                     r = rule(f.rule)
                     lines.extend("    | " + x for x in r.explanation.splitlines())
