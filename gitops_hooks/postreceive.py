@@ -38,7 +38,7 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
         return 0
     if not server.get("environments"):
         for u in updates:
-            if not u.is_delete:
+            if not u.is_delete and not u.ref.startswith("refs/notes/"):  # notes are not desired state
                 out.write(f"{PREFIX}: {u.ref} {u.short()}: accepted, not applied: no target configured\n")
         return 0
     try:

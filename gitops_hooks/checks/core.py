@@ -51,8 +51,9 @@ register(
          "The gate renders kustomizations with everything that reaches outside the repository switched "
          "off. Vendor remote bases into the repository, and render Helm charts with a HelmRelease.",
          "resources:\n  - ../base\n  - deployment.yaml\n"),
-    Rule("ref-protected", "refs", E, "A protected ref may not be deleted.",
-         "The administrator lists refs that may not be deleted under refs.protect.", ""),
+    Rule("ref-protected", "refs", E, "A protected ref may not be deleted, and the audit notes ref not changed, by a push.",
+         "The administrator lists refs that may not be deleted under refs.protect. refs/notes/gitops holds the "
+         "audit trail that reconciliation writes: no push may change or delete it.", ""),
     Rule("policy-loosening-ignored", "policy", W,
          "The repository's .gitops-hooks.yaml tried to loosen the server's policy; that part is ignored.",
          "A pushed repository may only tighten the server's policy (raise severities, check more files).",
