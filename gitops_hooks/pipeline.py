@@ -296,7 +296,7 @@ class _Run:
         self.stats.manifests = len(manifests)
         units, rendered, consumed = self.kustomize_units(charts, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
-        self.blob_work(manifests, direct_paths)
+        self.blob_work(manifests, direct_paths, rendered)
         for n, e in enumerate(manifests, 1):
             s = self.summary(e)
             out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
@@ -315,7 +315,6 @@ class _Run:
         self.stats.objects = len(objects)
 
         crd_source = self.crd_source
-        self.register_rendered_crds(rendered, crd_source)
         for e in self.entries:
             out.extend(self.blob_findings(e, e.path in direct_paths, crd_source))
         for doc in rendered:
@@ -432,7 +431,7 @@ class _Run:
                 for gvk in self.ctx.custom.add_crd(doc.obj, f"{doc.path}:{doc.line}"):
                     source[gvk] = fingerprint(doc.obj)
 
-    def blob_work(self, manifests: list[Entry], direct_paths: set[str]) -> None:
+    def blob_work(self, manifests: list[Entry], direct_paths: set[str], rendered: list[Document]) -> None:
         """Parse summaries and per-blob findings that the cache does not have, on every core when there are many.
 
         Kinds defined by CRDs of the tree must be known before any blob is checked (they are part of the
@@ -446,6 +445,7 @@ class _Run:
             if b"CustomResourceDefinition" in self.read(e) or len(unknown) < PARALLEL_MIN:
                 self.summary(e)
         self.crd_source = self.register_crds([e for e in manifests if e.path in self.summaries])
+        self.register_rendered_crds(rendered, self.crd_source)  # CRDs that only a kustomize build yields
         blob_keys = {self._blob_key(e, e.path in direct_paths): e.path for e in self.entries
                      if e.path not in self.precomputed and (e.path in self.summaries or e.path not in self.by_manifest)}
         for key, rows in self.cache.get_many(list(blob_keys)).items():

@@ -129,3 +129,20 @@ def test_missing_required_fields(server: Server, clone: Clone) -> None:
         "x.yaml:1:1: error [object-required] configmap: missing metadata.name",
         "x.yaml:5:1: error [object-required] service/s: missing apiVersion",
     ]
+
+
+def test_crd_from_a_kustomize_build_validates_standalone_resources(server: Server, clone: Clone) -> None:
+    """A CRD that only a rendered kustomization yields still validates custom resources elsewhere."""
+    from test_cache import CRD, WIDGET
+
+    clone.write("crds/crd.yaml", CRD % "integer")
+    clone.write("crds/kustomization.yaml", "resources: [crd.yaml]\ncommonLabels: {team: platform}\n")
+    clone.write("apps/widget.yaml", WIDGET.replace("size: 3", "size: big"))
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    assert ("apps/widget.yaml:6:9: error [schema-invalid] widget.example.io/w: spec.size: 'big' is not of type "
+            "integer") in push.remote_lines()
+    clone.write("apps/widget.yaml", WIDGET)
+    clone.commit()
+    assert clone.push().accepted
