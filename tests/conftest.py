@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ spec:
 """
 BROKEN_DEPLOYMENT = DEPLOYMENT.replace("replicas: 2", "replicas: two")
 
+TEST_HOME = tempfile.mkdtemp(prefix="gitops-hooks-test-home-")
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Pusher",
     "GIT_AUTHOR_EMAIL": "pusher@example.com",
@@ -48,7 +51,7 @@ GIT_ENV = {
 
 
 def git(*args: str, cwd: Path | None = None, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **GIT_ENV, "HOME": str(cwd or Path.cwd())}
+    env = {**os.environ, **GIT_ENV, "HOME": TEST_HOME}  # nothing a test runs writes into the checkout
     env.pop("GIT_DIR", None)
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, input=input, check=False)
     if check and proc.returncode != 0:
