@@ -10,6 +10,7 @@ import functools
 import hashlib
 import os
 import posixpath
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -564,14 +565,33 @@ def _in_children(run: _Run, items: list[tuple[str, bool]], workers: int) -> list
     _CHILD_RUN = run
     try:
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers) as pool:
+        # The gate's timer (SIGALRM) must not fire while forking: Python ignores exceptions raised in
+        # at-fork callbacks, and a half-made pool can outlive the hook. It may fire while we wait.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            pool = ctx.Pool(workers, initializer=_child_init)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        try:
             results = pool.map(_child_work, [c for c in chunks if c])
+        finally:
+            pool.terminate()  # on a timeout too: no worker outlives this call
     except OSError:
         return None
     finally:
         _CHILD_RUN = None
         run.cache = saved_cache
     return [r for chunk in results for r in chunk]
+
+
+def _child_init() -> None:
+    """Workers die with the hook, even when it is killed (they would keep git waiting on their output)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class _LazyParsed(Mapping[str, ParsedFile]):

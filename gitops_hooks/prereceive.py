@@ -6,11 +6,13 @@ traceback goes to a log file inside the bare repository.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,8 +30,8 @@ PREFIX = "gitops-hooks"
 AUDIT_REF = "refs/notes/gitops"  # the reconcile audit notes (reconcile/audit.py NOTES_REF)
 
 
-class GateTimeout(Exception):
-    pass
+class GateTimeout(BaseException):
+    """Raised by the timer. A BaseException, so that no `except Exception` in a check can swallow it."""
 
 
 def log_dir(git_dir: Path) -> Path:
@@ -158,16 +160,19 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
                   f"(`gitops-hooks config check`). First problem: {str(exc).splitlines()[0]}\n")
         return 1
     timeout = float(server["limits"]["timeout_seconds"])
+    deadline = time.monotonic() + timeout
+    refused = f"{PREFIX}: push refused: checking took longer than limits.timeout_seconds ({timeout:g} s)\n"
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise GateTimeout()
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
+    report = io.StringIO()
     try:
-        code = _gate(stdin_text, git_dir, env, server, out)
+        code = _gate(stdin_text, git_dir, env, server, report)
     except GateTimeout:
-        out.write(f"{PREFIX}: push refused: checking took longer than limits.timeout_seconds ({timeout:g} s)\n")
+        out.write(refused)
         return 1
     except Exception as exc:  # fail closed, never a traceback to the pusher
         path = write_log(git_dir, traceback.format_exc())
@@ -178,6 +183,13 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+    if time.monotonic() >= deadline:
+        # The timer's exception can be lost (Python ignores exceptions raised in at-fork callbacks, for
+        # one): past the deadline the push is refused whatever the run concluded. Fail closed.
+        out.write(refused)
+        return 1
+    out.write(report.getvalue())
+    out.flush()
     if code != 0:
         return code
     return run_chained(git_dir, "pre-receive", stdin_text, out)

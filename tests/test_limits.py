@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 
-from conftest import Clone, Server, git
+import pytest
+from conftest import GIT_ENV, TEST_HOME, Clone, Server, git
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
 
@@ -84,3 +87,23 @@ def test_timeout_seconds(server: Server, clone: Clone) -> None:
     # With time enough the same push is accepted: the refusal was the limit, not the content.
     server.configure("limits:\n  timeout_seconds: 60\n")
     assert clone.push().accepted
+
+
+@pytest.mark.parametrize("seconds", ["0.02", "0.08", "0.15", "0.3"])
+def test_timeout_at_any_moment_refuses_and_never_hangs(server: Server, clone: Clone, seconds: str) -> None:
+    """The timer may fire while the cold run forks its workers, while they work or after: the push is
+    refused with the timeout message (or finished in time and judged), the hook never hangs and no
+    worker is left behind."""
+    server.configure(f"limits:\n  timeout_seconds: {seconds}\n")
+    for i in range(300):
+        clone.write(f"apps/cm{i}.yaml", CM.format(name=f"cm{i}"))
+    clone.commit()
+    proc = subprocess.run(["git", "push", "--porcelain", "origin", "HEAD:refs/heads/main"], cwd=clone.path,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, **GIT_ENV, "HOME": TEST_HOME})
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out and "Exception ignored" not in out, out
+    if proc.returncode != 0:
+        assert "checking took longer than limits.timeout_seconds" in out, out
+        assert server.rev() is None
+    else:
+        assert "gitops-hooks: accepted" in out
