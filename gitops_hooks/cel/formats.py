@@ -28,37 +28,31 @@ def _regex_error(what: str, pattern: str, example: str) -> str:
     return f"{what} (e.g. {example}, regex used for validation is '{pattern}')"
 
 
-def dns1123_label(value: str) -> list[str]:
+def _name_check(value: str, limit: int, pattern: str, rule: str, example: str) -> list[str]:
     errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not re.fullmatch(_LABEL, value):
-        errs.append(_regex_error("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-                                 "'-', and must start and end with an alphanumeric character", _LABEL,
-                                 "'my-name',  or '123-abc'"))
+    if len(value) > limit:
+        errs.append(f"must be no more than {limit} characters")
+    if not re.fullmatch(pattern, value):
+        errs.append(_regex_error(rule, pattern, example))
     return errs
+
+
+def dns1123_label(value: str) -> list[str]:
+    return _name_check(value, 63, _LABEL, "a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                       "characters or '-', and must start and end with an alphanumeric character",
+                       "'my-name',  or '123-abc'")
 
 
 def dns1123_subdomain(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not re.fullmatch(_SUBDOMAIN, value):
-        errs.append(_regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                                 "'-' or '.', and must start and end with an alphanumeric character", _SUBDOMAIN,
-                                 "'example.com'"))
-    return errs
+    return _name_check(value, 253, _SUBDOMAIN, "a lowercase RFC 1123 subdomain must consist of lower case "
+                       "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                       "'example.com'")
 
 
 def dns1035_label(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not re.fullmatch(_DNS1035, value):
-        errs.append(_regex_error("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "
-                                 "with an alphabetic character, and end with an alphanumeric character", _DNS1035,
-                                 "'my-name',  or 'abc-123'"))
-    return errs
+    return _name_check(value, 63, _DNS1035, "a DNS-1035 label must consist of lower case alphanumeric characters "
+                       "or '-', start with an alphabetic character, and end with an alphanumeric character",
+                       "'my-name',  or 'abc-123'")
 
 
 def _prefix(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
