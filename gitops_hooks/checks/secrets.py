@@ -188,17 +188,29 @@ class _Text:
     _newlines: list[int] | None = None
     _docs: list[tuple[int, str, bool]] | None = None  # (start offset, kind, sops)
 
-    def position(self, offset: int) -> tuple[int, int]:
+    def newlines(self) -> list[int]:
         if self._newlines is None:
             self._newlines = [m.start() for m in re.finditer("\n", self.text)]
-        line = bisect.bisect_left(self._newlines, offset)
-        start = self._newlines[line - 1] + 1 if line else 0
+        return self._newlines
+
+    def position(self, offset: int) -> tuple[int, int]:
+        newlines = self.newlines()
+        line = bisect.bisect_left(newlines, offset)
+        start = newlines[line - 1] + 1 if line else 0
         return line + 1, offset - start + 1
 
+    def line_start(self, offset: int) -> int:
+        """Where the line holding offset starts (by bisection: lines of JSON can be megabytes long)."""
+        newlines = self.newlines()
+        line = bisect.bisect_left(newlines, offset)
+        return newlines[line - 1] + 1 if line else 0
+
     def line_text(self, offset: int) -> tuple[int, str]:
-        start = self.text.rfind("\n", 0, offset) + 1
-        end = self.text.find("\n", offset)
-        return start, self.text[start: end if end >= 0 else len(self.text)]
+        newlines = self.newlines()
+        line = bisect.bisect_left(newlines, offset)
+        start = newlines[line - 1] + 1 if line else 0
+        end = newlines[line] if line < len(newlines) else len(self.text)
+        return start, self.text[start:end]
 
     def context(self, offset: int) -> tuple[str, bool]:
         """Kind and SOPS status of the YAML document holding offset."""
@@ -234,13 +246,14 @@ def _keyword_offsets(text: str) -> list[int]:
     return sorted(out)
 
 
-def _marked_lines(text: str, markers: tuple[str, ...]) -> Iterator[int]:
+def _marked_lines(doc: _Text, markers: tuple[str, ...]) -> Iterator[int]:
     """Start offsets of the lines that hold one of the markers, each once."""
     seen: set[int] = set()
+    text = doc.text
     for marker in markers:
         i = text.find(marker)
         while i >= 0:
-            start = text.rfind("\n", 0, i) + 1
+            start = doc.line_start(i)
             if start not in seen:
                 seen.add(start)
                 yield start
@@ -249,7 +262,7 @@ def _marked_lines(text: str, markers: tuple[str, ...]) -> Iterator[int]:
 
 def _strong(doc: _Text) -> Iterator[Leak]:
     for p in STRONG:
-        for start in _marked_lines(doc.text, p.markers):
+        for start in _marked_lines(doc, p.markers):
             end = doc.text.find("\n", start)
             for m in p.regex.finditer(doc.text, start, end if end >= 0 else len(doc.text)):
                 if doc.context(m.start())[0] in SECRET_KINDS:
@@ -264,10 +277,11 @@ def _strong(doc: _Text) -> Iterator[Leak]:
 def _generic(doc: _Text, offsets: list[int]) -> Iterator[Leak]:
     seen_lines: set[int] = set()
     for offset in offsets:
-        start, text = doc.line_text(offset)
+        start = doc.line_start(offset)
         if start in seen_lines:
             continue
         seen_lines.add(start)
+        start, text = doc.line_text(offset)
         found = [*_assignments(doc, start, text), *_env_pair(doc, start, text)]
         if found and doc.context(start)[0] not in SECRET_KINDS:
             yield from found
