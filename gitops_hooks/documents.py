@@ -519,15 +519,60 @@ _INDICATOR_BEFORE = frozenset(" \t\n\r[{,-:")
 
 
 def _token_starts(text: str, char: str, also_next: str = "") -> bool:
-    """`char` at the start of a YAML token (a tag `!x`, an anchor `&x`), not inside a word."""
+    """`char` at the start of a YAML token (a tag `!x`, an anchor `&x`), not inside a word, nor inside a
+    quoted scalar that opens on the same line (CEL rules in CRDs are full of `'!has(...) || !x'`)."""
     i = text.find(char)
     while i >= 0:
         before = text[i - 1] if i else "\n"
         after = text[i + 1: i + 2]
         if before in _INDICATOR_BEFORE and after and not after.isspace() and after not in also_next:
-            return True
+            start = text.rfind("\n", 0, i) + 1
+            if not _in_quotes(text, start, i):
+                return True
         i = text.find(char, i + 1)
     return False
+
+
+# What may stand before a quote on its line for the quote to open a scalar, beyond doubt: indentation,
+# sequence dashes, and a plain or quoted key of simple characters with its `: `.
+_QUOTE_OPENS_AFTER = re.compile(r"""[ \t]*(?:- +)*(?:(?:[A-Za-z0-9_.\-/]+|"[^"\\]*"|'[^']*') *: +)?""")
+
+
+def _in_quotes(text: str, start: int, at: int) -> bool:
+    """Is offset `at` inside a quoted scalar that opens on its line (which starts at `start`)?
+
+    Errs towards "no" (the careful path then reads the file): a quote counts as opening a scalar only
+    where nothing but indentation, dashes and a simple key stand before it on the line."""
+    i = start
+    while True:
+        q = min((p for p in (text.find("'", i, at), text.find('"', i, at)) if p >= 0), default=-1)
+        if q < 0 or not _QUOTE_OPENS_AFTER.fullmatch(text, start, q):
+            return False
+        end = _quote_end(text, q, at)
+        if end < 0:
+            return True  # still open at `at`
+        i = end + 1
+
+
+def _quote_end(text: str, opening: int, limit: int) -> int:
+    """Offset of the quote closing the scalar opened at `opening`, or -1 if it is not closed before limit."""
+    q = text[opening]
+    i = opening + 1
+    while i < limit:
+        c = text[i]
+        if q == "'" and c == "'":
+            if text[i + 1: i + 2] == "'":
+                i += 2  # '' is a quote inside a single-quoted scalar
+                continue
+            return i
+        if q == '"':
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                return i
+        i += 1
+    return -1
 
 
 def _leading_zero_number(text: str) -> bool:
@@ -536,8 +581,9 @@ def _leading_zero_number(text: str) -> bool:
         i = text.find(marker)
         while i >= 0:
             nxt = text[i + len(marker): i + len(marker) + 1]
-            if nxt.isdigit() or nxt in ("b", "B", "_"):
-                return True
+            if (nxt.isdigit() or nxt in ("b", "B", "_")) and \
+                    (marker[0] not in "[{" or i == 0 or text[i - 1] in _INDICATOR_BEFORE):
+                return True  # ([0 and {0 count where a flow collection can open: not in `^([01][0-9])`)
             i = text.find(marker, i + 1)
     return False
 
