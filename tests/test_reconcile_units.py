@@ -358,7 +358,7 @@ def test_real_kubectl_understands_the_inventory(tmp_path: Path) -> None:
         (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: apps\n")
         command = ["kubectl", "--kubeconfig", kc, "apply", "--server-side", "--prune", "--applyset=secrets/gitops-hooks-prod",
                    "-n", "apps", "-f", str(tmp_path / "x.yaml"), "--dry-run=server", "--validate=false"]
-        env = {"KUBECTL_APPLYSET": "true", "PATH": "/usr/bin:/bin"}
+        env = {"KUBECTL_APPLYSET": "true", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # its cache: not the checkout
         refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
         assert 'is managed by tooling "gitops-hooks" instead of "kubectl"' in refused.stderr, refused.stderr
         # Let kubectl take the set over: it must accept our id (it computes its own and compares) and find the
