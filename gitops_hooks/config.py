@@ -65,11 +65,21 @@ def _schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def schema_errors(data: Any, where: str) -> list[str]:
-    """Problems of a configuration document, each naming the field."""
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
     import jsonschema_rs
 
-    validator = jsonschema_rs.validator_for(_schema())
+    return jsonschema_rs.validator_for(_schema())
+
+
+def warm_up() -> None:
+    """Compile the configuration's schema now (the resident gate server does, once)."""
+    _validator()
+
+
+def schema_errors(data: Any, where: str) -> list[str]:
+    """Problems of a configuration document, each naming the field."""
+    validator = _validator()
     out = []
     for err in validator.iter_errors(data):
         pointer = "/".join(str(p) for p in err.instance_path) or "(top level)"

@@ -23,6 +23,7 @@ MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
 MODE_LINK = 0o120000
 MODE_GITLINK = 0o160000
+MODE_TREE = 0o040000
 
 
 @dataclass(frozen=True)
@@ -161,19 +162,39 @@ def _blob_bytes(repo: pygit2.Repository, oid: str) -> bytes:
     return bytes(blob.data)
 
 
+# Listings of trees already walked, by tree id and path: a tree id names its whole content, sizes
+# included, so in a long-lived process (the gate server) a push re-reads only the trees it changed.
+_LISTINGS: dict[tuple[str, str], list[Entry]] = {}
+_LISTINGS_LIMIT = 500_000  # entries kept, all trees together
+_listed = 0
+
+
 def _walk_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[Entry]:
+    global _listed
+    key = (str(tree.id), prefix)
+    known = _LISTINGS.get(key)
+    if known is not None:
+        yield from known
+        return
+    out: list[Entry] = []
     odb = repo.odb
     for item in tree:
         path = prefix + (item.name or "")
-        mode = item.filemode
-        if mode == pygit2.GIT_FILEMODE_TREE:
+        mode = int(item.filemode)
+        if mode == MODE_TREE:
             subtree: Any = repo[item.id]
-            yield from _walk_tree(repo, subtree, path + "/")
+            out.extend(_walk_tree(repo, subtree, path + "/"))
         elif mode == MODE_GITLINK:
-            yield Entry(path, mode, str(item.id), 0)
+            out.append(Entry(path, mode, str(item.id), 0))
         else:
             _, size = odb.read_header(item.id)
-            yield Entry(path, mode, str(item.id), size)
+            out.append(Entry(path, mode, str(item.id), size))
+    if _listed + len(out) > _LISTINGS_LIMIT:
+        _LISTINGS.clear()
+        _listed = 0
+    _LISTINGS[key] = out
+    _listed += len(out)
+    yield from out
 
 
 class IndexTree(Snapshot):

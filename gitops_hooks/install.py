@@ -55,7 +55,14 @@ def suite_executable() -> str:
 
 def hook_text(name: str, exe: str) -> str:
     template = files("gitops_hooks.hook_scripts").joinpath(name).read_text(encoding="utf-8")
-    return template.replace("GITOPS_HOOKS=gitops-hooks", f"GITOPS_HOOKS='{exe}'", 1)
+    text = template.replace("GITOPS_HOOKS=gitops-hooks", f"GITOPS_HOOKS='{exe}'", 1)
+    if name == "pre-receive":  # the thin client of the resident gate server (gateclient.py)
+        python = Path(exe).parent / "python"
+        client = Path(str(files("gitops_hooks").joinpath("gateclient.py")))
+        if python.exists() and client.is_file():
+            text = text.replace("GITOPS_HOOKS_PYTHON=\n", f"GITOPS_HOOKS_PYTHON='{python}'\n", 1)
+            text = text.replace("GITOPS_HOOKS_CLIENT=\n", f"GITOPS_HOOKS_CLIENT='{client}'\n", 1)
+    return text
 
 
 def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:

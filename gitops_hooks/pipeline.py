@@ -93,7 +93,7 @@ def _in_dirs(path: str, dirs: list[str]) -> bool:
 def make_context(policy: Policy, ref: str = "") -> CheckContext:
     kube = kubernetes_schemas(policy.kubernetes_version, policy.strict)
     meta_name = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-    custom = CustomSchemas(policy.strict, lambda: definition_closure(kube.defs, meta_name), "tree")
+    custom = CustomSchemas(policy.strict, lambda: definition_closure(kube.defs, meta_name), "tree", kube.version)
     load_bundled(custom)
     for folder in policy.config.get("schema_dirs", []):
         _load_schema_dir(Path(folder), custom)
@@ -423,7 +423,7 @@ class _Run:
                 continue
             for gvk in defines:
                 source[gvk] = e.oid
-            self.ctx.custom.add_loader(defines, self._crd_loader(e))
+            self.ctx.custom.add_loader(defines, self._crd_loader(e), f"{e.oid}:{e.path}")
         return source
 
     def register_rendered_crds(self, rendered: list[Document], source: dict[GVK, str]) -> None:

@@ -247,10 +247,12 @@ class CustomSchemas:
     """Schemas for custom resources, keyed by GVK, from CRD objects; compiled on first use."""
 
     def __init__(self, strict: bool, object_meta: dict[str, Any] | Callable[[], dict[str, Any]] | None,
-                 source_name: str) -> None:
+                 source_name: str, meta_key: str = "") -> None:
         self.strict = strict
         self.object_meta = object_meta
         self.source_name = source_name
+        self.meta_key = meta_key  # names object_meta (the Kubernetes version it comes from); "" if unnamed
+        self._content: dict[GVK, str] = {}
         self._raw: dict[GVK, tuple[dict[str, Any], str, str]] = {}
         self._compiled: dict[GVK, Schema] = {}
         self._broken: dict[GVK, str] = {}
@@ -267,10 +269,16 @@ class CustomSchemas:
         """The ObjectMeta schema custom resources' metadata is checked against (built on first use)."""
         return self.object_meta() if callable(self.object_meta) else self.object_meta
 
-    def add_loader(self, gvks: Iterable[GVK], loader: Callable[[GVK], tuple[dict[str, Any], str, str]]) -> None:
+    def add_loader(self, gvks: Iterable[GVK], loader: Callable[[GVK], tuple[dict[str, Any], str, str]],
+                   content: str = "") -> None:
+        """`content` names what the loader reads (a blob id and path): its compiled validators may be
+        reused by later runs of this process (see _COMPILED)."""
         self._lazy = getattr(self, "_lazy", {})
         for gvk in gvks:
-            self._lazy.setdefault(gvk, loader)
+            if gvk not in self._lazy:
+                self._lazy[gvk] = loader
+                if content:
+                    self._content[gvk] = content
 
     def __contains__(self, gvk: GVK) -> bool:
         return gvk in self._raw or gvk in getattr(self, "_lazy", {})
@@ -285,6 +293,11 @@ class CustomSchemas:
 
     def get(self, gvk: GVK) -> Schema | None:
         if gvk in self._compiled:
+            return self._compiled[gvk]
+        memo_key = (self._content[gvk], gvk, self.strict, self.meta_key) \
+            if gvk in self._content and gvk not in self._raw and self.meta_key else None
+        if memo_key is not None and memo_key in _COMPILED:
+            self._compiled[gvk] = _COMPILED[memo_key]
             return self._compiled[gvk]
         raw = self.raw(gvk)
         if raw is None:
@@ -302,7 +315,16 @@ class CustomSchemas:
             raise UnusableSchema(self._broken[gvk]) from None
         compiled = Schema(gvk, where, validator, scope)
         self._compiled[gvk] = compiled
+        if memo_key is not None:
+            if len(_COMPILED) >= 2000:
+                _COMPILED.clear()
+            _COMPILED[memo_key] = compiled
         return compiled
+
+
+# Validators compiled from CRDs named by content (blob id and path, bundled file), kept for later runs of
+# the same process: the resident gate server compiles a CRD's schema once, not on every push.
+_COMPILED: dict[tuple[str, GVK, bool, str], Schema] = {}
 
 
 def bundled_crd_dir() -> Path:
@@ -329,4 +351,5 @@ def load_bundled(into: CustomSchemas) -> None:
                 return v["openAPIV3Schema"], f"bundled CRD {data['name']} ({data['source']})", data["scope"]
         raise KeyError(gvk)
 
-    into.add_loader(by_gvk, loader)
+    for gvk, file in by_gvk.items():
+        into.add_loader([gvk], loader, f"bundled:{file}")

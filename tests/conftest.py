@@ -41,6 +41,32 @@ BROKEN_DEPLOYMENT = DEPLOYMENT.replace("replicas: 2", "replicas: two")
 
 TEST_HOME = tempfile.mkdtemp(prefix="gitops-hooks-test-home-")
 
+# The resident gate server the hooks start (gateclient.py) keeps its socket in XDG_RUNTIME_DIR: the tests
+# get one of their own, its servers exit soon when idle and are stopped when the session ends.
+TEST_RUNTIME = tempfile.mkdtemp(prefix="gitops-hooks-test-run-")
+os.environ["XDG_RUNTIME_DIR"] = TEST_RUNTIME
+os.environ.setdefault("GITOPS_HOOKS_SERVER_IDLE", "120")
+
+
+def gate_server_pids() -> list[int]:
+    out = []
+    for pid_file in (Path(TEST_RUNTIME) / "gitops-hooks").glob("gate-*.pid"):
+        try:
+            out.append(int(pid_file.read_text(encoding="ascii")))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import signal
+
+    for pid in gate_server_pids():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Pusher",
     "GIT_AUTHOR_EMAIL": "pusher@example.com",

@@ -1,0 +1,209 @@
+"""The pre-receive hook's thin client: hand the push to a resident gate server, or run the gate here.
+
+A push waits on the hook, and a fresh Python process spends most of a small push importing the suite and
+compiling validators. So the installed hook starts this file with `python -I -S` (standard library only,
+no site: about 15 ms) and it asks a resident server (`gateserver.py`), which has all of that loaded, to
+judge the push. The server runs exactly the code the command `gitops-hooks pre-receive` runs, with this
+process's environment, working folder and standard input; it answers with the exit code and the text
+for the pusher.
+
+Nothing depends on the server being there. The gate runs in a process of its own, as
+`gitops-hooks pre-receive`, when:
+- there is no server for this code yet (one is started in the background for the next push);
+- the server is busy with another push (pushes never queue behind each other);
+- GITOPS_HOOKS_NO_SERVER=1 is set;
+- the server fails to answer (it crashed or was killed): the push is judged again in-process, so a
+  broken server never lets a push through and never refuses one on its own account.
+
+One server serves one installation (one Python environment, one user): its socket name carries a stamp
+of the suite's code, the environment's installed packages and PYTHONPATH, so an upgrade or a new plugin
+gets a new server and the old one exits on its own. The socket lives in a folder only this user can
+enter.
+"""
+
+from __future__ import annotations
+
+# Only built-in modules: `socket`, `json` and `hashlib` would cost more to import than the whole request.
+import _socket
+import os
+import sys
+import zlib
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+MAX_MESSAGE = 256 * 1024 * 1024
+
+
+def site_dir() -> str:
+    """The environment's site-packages (worked out by hand: under `-S`, sys.prefix is not the venv's)."""
+    prefix = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    if not os.path.isfile(os.path.join(prefix, "pyvenv.cfg")):
+        prefix = sys.prefix
+    return os.path.join(prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+
+
+def code_stamp(pythonpath: str) -> str:
+    """Names, sizes and times of the suite's modules, the installed packages' folder and PYTHONPATH."""
+    parts = [sys.version, sys.executable, pythonpath]
+    try:
+        parts.append(str(os.stat(site_dir()).st_mtime_ns))  # a package installed or removed
+    except OSError:
+        parts.append("-")
+    for root, dirs, names in os.walk(PACKAGE_DIR):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            if name.endswith(".py"):
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                parts.append(f"{root}/{name}\0{st.st_size}\0{st.st_mtime_ns}")
+    data = "\0".join(parts).encode("utf-8", "surrogateescape")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"  # an identity, not a secret
+
+
+def runtime_dir() -> str | None:
+    """A folder only this user can enter, or None (then no server is used)."""
+    uid = os.getuid()
+    base = os.environ.get("XDG_RUNTIME_DIR", "")
+    path = os.path.join(base, "gitops-hooks") if base else os.path.join("/tmp", f"gitops-hooks-{uid}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
+        return None  # someone else's folder, or one others may write: do not trust it
+    return path
+
+
+def socket_path(env: dict[str, str] | None = None) -> str | None:
+    folder = runtime_dir()
+    if folder is None:
+        return None
+    stamp = code_stamp((env if env is not None else os.environ).get("PYTHONPATH", ""))
+    return os.path.join(folder, f"gate-{stamp}.sock")
+
+
+def encode(fields: list[str]) -> bytes:
+    """A message: a count, then each field as a length and UTF-8 bytes (surrogates kept)."""
+    out = [len(fields).to_bytes(4, "big")]
+    for f in fields:
+        b = f.encode("utf-8", "surrogateescape")
+        out.append(len(b).to_bytes(8, "big"))
+        out.append(b)
+    return b"".join(out)
+
+
+def receive(sock: _socket.socket) -> list[str] | None:
+    """One message, or None when the other side closed or sent something that is not one."""
+    head = _exactly(sock, 4)
+    if head is None:
+        return None
+    fields = []
+    total = 0
+    for _ in range(int.from_bytes(head, "big")):
+        size_bytes = _exactly(sock, 8)
+        if size_bytes is None:
+            return None
+        size = int.from_bytes(size_bytes, "big")
+        total += size
+        if total > MAX_MESSAGE:
+            return None
+        body = _exactly(sock, size)
+        if body is None:
+            return None
+        fields.append(body.decode("utf-8", "surrogateescape"))
+    return fields
+
+
+def _exactly(sock: _socket.socket, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def start_server(path: str) -> None:
+    """Start a server for the next push, detached from this one; never fails the push."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # not this push's repository
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "gitops_hooks.gateserver", path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, env=env, cwd="/",
+        )
+    except OSError:
+        pass
+
+
+def in_process(exe: str, hook: str, stdin_text: str | None) -> int:
+    """Run the gate as a process of its own (what the hook did before there was a server)."""
+    if stdin_text is None:
+        os.execv(exe, [exe, hook])
+    import subprocess
+
+    return subprocess.run([exe, hook], input=stdin_text.encode("utf-8", "surrogateescape"), check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["--socket-path"]:  # where this environment's server listens (for tests and admins)
+        print(socket_path() or "")
+        return 0
+    exe, hook = argv[1], argv[2]
+    if os.environ.get("GITOPS_HOOKS_NO_SERVER") == "1":
+        return in_process(exe, hook, None)
+    path = socket_path()
+    if path is None:
+        return in_process(exe, hook, None)
+    import fcntl
+
+    try:
+        busy = os.open(path + ".busy", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return in_process(exe, hook, None)
+    try:
+        fcntl.flock(busy, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(busy)
+        return in_process(exe, hook, None)  # another push has the server: do not wait for it
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        os.close(busy)
+        start_server(path)
+        return in_process(exe, hook, None)
+    stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    env = [x for kv in os.environ.items() for x in kv]
+    try:
+        sock.sendall(encode([hook, os.getcwd(), stdin_text, *env]))
+        answer = receive(sock)
+    except OSError:
+        answer = None
+    finally:
+        sock.close()
+        os.close(busy)
+    if answer is None or len(answer) != 2 or not answer[0].isdigit():
+        return in_process(exe, hook, stdin_text)  # the server failed: judge the push here
+    if answer[1]:
+        sys.stderr.buffer.write(answer[1].encode("utf-8", "surrogateescape"))
+        sys.stderr.flush()
+    return int(answer[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,181 @@
+"""The resident gate server: judges pushes for `gateclient.py` with everything already loaded.
+
+    python -m gitops_hooks.gateserver SOCKET     (started by the hook client; not a command for people)
+
+One server per installation and user (see gateclient.py for the socket's name and folder). It imports the
+suite once, keeps what is pure and content-addressed between pushes (compiled validators of the built-in
+kinds and of CRDs, keyed by their blob; decoded result-cache rows, keyed exactly as in SQLite; tree
+listings, keyed by tree id), and runs each push with the same function `gitops-hooks pre-receive` runs:
+`prereceive.main`, with the client's environment, working folder and standard input swapped in for the
+request and restored after. Its stdout and stderr are captured and sent back; the exit code goes with
+them.
+
+It serves one push at a time (the client takes a lock first and runs the gate itself when the server is
+busy). It exits when idle for `GITOPS_HOOKS_SERVER_IDLE` seconds (600 by default), when the suite's files
+change under it (a new stamp means a new server), when it holds more than `MAX_RSS_MB` of memory after a
+push, or after `MAX_REQUESTS` pushes; the next push starts a fresh one. Only a peer of the same user is
+served (SO_PEERCRED). Errors go to `gate-<stamp>.log` beside the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import gateclient
+
+MAX_RSS_MB = 600
+MAX_REQUESTS = 5000
+IDLE_SECONDS = 600.0
+
+
+def _log(path: str, text: str) -> None:
+    try:
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {text}\n")
+    except OSError:
+        pass
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def warm_up() -> None:
+    """Import what a push needs, so that no push pays for it."""
+    from . import cache, prereceive  # noqa: F401  (the gate and everything it imports at module level)
+    from . import config as configmod
+    from .checks import plugins
+
+    cache.MEMO.enabled = True
+    configmod.warm_up()
+    plugins.fingerprint()
+    for name in ("history", "suppress", "report", "documents", "kustomize", "reconcile.commands"):
+        __import__(f"gitops_hooks.{name}")
+    import jsonschema_rs  # noqa: F401
+    import yaml  # noqa: F401
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return int(struct.unpack("3i", creds)[1])
+    except OSError:
+        return None
+
+
+def handle(fields: list[str]) -> tuple[int, str]:
+    """Run one hook request as `gitops-hooks <hook>` would; never raises."""
+    from . import prereceive
+    from .gitrepo import git_dir_from_env
+
+    hook, cwd, stdin_text, *pairs = fields
+    if hook != "pre-receive" or len(pairs) % 2:
+        return 1, f"{prereceive.PREFIX}: push refused: the gate server got a request it does not understand\n"
+    env = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out = io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = prereceive.main(stdin_text, git_dir_from_env(), os.environ, out=out)
+    except BaseException as exc:  # noqa: BLE001 - fail closed: a refusal with a reason, the server goes on
+        out.write(f"{prereceive.PREFIX}: push refused: internal error in the gate server "
+                  f"({type(exc).__name__}: {str(exc)[:200]})\n".replace("\n", " ").rstrip() + "\n")
+        code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        with contextlib.suppress(OSError):
+            os.chdir(saved_cwd)
+    return code, out.getvalue()
+
+
+def serve(path: str) -> int:
+    log = path[:-len(".sock")] + ".log"
+    lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another server for this code is starting or running
+    stamp = Path(path).name[len("gate-"):-len(".sock")]
+    if gateclient.code_stamp(os.environ.get("PYTHONPATH", "")) != stamp:
+        return 0  # the code changed between the client's look and our start
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - no server; every push runs the gate in its own process
+        _log(log, "warm-up failed:\n" + traceback.format_exc())
+        return 1
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old_umask)
+    listener.listen(16)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    idle = float(os.environ.get("GITOPS_HOOKS_SERVER_IDLE", IDLE_SECONDS))
+    last = time.monotonic()
+    served = 0
+    pid_path = path[:-len(".sock")] + ".pid"
+    with open(os.open(pid_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as fh:
+        fh.write(f"{os.getpid()}\n")
+    _log(log, f"serving {path}")
+    try:
+        while True:
+            ready, _, _ = select.select([listener], [], [], 2.0)
+            if not ready:
+                if time.monotonic() - last > idle:
+                    _log(log, "idle: exiting")
+                    return 0
+                if gateclient.code_stamp(os.environ.get("PYTHONPATH", "")) != stamp:
+                    _log(log, "the suite changed on disk: exiting")
+                    return 0
+                continue
+            conn, _ = listener.accept()
+            with conn:
+                if _peer_uid(conn) != os.getuid():
+                    continue
+                fields = gateclient.receive(conn)
+                if fields is None or len(fields) < 3:
+                    continue
+                started = time.monotonic()
+                code, text = handle(fields)
+                _log(log, f"{fields[0]} in {fields[1]}: exit {code} in {time.monotonic() - started:.3f} s")
+                with contextlib.suppress(OSError):
+                    conn.sendall(gateclient.encode([str(code), text]))
+            served += 1
+            last = time.monotonic()
+            if served >= MAX_REQUESTS or _rss_mb() > MAX_RSS_MB:
+                _log(log, f"recycling after {served} pushes at {_rss_mb():.0f} MB")
+                return 0
+    finally:
+        for leftover in (path, pid_path):  # ours: we hold the lock
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        listener.close()
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1]))

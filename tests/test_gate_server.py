@@ -1,0 +1,211 @@
+"""The resident gate server: pushes it judges look exactly like pushes judged in the hook's own process,
+and a missing, busy, broken or confused server never changes a verdict."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git
+
+PYTHON = str(Path(EXE).parent / "python")
+
+
+@pytest.fixture(autouse=True)
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """A runtime folder (and so a gate server) of each test's own; the server is stopped after."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    yield folder
+    for pid_file in (folder / "gitops-hooks").glob("gate-*.pid"):
+        try:
+            os.kill(int(pid_file.read_text(encoding="ascii")), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+
+
+def client_path(server: Server) -> str:
+    hook = (server.path / "hooks" / "pre-receive").read_text(encoding="utf-8")
+    line = next(ln for ln in hook.splitlines() if ln.startswith("GITOPS_HOOKS_CLIENT="))
+    return line.split("=", 1)[1].strip("'")
+
+
+def socket_path(server: Server) -> Path:
+    out = subprocess.run([PYTHON, "-I", "-S", client_path(server), "--socket-path"], capture_output=True,
+                         text=True, check=True, env={**os.environ})
+    return Path(out.stdout.strip())
+
+
+def server_log(server: Server) -> str:
+    log = socket_path(server).with_suffix(".log")
+    return log.read_text(encoding="utf-8") if log.exists() else ""
+
+
+def served_pushes(server: Server) -> int:
+    return sum(1 for line in server_log(server).splitlines() if ": pre-receive in " in line)
+
+
+def wait_for_server(server: Server) -> None:
+    path = socket_path(server)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(path))
+                return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no gate server at {path}; log:\n{server_log(server)}")
+
+
+def start(server: Server, clone: Clone) -> None:
+    """Push once (the hook starts the server in the background), then wait until it listens."""
+    clone.write("apps/web.yaml", DEPLOYMENT)
+    clone.commit("base")
+    assert clone.push().accepted
+    wait_for_server(server)
+
+
+def test_installed_hook_uses_the_thin_client(server: Server) -> None:
+    hook = (server.path / "hooks" / "pre-receive").read_text(encoding="utf-8")
+    assert "GITOPS_HOOKS_PYTHON='/" in hook
+    assert client_path(server).endswith("gitops_hooks/gateclient.py")
+
+
+def test_server_verdicts_match_the_hooks_own_process(server: Server, clone: Clone, tmp_path: Path) -> None:
+    start(server, clone)
+    before = served_pushes(server)
+    clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+    clone.commit("broken")
+    served = clone.push()
+    assert served_pushes(server) == before + 1, server_log(server)
+    assert not served.accepted
+    assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(served.remote_lines())
+
+    # The same push judged without a server: the pusher sees the same lines.
+    alone = Server(tmp_path / "alone.git")
+    other = Clone(alone, tmp_path / "alone-work")
+    other.write("apps/web.yaml", DEPLOYMENT)
+    other.commit("base")
+    os.environ["GITOPS_HOOKS_NO_SERVER"] = "1"
+    try:
+        assert other.push().accepted
+        other.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+        other.commit("broken")
+        in_process = other.push()
+    finally:
+        del os.environ["GITOPS_HOOKS_NO_SERVER"]
+    assert served_pushes(server) == before + 1  # that push did not reach the server
+
+    def gate_lines(push: object) -> list[str]:
+        return [re.sub(r"\b[0-9a-f]{12}\b", "<commit>", ln.split(" (")[0])  # the commits' dates differ
+                for ln in push.remote_lines() if ln]  # type: ignore[attr-defined]
+
+    assert gate_lines(served) == gate_lines(in_process)
+    assert server.rev() == git("rev-parse", "HEAD~1", cwd=clone.path).stdout.strip()  # untouched
+
+
+def test_each_push_gets_its_own_environment(server: Server, clone: Clone) -> None:
+    """Push options (environment variables) of one push do not leak into the next one."""
+    start(server, clone)
+    clone.write("apps/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: apps\n")
+    clone.commit("cm")
+    dry = clone.push("-o", "gitops.dry-run")
+    assert not dry.accepted and "dry run" in dry.output
+    real = clone.push()
+    assert real.accepted, real.output
+    assert "dry run" not in real.output
+    assert served_pushes(server) >= 2
+
+
+def test_busy_server_is_not_waited_for(server: Server, clone: Clone) -> None:
+    start(server, clone)
+    before = served_pushes(server)
+    busy = os.open(str(socket_path(server)) + ".busy", os.O_RDWR)
+    fcntl.flock(busy, fcntl.LOCK_EX)  # as if another push had the server
+    try:
+        clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+        clone.commit("broken")
+        push = clone.push()
+    finally:
+        os.close(busy)
+    assert not push.accepted
+    assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(push.remote_lines())
+    assert served_pushes(server) == before
+
+
+def test_a_server_that_dies_mid_push_changes_no_verdict(server: Server, clone: Clone) -> None:
+    """Whatever listens on the socket and hangs up without an answer: the hook judges the push itself."""
+    path = socket_path(server)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(4)
+    hung_up = []
+
+    def rude() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            hung_up.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=rude, daemon=True)
+    thread.start()
+    try:
+        clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+        clone.commit("broken")
+        refused = clone.push()
+        clone.write("apps/web.yaml", DEPLOYMENT)
+        clone.commit("fixed")
+        accepted = clone.push()
+    finally:
+        listener.close()
+        path.unlink()
+    assert len(hung_up) == 2
+    assert not refused.accepted
+    assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(refused.remote_lines())
+    assert accepted.accepted, accepted.output
+    assert server.rev() == git("rev-parse", "HEAD", cwd=clone.path).stdout.strip()
+
+
+def test_garbage_on_the_socket_does_not_stop_the_server(server: Server, clone: Clone) -> None:
+    start(server, clone)
+    for junk in (b"", b"\xff" * 10, (3).to_bytes(4, "big") + (2**60).to_bytes(8, "big")):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(socket_path(server)))
+            s.sendall(junk)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            assert s.recv(10) == b""  # no answer, the connection is closed
+    before = served_pushes(server)
+    clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+    clone.commit("broken")
+    assert not clone.push().accepted
+    assert served_pushes(server) == before + 1
+
+
+def test_no_server_when_disabled(server: Server, clone: Clone, runtime: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITOPS_HOOKS_NO_SERVER", "1")
+    clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(push.remote_lines())
+    time.sleep(0.5)
+    assert not (runtime / "gitops-hooks").exists()  # no server was looked for or started
