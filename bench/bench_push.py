@@ -44,7 +44,7 @@ CHECKOUT = HERE.parent
 SHARED = HERE.parent.parent / "shared"
 KUBE_PROMETHEUS = SHARED / "corpus" / "kube-prometheus" / "manifests"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")
-FIGURES = ("cold-push", "one-file", "readme", "validate-cold", "validate")
+FIGURES = ("cold-push", "cold-push-no-server", "one-file", "readme", "validate-cold", "validate")
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -91,6 +91,7 @@ class Sample:
     exit: int
     cpu: float  # user + system time of the measured process and the children it waited for
     tree_pss_kb: int  # sampled peak of the summed PSS of the process and all its descendants
+    server_hwm_kb: int = 0  # VmHWM of the resident gate server after the push (its lifetime peak)
 
 
 # ---------------------------------------------------------------------------- measuring a process tree
@@ -101,6 +102,7 @@ def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] 
     import time
 
     out = subprocess.DEVNULL if quiet else None
+    before = {p: cpu_seconds(p) for p in gate_servers()}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=out)
     sampler = TreeSampler(proc.pid)
@@ -109,8 +111,46 @@ def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] 
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     sampler.finish()
+    servers = gate_servers()
     return {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": proc.returncode, "user": usage.ru_utime,
-            "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb}
+            "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb,
+            "server_hwm_kb": max((status_kb(p, "VmHWM") for p in servers), default=0),
+            "server_cpu": sum(cpu_seconds(p) - before.get(p, 0.0) for p in servers)}
+
+
+def gate_servers() -> list[int]:
+    """Pids of the resident gate servers of this run (their pid files in XDG_RUNTIME_DIR/gitops-hooks)."""
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")) / "gitops-hooks"
+    out = []
+    for pid_file in folder.glob("gate-*.pid"):
+        try:
+            pid = int(pid_file.read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            out.append(pid)
+    return out
+
+
+def status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its waited-for children (/proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def record(path: str, figures: dict[str, float | int]) -> int:
@@ -150,7 +190,8 @@ class TreeSampler:
         pids, scanned = [self.root], 0.0
         while not self.done.wait(self.INTERVAL):
             if time.monotonic() - scanned > self.RESCAN:
-                pids, scanned = descendants(self.root), time.monotonic()
+                pids = [p for root in (self.root, *gate_servers()) for p in descendants(root)]
+                scanned = time.monotonic()
             self.peak_kb = max(self.peak_kb, sum(pss_kb(p) for p in pids))
 
 
@@ -200,8 +241,9 @@ def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
 
 
 def sample(d: dict[str, float | int]) -> Sample:
-    return Sample(float(d["wall"]), int(d["maxrss_kb"]), int(d["exit"]), float(d["user"]) + float(d["sys"]),
-                  int(d.get("tree_pss_kb", 0)))
+    return Sample(float(d["wall"]), int(d["maxrss_kb"]), int(d["exit"]),
+                  float(d["user"]) + float(d["sys"]) + float(d.get("server_cpu", 0.0)),
+                  int(d.get("tree_pss_kb", 0)), int(d.get("server_hwm_kb", 0)))
 
 
 def measured(cmd: list[str], cwd: Path, cache: Path) -> Sample:
@@ -342,10 +384,60 @@ def edit_one_file(clone: Path, run: int) -> Path:
 
 # ---------------------------------------------------------------------------- figures
 
-def cold_push(work: Path, clone: Path, runs: int, profile: Path | None) -> list[Sample]:
+def start_gate_server(work: Path) -> None:
+    """Have the resident gate server up (the hook starts it at the first push it cannot hand over): push
+    one small object to a scratch repository, then wait for the server's socket. Nothing of the corpus
+    is seen by the server before the measured pushes."""
+    if gate_servers():
+        return
+    scratch = work / "scratch"
+    git("init", "--quiet", "--initial-branch=main", str(scratch))
+    (scratch / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: scratch\n"
+                                     "  namespace: default\ndata:\n  a: b\n", encoding="utf-8")
+    commit(scratch, "scratch")
+    server = Server(work / "scratch.git", work / "scratch.jsonl")
+    server.push(scratch)
+    import time
+
+    deadline = time.monotonic() + 30
+    while not gate_servers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not gate_servers():
+        _log("note: no gate server started; every push runs the gate in its own process")
+
+
+def stop_gate_servers() -> None:
+    import signal
+
+    for pid in gate_servers():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_on: bool = True) -> list[Sample]:
     out = []
+    saved = os.environ.get("GITOPS_HOOKS_NO_SERVER")
+    if server_on:
+        os.environ.pop("GITOPS_HOOKS_NO_SERVER", None)
+        if profile is None:
+            start_gate_server(work)
+    else:
+        os.environ["GITOPS_HOOKS_NO_SERVER"] = "1"
+    try:
+        return _cold_pushes(work, clone, runs, profile, "cold" if server_on else "cold-ns", out)
+    finally:
+        if saved is None:
+            os.environ.pop("GITOPS_HOOKS_NO_SERVER", None)
+        else:
+            os.environ["GITOPS_HOOKS_NO_SERVER"] = saved
+
+
+def _cold_pushes(work: Path, clone: Path, runs: int, profile: Path | None, name: str,
+                 out: list[Sample]) -> list[Sample]:
     for i in range(runs):
-        server = Server(work / f"cold-{i}.git", work / f"cold-{i}.jsonl", profile if i == 0 else None)
+        server = Server(work / f"{name}-{i}.git", work / f"{name}-{i}.jsonl", profile if i == 0 else None)
         sample, _ = server.push(clone)
         out.append(sample)
         shutil.rmtree(server.path)
@@ -406,8 +498,10 @@ def summary(label: str, figure: str, samples: list[Sample], note: str = "") -> s
     spread = f", min {min(walls):.3f}, max {max(walls):.3f}" if len(walls) > 1 else ""
     extra = f"; {note}" if note else ""
     cpu = statistics.median(s.cpu for s in samples)
+    server = max(s.server_hwm_kb for s in samples) / 1024
+    served = f", gate server peak RSS {server:.0f} MB" if server else ", no gate server"
     return (f"{label} {figure}: median {statistics.median(walls):.3f} s, peak RSS {peak:.0f} MB, "
-            f"tree PSS {tree:.0f} MB, cpu {cpu:.3f} s "
+            f"tree PSS {tree:.0f} MB{served}, cpu {cpu:.3f} s "
             f"({len(samples)} run{'s' if len(samples) != 1 else ''}{spread}{status}{extra})")
 
 
@@ -428,9 +522,13 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
         lines.append(line)
 
     prof = (lambda name: profile / f"{label}-{name}.prof") if profile else (lambda name: None)
+    if "cold-push-no-server" in only:
+        emit("cold-push-no-server", cold_push(work, clone, runs, prof("cold-push-no-server"), server_on=False))
     if "cold-push" in only:
         emit("cold-push", cold_push(work, clone, runs, prof("cold-push")))
     if "one-file" in only or "readme" in only:
+        if not profile:
+            start_gate_server(work)
         server, note = warm_server(work, clone)
         if "one-file" in only:
             change = lambda i: _noop(edit_one_file(clone, i))  # noqa: E731
@@ -659,8 +757,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         args.runs = min(args.runs, 2)  # warm pushes: two timed runs, then one under cProfile
+    runtime = work / "run"  # this run's own gate server, started by the first push, stopped at the end
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     _log(f"load average before: {_load()}")
-    run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
+    try:
+        run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
+    finally:
+        stop_gate_servers()
     _log(f"load average after: {_load()} (the cores are shared: compare figures taken at like load)")
 
 
