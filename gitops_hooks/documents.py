@@ -619,6 +619,17 @@ def _same_in_yaml11(value: Any) -> bool:
 
 
 _DOC_START = re.compile(r"^---[ \t]*(?:#[^\n]*)?$", re.M)
+_DOC_START_AFTER_BREAK = re.compile(r"\n(---[ \t]*(?:#[^\n]*)?)(?=\n|$)")  # a literal first: searched fast
+
+
+def _doc_marks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each `---` line: what _DOC_START finds, found by a pattern that begins with a
+    literal line break (a `^` in multiline mode makes the regex engine try every offset)."""
+    out = [(m.start(1), m.end(1)) for m in _DOC_START_AFTER_BREAK.finditer(text)]
+    first = _DOC_START.match(text)
+    if first is not None:
+        out.insert(0, (first.start(), first.end()))
+    return out
 _CONTENT_LINE = re.compile(r"^([ \t]*)[^\s#]", re.M)
 
 _yaml_rs: Any
@@ -629,10 +640,12 @@ except ImportError:  # pragma: no cover - the careful path serves alone
 
 
 _OTHER_BREAKS = ("\u2028", "\u2029", "\x85")
+_MERGE_KEY = re.compile(r"<<\s*:")  # `<<` as a key; elsewhere (templates like `(<<.GroupBy>>)`) it is text
 
 
 def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFile | None:
-    if _yaml_rs is None or "<<" in text or text.startswith(("%", "\ufeff")) or "\n%" in text or not text.endswith("\n"):
+    if _yaml_rs is None or "<<" in text and _MERGE_KEY.search(text) or text.startswith(("%", "\ufeff")) \
+            or "\n%" in text or not text.endswith("\n"):
         return None  # (yaml-rs keeps a last line break that a file without one does not have)
     if _token_starts(text, "!", "=") or _token_starts(text, "&", "&") or _leading_zero_number(text):
         return None
@@ -640,8 +653,9 @@ def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFil
         return None  # line breaks other than \n and \r\n: the careful path counts lines as YAML does
     if len(text) > 10_000 and max(map(len, text.split("\n"))) > limits.max_key_bytes:
         return None  # a key could be over the limit: the careful path measures it
-    starts = [0] + [m.end() for m in _DOC_START.finditer(text)]
-    bounds = [m.start() for m in _DOC_START.finditer(text)] + [len(text)]
+    marks = _doc_marks(text)
+    starts = [0] + [end for _, end in marks]
+    bounds = [start for start, _ in marks] + [len(text)]
     result = ParsedFile(path, [], [], source)
     index = 0
     for n, (start, end) in enumerate(zip(starts, bounds, strict=True)):
