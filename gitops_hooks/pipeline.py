@@ -7,6 +7,7 @@ tree, the administrator's folders, bundled) ─► document, file and tree check
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import os
 import posixpath
@@ -568,9 +569,13 @@ def _in_children(run: _Run, items: list[tuple[str, bool]], workers: int) -> list
         # The gate's timer (SIGALRM) must not fire while forking: Python ignores exceptions raised in
         # at-fork callbacks, and a half-made pool can outlive the hook. It may fire while we wait.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        # Objects that exist now are left out of the workers' garbage collections: a full collection
+        # touches every object, and each touched page of the parent's heap is copied into the worker.
+        gc.freeze()
         try:
             pool = ctx.Pool(workers, initializer=_child_init)
         finally:
+            gc.unfreeze()
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         try:
             results = pool.map(_child_work, [c for c in chunks if c])
