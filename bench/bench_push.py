@@ -404,6 +404,15 @@ def start_gate_server(work: Path) -> None:
         time.sleep(0.05)
     if not gate_servers():
         _log("note: no gate server started; every push runs the gate in its own process")
+        return
+    # A resident server compiles its validators once, in its first idle seconds; measure after that, as
+    # a server that has been up for a while would be.
+    logs = list((Path(os.environ["XDG_RUNTIME_DIR"]) / "gitops-hooks").glob("gate-*.log"))
+    while time.monotonic() < deadline + 60:
+        if any("warm: " in p.read_text(encoding="utf-8", errors="replace") for p in logs):
+            return
+        time.sleep(0.1)
+    _log("note: the gate server did not finish warming up in time")
 
 
 def stop_gate_servers() -> None:
