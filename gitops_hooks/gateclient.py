@@ -181,6 +181,11 @@ def main(argv: list[str]) -> int:
         return in_process(exe, hook, None)  # another push has the server: do not wait for it
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
+        timeout = float(os.environ.get("GITOPS_HOOKS_CLIENT_TIMEOUT", "900"))
+    except ValueError:
+        timeout = 900.0
+    sock.settimeout(timeout)  # the server enforces the gate's own timeout; this only guards against a hang
+    try:
         sock.connect(path)
     except OSError:
         sock.close()

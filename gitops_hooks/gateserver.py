@@ -35,7 +35,7 @@ from typing import Any
 
 from . import gateclient
 
-MAX_RSS_MB = 600
+MAX_RSS_MB = 400  # after a push leaves the server bigger than this, it exits (the next push starts another)
 MAX_REQUESTS = 5000
 IDLE_SECONDS = 600.0
 
@@ -143,6 +143,45 @@ def handle(fields: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def _sweep(folder: Path, own_lock: int) -> None:
+    """Remove what servers of older code left behind (their lock is free: nobody serves them)."""
+    own = os.fstat(own_lock).st_ino
+    for lock in folder.glob("gate-*.sock.lock"):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_ino == own:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live server
+        finally:
+            os.close(fd)
+        base = str(lock)[:-len(".sock.lock")]
+        for suffix in (".sock", ".pid", ".sock.busy", ".sock.lock"):
+            with contextlib.suppress(OSError):
+                os.unlink(base + suffix)
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(base + ".log").st_mtime > 7 * 86400:
+                os.unlink(base + ".log")
+
+
+class _Stop:
+    """SIGTERM ends the server at once when it is idle, and after the answer when a push is running (the
+    pusher still gets its verdict)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.requested = False
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if not self.busy:
+            raise SystemExit(0)
+        self.requested = True
+
+
 def _profiled(fields: list[str]) -> tuple[int, str]:
     import cProfile
 
@@ -165,6 +204,7 @@ def serve(path: str) -> int:
     stamp = Path(path).name[len("gate-"):-len(".sock")]
     if gateclient.code_stamp(os.environ.get("PYTHONPATH", "")) != stamp:
         return 0  # the code changed between the client's look and our start
+    _sweep(Path(path).parent, lock_fd)
     try:
         warm_up()
     except Exception:  # noqa: BLE001 - no server; every push runs the gate in its own process
@@ -179,7 +219,8 @@ def serve(path: str) -> int:
     finally:
         os.umask(old_umask)
     listener.listen(16)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop.on_signal)
     idle = float(os.environ.get("GITOPS_HOOKS_SERVER_IDLE", IDLE_SECONDS))
     profile_dir = os.environ.get("GITOPS_HOOKS_SERVER_PROFILE", "")  # cProfile of each push (bench/)
     last = time.monotonic()
@@ -216,12 +257,19 @@ def serve(path: str) -> int:
                 if fields is None or len(fields) < 3:
                     continue
                 started = time.monotonic()
-                code, text = _profiled(fields) if profile_dir else handle(fields)
+                stop.busy = True
+                try:
+                    code, text = _profiled(fields) if profile_dir else handle(fields)
+                finally:
+                    stop.busy = False
                 _log(log, f"{fields[0]} in {fields[1]}: exit {code} in {time.monotonic() - started:.3f} s")
                 with contextlib.suppress(OSError):
                     conn.sendall(gateclient.encode([str(code), text]))
             served += 1
             last = time.monotonic()
+            if stop.requested:
+                _log(log, "stopped (SIGTERM) after finishing a push")
+                return 0
             warming = True  # the push may have asked for another Kubernetes version
             if served >= MAX_REQUESTS or _rss_mb() > MAX_RSS_MB:
                 _log(log, f"recycling after {served} pushes at {_rss_mb():.0f} MB")

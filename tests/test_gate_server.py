@@ -209,3 +209,25 @@ def test_no_server_when_disabled(server: Server, clone: Clone, runtime: Path,
     assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(push.remote_lines())
     time.sleep(0.5)
     assert not (runtime / "gitops-hooks").exists()  # no server was looked for or started
+
+
+def test_sigterm_stops_an_idle_server_and_it_cleans_up(server: Server, clone: Clone, runtime: Path) -> None:
+    folder = runtime / "gitops-hooks"
+    folder.mkdir(mode=0o700)
+    for suffix in (".sock", ".pid", ".sock.busy", ".sock.lock", ".log"):  # left by a server of older code
+        (folder / f"gate-0123456789abcdef{suffix}").write_text("", encoding="utf-8")
+    start(server, clone)
+    assert not (folder / "gate-0123456789abcdef.sock.lock").exists()
+    assert not (folder / "gate-0123456789abcdef.pid").exists()
+    assert (folder / "gate-0123456789abcdef.log").exists()  # logs stay a week
+    pid_file = socket_path(server).with_suffix(".pid")
+    pid = int(pid_file.read_text(encoding="ascii"))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert not socket_path(server).exists() and not pid_file.exists()
+    clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)  # the next push is judged all the same
+    clone.commit("broken")
+    assert not clone.push().accepted
