@@ -462,7 +462,8 @@ class _Run:
         results = _in_children(self, [(e.path, e.path in direct_paths) for e in todo], workers)
         if results is None:
             return  # could not fork: the sequential path does the work
-        if any(summary is not None and summary["defines"] for _, summary, _, _ in results):
+        if any(summary is not None and summary["defines"] and path not in self.summaries
+               for path, summary, _, _ in results):
             return  # a CRD the byte scan missed (an escaped name?): the sequential path redoes it in order
         for path, summary, key, rows in results:
             e = self.by_path[path]
@@ -590,7 +591,10 @@ def _in_children(run: _Run, items: list[tuple[str, bool]], workers: int) -> list
 
 
 def _child_init() -> None:
-    """Workers die with the hook, even when it is killed (they would keep git waiting on their output)."""
+    """Workers die with the hook, even when it is killed (they would keep git waiting on their output),
+    and of the pool's SIGTERM: not of a handler the parent installed (the gate server's lets a push finish
+    first, and a worker that ignored SIGTERM would hang the pool's terminate())."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         import ctypes
 

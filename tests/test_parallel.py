@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -43,3 +44,32 @@ def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert parallel == sequential
     assert any("[schema-invalid] widget.example.io/w" in line for line in parallel)
     assert any("[yaml-syntax]" in line for line in parallel)
+
+
+def test_workers_die_of_sigterm_whatever_handler_the_parent_installed() -> None:
+    """The gate server lets a push finish on SIGTERM; its forked workers must still die of the SIGTERM
+    that Pool.terminate() sends them, or terminate() waits for them forever."""
+    import signal
+    import time
+
+    from gitops_hooks import pipeline
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # what the server's handler amounts to
+    ready_r, ready_w = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            try:
+                pipeline._child_init()
+                os.write(ready_w, b"x")
+                time.sleep(30)
+            finally:
+                os._exit(0)
+        assert os.read(ready_r, 1) == b"x"
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(ready_r)
+        os.close(ready_w)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
