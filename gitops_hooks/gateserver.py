@@ -205,6 +205,10 @@ def serve(path: str) -> int:
     if gateclient.code_stamp(os.environ.get("PYTHONPATH", "")) != stamp:
         return 0  # the code changed between the client's look and our start
     _sweep(Path(path).parent, lock_fd)
+    import faulthandler
+
+    log_file = open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8")  # noqa: SIM115
+    faulthandler.register(signal.SIGUSR1, file=log_file, all_threads=True)  # `kill -USR1`: stacks to the log
     try:
         warm_up()
     except Exception:  # noqa: BLE001 - no server; every push runs the gate in its own process

@@ -172,6 +172,7 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     try:
         code = _gate(stdin_text, git_dir, env, server, report)
     except GateTimeout:
+        write_log(git_dir, "timeout; the gate was at:\n" + traceback.format_exc())  # what took the time
         out.write(refused)
         return 1
     except Exception as exc:  # fail closed, never a traceback to the pusher
