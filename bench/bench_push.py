@@ -449,6 +449,9 @@ def _cold_pushes(work: Path, clone: Path, runs: int, profile: Path | None, name:
         server = Server(work / f"{name}-{i}.git", work / f"{name}-{i}.jsonl", profile if i == 0 else None)
         sample, _ = server.push(clone)
         out.append(sample)
+        log = server.path / "gitops-hooks" / "log"
+        if log.is_dir():  # the gate's own log (a timeout's traceback, an internal error): kept with --workdir
+            shutil.copytree(log, work / f"{server.path.stem}-log")
         shutil.rmtree(server.path)
         if profile is not None:
             break

@@ -231,3 +231,25 @@ def test_sigterm_stops_an_idle_server_and_it_cleans_up(server: Server, clone: Cl
     clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)  # the next push is judged all the same
     clone.commit("broken")
     assert not clone.push().accepted
+
+
+def test_cold_pushes_forked_across_cores_by_the_server(server: Server, clone: Clone, tmp_path: Path) -> None:
+    """Enough files for the forked workers, several cold pushes in a row to one server (each must end
+    well inside the timeout: a worker that ignored the pool's SIGTERM once hung the server's push)."""
+    start(server, clone)
+    for n in range(80):
+        clone.write(f"many/cm-{n}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{n}\n"
+                                         f"  namespace: apps\ndata:\n  n: \"{n}\"\n")
+    clone.write("many/bad.yaml", BROKEN_DEPLOYMENT.replace("name: web", "name: bad"))
+    clone.commit("many")
+    for i in range(3):
+        fresh = Server(tmp_path / f"fresh-{i}.git")
+        fresh.configure("version: 1\nlimits:\n  timeout_seconds: 30\n")
+        before = served_pushes(server)
+        started = time.monotonic()
+        push = git("push", "--porcelain", str(fresh.path), "HEAD:refs/heads/main", cwd=clone.path, check=False)
+        assert time.monotonic() - started < 25
+        assert served_pushes(server) == before + 1
+        assert push.returncode != 0
+        assert "many/bad.yaml:7:13: error [schema-invalid]" in push.stderr, push.stderr
+        assert "82 files" in push.stderr or "82 manifests" in push.stderr, push.stderr
