@@ -7,13 +7,22 @@
     python bench/bench_push.py --corpus generated --code HEAD   # an export of a commit, not the live tree
 
 Figures (one line each):
-  cold-push   first push of the whole corpus into a fresh bare repository (a new one for every run)
+  cold-push   first push of the whole corpus into a fresh bare repository (a new one for every run),
+              judged by the resident gate server (started and warmed up by a push of one ConfigMap to a
+              scratch repository first; it has seen nothing of the corpus)
+  cold-push-no-server  the same with GITOPS_HOOKS_NO_SERVER=1: the gate in the hook's own process, as
+              for the first push after an install or upgrade
   one-file    a push that changes one manifest (a label added to its first object) on a server that
               has already seen the corpus
   readme      a push that changes no manifest (README.md edited)
   validate-cold  `gitops-hooks validate` of the clone's working tree with an empty client cache
               (XDG_CACHE_HOME is a new empty folder for every run)
   validate    the same with the client cache warm (one unmeasured run first)
+
+one-file, readme: judged by the gate server. The benchmark has a gate server of its own (XDG_RUNTIME_DIR
+in its work folder), stopped at the end; its memory counts: "gate server peak RSS" is the server's
+VmHWM (its peak since it started), its CPU time is added to the push's, and its processes are summed
+into the tree PSS.
 
 Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
 wrapper that starts the hook installed by `gitops-hooks install` and records the wall time from spawn to
@@ -781,7 +790,19 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
 
 def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores; " + _calibration()
+
+
+def _calibration() -> str:
+    """How fast this (virtual) machine runs Python right now: its speed moves by half between minutes
+    without showing in the load average, so compare figures taken with like calibrations."""
+    import time
+
+    start = time.perf_counter()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    return f"a 10-million-step Python loop took {time.perf_counter() - start:.2f} s"
 
 
 if __name__ == "__main__":
