@@ -35,6 +35,9 @@ def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (root / "crd.yaml").write_text(CRD % "string")
     (root / "widgets").mkdir()
     (root / "widgets" / "w.yaml").write_text(WIDGET)  # invalid against the tree's own CRD
+    gadgets = (CRD % "integer").replace("widget", "gadget").replace("Widget", "Gadget")
+    gadget = WIDGET.replace("Widget", "Gadget").replace("size: 3", "size: big")
+    (root / "gadgets.yaml").write_text(gadgets + "---\n" + gadget)  # a CRD and its invalid resource, one file
     broken = sorted(root.rglob("*.yaml"))[5]
     broken.write_text(broken.read_text().replace("metadata:", "metadata:\n  uid: abc", 1) + "---\nkind: x: y\n")
     monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
@@ -43,6 +46,7 @@ def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     parallel = _lines(root)
     assert parallel == sequential
     assert any("[schema-invalid] widget.example.io/w" in line for line in parallel)
+    assert any(line.startswith("gadgets.yaml:") and "[schema-invalid] gadget.example.io/w" in line for line in parallel)
     assert any("[yaml-syntax]" in line for line in parallel)
 
 
