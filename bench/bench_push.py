@@ -558,6 +558,7 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
             readme = clone / "README.md"
             edit = lambda i: _noop(readme.write_text(f"bench edit {i}\n"))  # noqa: E731
             emit("readme", incremental(server, clone, runs, edit, prof("readme")), note)
+    stop_gate_servers()  # validate never uses the server: keep it out of those figures
     if "validate-cold" in only:
         emit("validate-cold", validate_cold(work, clone, runs, prof("validate-cold")))
     if "validate" in only:

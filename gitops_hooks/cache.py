@@ -37,20 +37,24 @@ class Memo:
     are shared, so callers treat them as read-only. Off in ordinary processes (one run reads a row once).
     """
 
-    LIMIT = 200_000
+    LIMIT_BYTES = 32 * 1024 * 1024  # of stored JSON, all rows together; then the memo starts over
+    LARGEST = 256 * 1024  # bigger rows (whole CRDs) are read from SQLite each time
 
     def __init__(self) -> None:
         self.enabled = False
         self.rows: dict[tuple[str, bytes, str], Any] = {}
+        self.size = 0
 
     def get(self, where: str, secret: bytes, key: str) -> Any | None:
         return self.rows.get((where, secret, key)) if self.enabled else None
 
-    def put(self, where: str, secret: bytes, key: str, value: Any) -> None:
-        if self.enabled:
-            if len(self.rows) >= self.LIMIT:
+    def put(self, where: str, secret: bytes, key: str, value: Any, size: int) -> None:
+        if self.enabled and size <= self.LARGEST:
+            if self.size + size > self.LIMIT_BYTES:
                 self.rows.clear()
+                self.size = 0
             self.rows[(where, secret, key)] = value
+            self.size += size
 
 
 MEMO = Memo()
@@ -138,7 +142,7 @@ class ResultCache(NullCache):
             return None
         value = None if row is None else self._verified(key, row[0])
         if value is not None:
-            MEMO.put(where, self.secret, key, value)
+            MEMO.put(where, self.secret, key, value, len(row[0]))
         return value
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -163,7 +167,7 @@ class ResultCache(NullCache):
                     value = self._verified(k, v)
                     if value is not None:
                         found[wanted[k]] = value
-                        MEMO.put(where, self.secret, k, value)
+                        MEMO.put(where, self.secret, k, value, len(v))
         except sqlite3.Error:
             return found
         return found

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import io
 import os
 import select
@@ -270,6 +271,7 @@ def serve(path: str) -> int:
                 with contextlib.suppress(OSError):
                     conn.sendall(gateclient.encode([str(code), text]))
             served += 1
+            gc.collect()  # after the answer: a push's reference cycles go now, not at some later push
             last = time.monotonic()
             if stop.requested:
                 _log(log, "stopped (SIGTERM) after finishing a push")

@@ -165,7 +165,7 @@ def _blob_bytes(repo: pygit2.Repository, oid: str) -> bytes:
 # Listings of trees already walked, by tree id and path: a tree id names its whole content, sizes
 # included, so in a long-lived process (the gate server) a push re-reads only the trees it changed.
 _LISTINGS: dict[tuple[str, str], list[Entry]] = {}
-_LISTINGS_LIMIT = 500_000  # entries kept, all trees together
+_LISTINGS_LIMIT = 200_000  # entries kept, all trees together (about 30 MB)
 _listed = 0
 
 

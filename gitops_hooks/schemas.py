@@ -316,7 +316,7 @@ class CustomSchemas:
         compiled = Schema(gvk, where, validator, scope)
         self._compiled[gvk] = compiled
         if memo_key is not None:
-            if len(_COMPILED) >= 2000:
+            if len(_COMPILED) >= 256:  # a big CRD's validator can take megabytes
                 _COMPILED.clear()
             _COMPILED[memo_key] = compiled
         return compiled
