@@ -200,12 +200,19 @@ class _Text:
         return line + 1, offset - start + 1
 
     def line_start(self, offset: int) -> int:
-        """Where the line holding offset starts (by bisection: lines of JSON can be megabytes long)."""
+        """Where the line holding offset starts: searched back in a small text, by bisection over the
+        index of line breaks in a big one (a line of JSON can be megabytes long)."""
+        if self._newlines is None and len(self.text) <= 65536:
+            return self.text.rfind("\n", 0, offset) + 1
         newlines = self.newlines()
         line = bisect.bisect_left(newlines, offset)
         return newlines[line - 1] + 1 if line else 0
 
     def line_text(self, offset: int) -> tuple[int, str]:
+        if self._newlines is None and len(self.text) <= 65536:
+            start = self.text.rfind("\n", 0, offset) + 1
+            end = self.text.find("\n", offset)
+            return start, self.text[start: end if end >= 0 else len(self.text)]
         newlines = self.newlines()
         line = bisect.bisect_left(newlines, offset)
         start = newlines[line - 1] + 1 if line else 0
