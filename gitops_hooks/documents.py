@@ -658,6 +658,7 @@ def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFil
     bounds = [start for start, _ in marks] + [len(text)]
     result = ParsedFile(path, [], [], source)
     index = 0
+    counted_lines, counted_to = 0, 0
     for n, (start, end) in enumerate(zip(starts, bounds, strict=True)):
         chunk = text[start:end]
         first = _CONTENT_LINE.search(chunk)
@@ -675,7 +676,10 @@ def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFil
             continue
         if not isinstance(obj, dict) or not _same_in_yaml11(obj):
             return None  # (nesting past libyaml's limit is reported by the careful path)
-        line = text.count("\n", 0, start + first.start()) + 1
+        at = start + first.start()
+        counted_lines += text.count("\n", counted_to, at)  # counted on from the last document, not from 0
+        counted_to = at
+        line = counted_lines + 1
         result.documents.append(Document(path, index, line, len(first.group(1)) + 1, obj, source))
         index += 1
     return result
