@@ -575,16 +575,25 @@ def _quote_end(text: str, opening: int, limit: int) -> int:
     return -1
 
 
+_ZERO_LED = re.compile(r"0[0-9bB_]")
+_BEFORE_ZERO_2 = frozenset({": ", ":\t", "- ", ", "})
+_BEFORE_ZERO_1 = frozenset(",\n")
+
+
 def _leading_zero_number(text: str) -> bool:
-    """A plain number like 0755 or 0b101: go-yaml v2 reads octal and binary, YAML 1.2 does not."""
-    for marker in (": 0", ":\t0", "- 0", "[0", ",0", ", 0", "{0", "\n0"):
-        i = text.find(marker)
-        while i >= 0:
-            nxt = text[i + len(marker): i + len(marker) + 1]
-            if (nxt.isdigit() or nxt in ("b", "B", "_")) and \
-                    (marker[0] not in "[{" or i == 0 or text[i - 1] in _INDICATOR_BEFORE):
-                return True  # ([0 and {0 count where a flow collection can open: not in `^([01][0-9])`)
-            i = text.find(marker, i + 1)
+    """A plain number like 0755 or 0b101: go-yaml v2 reads octal and binary, YAML 1.2 does not.
+
+    One pass for `0` followed by a digit, b or _, then a look at what stands before it: `: `, `:\t`,
+    `- `, `, `, `,`, a line break, or a `[` or `{` where a flow collection can open (not in `^([01])`)."""
+    for m in _ZERO_LED.finditer(text):
+        j = m.start()
+        if j == 0:
+            continue
+        before = text[j - 1]
+        if before in _BEFORE_ZERO_1 or text[j - 2: j] in _BEFORE_ZERO_2 and j >= 2:
+            return True
+        if before in "[{" and (j == 1 or text[j - 2] in _INDICATOR_BEFORE):
+            return True
     return False
 
 
