@@ -78,14 +78,19 @@ def _label(doc: Document, prefix: Pointer, obj: dict[str, Any]) -> str:
 @document_check
 def live_state(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     for prefix, obj in _items(doc):
+        fields = live_fields(obj)
+        meta = obj.get("metadata")
+        if not fields and not (isinstance(meta, dict) and (_present(meta.get("generateName"))
+                                                            or isinstance(meta.get("annotations"), dict)
+                                                            and LAST_APPLIED in meta["annotations"])):
+            continue  # nothing to say: the label (describe) is not worth building
         label = _label(doc, prefix, obj)
-        for pointer in live_fields(obj):
+        for pointer in fields:
             line, col = doc.locate(prefix + pointer, key=True)
             dotted = ".".join(str(p) for p in pointer)
             yield finding("live-state-field", doc.path, line, col,
                           f"{label}: {dotted} is live state written by the API server",
                           STRIP, subject=doc.subject())
-        meta = obj.get("metadata")
         if not isinstance(meta, dict):
             continue
         annotations = meta.get("annotations")
