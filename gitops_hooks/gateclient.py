@@ -194,8 +194,10 @@ def main(argv: list[str]) -> int:
         return in_process(exe, hook, None)
     stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     env = [x for kv in os.environ.items() for x in kv]
+    umask = os.umask(0o077)
+    os.umask(umask)  # (read by setting it; put back at once)
     try:
-        sock.sendall(encode([hook, os.getcwd(), stdin_text, *env]))
+        sock.sendall(encode([hook, os.getcwd(), stdin_text, str(umask), *env]))
         answer = receive(sock)
     except OSError:
         answer = None

@@ -116,15 +116,17 @@ def _peer_uid(conn: socket.socket) -> int | None:
 
 
 def handle(fields: list[str]) -> tuple[int, str]:
-    """Run one hook request as `gitops-hooks <hook>` would; never raises."""
+    """Run one hook request ([hook, folder, stdin, umask, name, value, ...]) as `gitops-hooks <hook>`
+    would; never raises."""
     from . import prereceive
     from .gitrepo import git_dir_from_env
 
-    hook, cwd, stdin_text, *pairs = fields
-    if hook != "pre-receive" or len(pairs) % 2:
+    hook, cwd, stdin_text, umask, *pairs = fields
+    if hook != "pre-receive" or len(pairs) % 2 or not umask.isdigit():
         return 1, f"{prereceive.PREFIX}: push refused: the gate server got a request it does not understand\n"
     env = dict(zip(pairs[::2], pairs[1::2], strict=True))
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_umask = os.umask(int(umask) & 0o777)  # files the gate writes (cache, log) as the hook would
     out = io.StringIO()
     try:
         os.environ.clear()
@@ -137,6 +139,7 @@ def handle(fields: list[str]) -> tuple[int, str]:
                   f"({type(exc).__name__}: {str(exc)[:200]})\n".replace("\n", " ").rstrip() + "\n")
         code = 1
     finally:
+        os.umask(saved_umask)
         os.environ.clear()
         os.environ.update(saved_env)
         with contextlib.suppress(OSError):
@@ -259,7 +262,7 @@ def serve(path: str) -> int:
                 if _peer_uid(conn) != os.getuid():
                     continue
                 fields = gateclient.receive(conn)
-                if fields is None or len(fields) < 3:
+                if fields is None or len(fields) < 4:
                     continue
                 started = time.monotonic()
                 stop.busy = True

@@ -253,3 +253,18 @@ def test_cold_pushes_forked_across_cores_by_the_server(server: Server, clone: Cl
         assert push.returncode != 0
         assert "many/bad.yaml:7:13: error [schema-invalid]" in push.stderr, push.stderr
         assert "82 files" in push.stderr or "82 manifests" in push.stderr, push.stderr
+
+
+def test_files_the_server_writes_follow_the_pushers_umask(server: Server, clone: Clone, tmp_path: Path) -> None:
+    start(server, clone)
+    fresh = Server(tmp_path / "fresh.git")
+    before = served_pushes(server)
+    old = os.umask(0o077)
+    try:
+        push = git("push", "--porcelain", str(fresh.path), "HEAD:refs/heads/main", cwd=clone.path, check=False)
+    finally:
+        os.umask(old)
+    assert push.returncode == 0, push.stderr
+    assert served_pushes(server) == before + 1
+    db = fresh.path / "gitops-hooks" / "cache" / "cache.sqlite"
+    assert db.stat().st_mode & 0o777 == 0o600
