@@ -43,7 +43,7 @@ def site_dir() -> str:
 
 def code_stamp(pythonpath: str) -> str:
     """Names, sizes and times of the suite's modules, the installed packages' folder and PYTHONPATH."""
-    parts = [sys.version, sys.executable, pythonpath]
+    parts = [sys.version, site_dir(), pythonpath]  # the environment, whichever of its pythons runs this
     try:
         parts.append(str(os.stat(site_dir()).st_mtime_ns))  # a package installed or removed
     except OSError:
@@ -147,6 +147,25 @@ def start_server(path: str) -> None:
         )
     except OSError:
         pass
+
+
+def ensure_server() -> str:
+    """Start this environment's server unless one answers already (after an install, so that the first
+    push finds it warm). What happened, for the installer's log."""
+    if os.environ.get("GITOPS_HOOKS_NO_SERVER") == "1":
+        return "no gate server (GITOPS_HOOKS_NO_SERVER=1)"
+    path = socket_path()
+    if path is None:
+        return "no gate server: no private runtime folder"
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        return f"the gate server is running ({path})"
+    except OSError:
+        start_server(path)
+        return f"started the gate server ({path})"
+    finally:
+        sock.close()
 
 
 def in_process(exe: str, hook: str, stdin_text: str | None) -> int:

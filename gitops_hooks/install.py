@@ -120,6 +120,9 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
     if _git("--git-dir", str(repo), "config", "receive.advertisePushOptions", "true").returncode != 0:
         raise InstallError("could not set receive.advertisePushOptions")
     log.append("set receive.advertisePushOptions=true")
+    from . import gateclient
+
+    log.append(gateclient.ensure_server())
     server = configmod.load_server_config(repo)
     if kubeconform.selected(server):
         try:

@@ -69,6 +69,20 @@ def wait_for_server(server: Server) -> None:
     raise AssertionError(f"no gate server at {path}; log:\n{server_log(server)}")
 
 
+def stop(server: Server) -> None:
+    """SIGTERM the server install started, once it listens, and wait until it is gone."""
+    wait_for_server(server)
+    pid_file = socket_path(server).with_suffix(".pid")
+    pid = int(pid_file.read_text(encoding="ascii"))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while (Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    while socket_path(server).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def start(server: Server, clone: Clone) -> None:
     """Push once (the hook starts the server in the background), then wait until it listens."""
     clone.write("apps/web.yaml", DEPLOYMENT)
@@ -147,6 +161,7 @@ def test_busy_server_is_not_waited_for(server: Server, clone: Clone) -> None:
 
 def test_a_server_that_dies_mid_push_changes_no_verdict(server: Server, clone: Clone) -> None:
     """Whatever listens on the socket and hangs up without an answer: the hook judges the push itself."""
+    stop(server)  # the one install started
     path = socket_path(server)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     listener = socket.socket(socket.AF_UNIX)
@@ -199,38 +214,39 @@ def test_garbage_on_the_socket_does_not_stop_the_server(server: Server, clone: C
     assert served_pushes(server) == before + 1
 
 
-def test_no_server_when_disabled(server: Server, clone: Clone, runtime: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_server_when_disabled(server: Server, clone: Clone, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITOPS_HOOKS_NO_SERVER", "1")
     clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
     clone.commit()
     push = clone.push()
     assert not push.accepted
     assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(push.remote_lines())
-    time.sleep(0.5)
-    assert not (runtime / "gitops-hooks").exists()  # no server was looked for or started
+    assert served_pushes(server) == 0
 
 
-def test_sigterm_stops_an_idle_server_and_it_cleans_up(server: Server, clone: Clone, runtime: Path) -> None:
+def test_install_starts_the_server(tmp_path: Path) -> None:
+    repo = Server(tmp_path / "new.git")  # gitops-hooks install
+    wait_for_server(repo)
+
+
+def test_sigterm_stops_an_idle_server_and_the_next_one_cleans_up(server: Server, clone: Clone,
+                                                                  runtime: Path) -> None:
+    start(server, clone)
+    pid_file = socket_path(server).with_suffix(".pid")
+    pid = int(pid_file.read_text(encoding="ascii"))
+    stop(server)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert not socket_path(server).exists() and not pid_file.exists()
     folder = runtime / "gitops-hooks"
-    folder.mkdir(mode=0o700)
     for suffix in (".sock", ".pid", ".sock.busy", ".sock.lock", ".log"):  # left by a server of older code
         (folder / f"gate-0123456789abcdef{suffix}").write_text("", encoding="utf-8")
-    start(server, clone)
+    clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)  # judged all the same; starts a new server
+    clone.commit("broken")
+    assert not clone.push().accepted
+    wait_for_server(server)
     assert not (folder / "gate-0123456789abcdef.sock.lock").exists()
     assert not (folder / "gate-0123456789abcdef.pid").exists()
     assert (folder / "gate-0123456789abcdef.log").exists()  # logs stay a week
-    pid_file = socket_path(server).with_suffix(".pid")
-    pid = int(pid_file.read_text(encoding="ascii"))
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    assert not socket_path(server).exists() and not pid_file.exists()
-    clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)  # the next push is judged all the same
-    clone.commit("broken")
-    assert not clone.push().accepted
 
 
 def test_cold_pushes_forked_across_cores_by_the_server(server: Server, clone: Clone, tmp_path: Path) -> None:
