@@ -289,7 +289,11 @@ def _generic(doc: _Text, offsets: list[int]) -> Iterator[Leak]:
             continue
         seen_lines.add(start)
         start, text = doc.line_text(offset)
-        found = [*_assignments(doc, start, text), *_env_pair(doc, start, text)]
+        # An assignment needs `:` or `=` after its keyword, so after the line's first keyword (`offset`):
+        # prose that only mentions a secret (CRD descriptions are full of it) skips the costly pattern.
+        rel = offset - start
+        assigns = _assignments(doc, start, text) if text.find(":", rel) >= 0 or text.find("=", rel) >= 0 else ()
+        found = [*assigns, *_env_pair(doc, start, text)]
         if found and doc.context(start)[0] not in SECRET_KINDS:
             yield from found
 
