@@ -126,6 +126,9 @@ STRONG = (
     Pattern(re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"),
             "a Slack webhook URL", 33, ("hooks.slack.com",)),
 )
+# Each pattern's markers as one regex: one pass over a text instead of one per marker (the markers of a
+# pattern share their first letters, which the regex engine scans for quickly).
+_LOCATORS = {p.markers: re.compile("|".join(re.escape(m) for m in p.markers)) for p in STRONG}
 KEYWORD_STEMS = ("pass", "secret", "token", "api_key", "api-key", "apikey", "access_key", "access-key",
                  "accesskey", "auth_key", "auth-key", "authkey", "private_key", "private-key", "privatekey",
                  "credential")
@@ -253,23 +256,28 @@ def _keyword_offsets(text: str) -> list[int]:
     return sorted(out)
 
 
-def _marked_lines(doc: _Text, markers: tuple[str, ...]) -> Iterator[int]:
-    """Start offsets of the lines that hold one of the markers, each once."""
+def _marked_lines(doc: _Text, p: Pattern) -> Iterator[int]:
+    """Start offsets of the lines that hold one of the pattern's markers, each once."""
     seen: set[int] = set()
     text = doc.text
-    for marker in markers:
-        i = text.find(marker)
+    hits: list[int] = []
+    if len(p.markers) == 1:  # one literal: str.find is the fastest scan
+        i = text.find(p.markers[0])
         while i >= 0:
-            start = doc.line_start(i)
-            if start not in seen:
-                seen.add(start)
-                yield start
-            i = text.find(marker, i + 1)
+            hits.append(i)
+            i = text.find(p.markers[0], i + 1)
+    else:  # matches do not overlap, but a skipped overlapping one would be on the same line
+        hits = [m.start() for m in _LOCATORS[p.markers].finditer(text)]
+    for i in hits:
+        start = doc.line_start(i)
+        if start not in seen:
+            seen.add(start)
+            yield start
 
 
 def _strong(doc: _Text) -> Iterator[Leak]:
     for p in STRONG:
-        for start in _marked_lines(doc, p.markers):
+        for start in _marked_lines(doc, p):
             end = doc.text.find("\n", start)
             for m in p.regex.finditer(doc.text, start, end if end >= 0 else len(doc.text)):
                 if doc.context(m.start())[0] in SECRET_KINDS:
