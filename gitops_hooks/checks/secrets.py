@@ -132,6 +132,12 @@ _LOCATORS = {p.markers: re.compile("|".join(re.escape(m) for m in p.markers)) fo
 KEYWORD_STEMS = ("pass", "secret", "token", "api_key", "api-key", "apikey", "access_key", "access-key",
                  "accesskey", "auth_key", "auth-key", "authkey", "private_key", "private-key", "privatekey",
                  "credential")
+# Stems that differ only after a common head ("api" + "_key", "-key", "key") are searched together.
+_HEADS = ("api", "access", "auth", "private")
+_SINGLE_STEMS = tuple(s for s in KEYWORD_STEMS if not s.startswith(_HEADS))
+_STEM_GROUPS = tuple(re.compile(re.escape(head) + "(?:" + "|".join(re.escape(s[len(head):]) for s in KEYWORD_STEMS
+                                                                    if s.startswith(head)) + ")")
+                     for head in _HEADS)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 KEYWORD = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|" \
@@ -248,11 +254,13 @@ def _keyword_offsets(text: str) -> list[int]:
     if len(low) != len(text):  # a few non-ASCII letters lower to two characters; keep offsets exact
         low = text.translate(_ASCII_LOWER)
     out = []
-    for stem in KEYWORD_STEMS:
+    for stem in _SINGLE_STEMS:
         i = low.find(stem)
         while i >= 0:
             out.append(i)
             i = low.find(stem, i + 1)
+    for pattern in _STEM_GROUPS:  # api_key, api-key, apikey... in one pass (their matches cannot overlap)
+        out.extend(m.start() for m in pattern.finditer(low))
     return sorted(out)
 
 
