@@ -39,6 +39,7 @@ from . import gateclient
 MAX_RSS_MB = 400  # after a push leaves the server bigger than this, it exits (the next push starts another)
 MAX_REQUESTS = 5000
 IDLE_SECONDS = 600.0
+REQUEST_SECONDS = 10.0  # to receive a request, and to hand over an answer
 
 
 def _log(path: str, text: str) -> None:
@@ -238,17 +239,20 @@ def serve(path: str) -> int:
         fh.write(f"{os.getpid()}\n")
     _log(log, f"serving {path}")
     warmer = Warmer()
-    warming = True
+    warming, compiled = True, False
     try:
         while True:
             ready, _, _ = select.select([listener], [], [], 0.0 if warming else 2.0)
             if not ready and warming:
                 warming = warmer.step()
                 if warming:
+                    compiled = True
                     continue
                 last = time.monotonic()
-                versions = ", ".join(version or "newest" for version, _ in sorted(warmer.done))
-                _log(log, f"warm: validators of Kubernetes {versions} compiled; {_rss_mb():.0f} MB")
+                if compiled:
+                    versions = ", ".join(version or "newest" for version, _ in sorted(warmer.done))
+                    _log(log, f"warm: validators of Kubernetes {versions} compiled; {_rss_mb():.0f} MB")
+                    compiled = False
             if not ready:
                 if time.monotonic() - last > idle:
                     _log(log, "idle: exiting")
@@ -261,7 +265,11 @@ def serve(path: str) -> int:
             with conn:
                 if _peer_uid(conn) != os.getuid():
                     continue
-                fields = gateclient.receive(conn)
+                conn.settimeout(REQUEST_SECONDS)  # a peer that connects and says nothing blocks no push
+                try:
+                    fields = gateclient.receive(conn)
+                except OSError:
+                    fields = None
                 if fields is None or len(fields) < 4:
                     continue
                 started = time.monotonic()

@@ -284,3 +284,19 @@ def test_files_the_server_writes_follow_the_pushers_umask(server: Server, clone:
     assert served_pushes(server) == before + 1
     db = fresh.path / "gitops-hooks" / "cache" / "cache.sqlite"
     assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_silent_connection_holds_the_server_for_seconds_only(server: Server, clone: Clone,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITOPS_HOOKS_CLIENT_TIMEOUT", "60")  # a server stuck on the peer: 60 s, then in-process
+    start(server, clone)
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.connect(str(socket_path(server)))  # says nothing, hangs on
+        clone.write("apps/web.yaml", BROKEN_DEPLOYMENT)
+        clone.commit("broken")
+        started = time.monotonic()
+        push = clone.push()
+        waited = time.monotonic() - started
+    assert not push.accepted
+    assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(push.remote_lines())
+    assert waited < 40  # the server gave up on the silent peer after its 10 s, then judged the push
