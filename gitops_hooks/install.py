@@ -57,7 +57,9 @@ def hook_text(name: str, exe: str) -> str:
     template = files("gitops_hooks.hook_scripts").joinpath(name).read_text(encoding="utf-8")
     text = template.replace("GITOPS_HOOKS=gitops-hooks", f"GITOPS_HOOKS='{exe}'", 1)
     if name == "pre-receive":  # the thin client of the resident gate server (gateclient.py)
-        python = Path(exe).parent / "python"
+        python = Path(exe).parent / "python"  # the suite's environment; else the python running install
+        if not python.exists():
+            python = Path(sys.executable)
         client = Path(str(files("gitops_hooks").joinpath("gateclient.py")))
         if python.exists() and client.is_file():
             text = text.replace("GITOPS_HOOKS_PYTHON=\n", f"GITOPS_HOOKS_PYTHON='{python}'\n", 1)
