@@ -66,6 +66,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+    shutil.rmtree(TEST_RUNTIME, ignore_errors=True)  # the servers leave nothing there worth keeping
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Pusher",
