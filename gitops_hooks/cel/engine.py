@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,27 @@ def _clean(text: str) -> str:
 
 
 _STRING_LITERAL = re.compile(r"(?s)('''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")")
+
+
+def rule_message(rule: dict[str, Any], run: Callable[[str], Outcome], fallback: str) -> str:
+    """A failed rule's message as the API server words it: what `messageExpression` gives (run by `run`),
+    when that is a non-empty string, else `message`, else the fallback."""
+    expr = rule.get("messageExpression")
+    if isinstance(expr, str) and expr.strip():
+        text = first_line(run(expr))
+        if text:
+            return text
+    message = rule.get("message")
+    if isinstance(message, str) and message.strip():
+        return message.strip()
+    return fallback
+
+
+def first_line(outcome: Outcome) -> str:
+    """A message expression's value as a one-line message; "" unless it is a non-empty string."""
+    if isinstance(outcome.value, str) and outcome.value.strip():
+        return outcome.value.strip().splitlines()[0]
+    return ""
 
 
 def identifiers(source: str) -> set[str]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import findings as findings_mod
 from ..cel import activation, compile_expr, evaluate
+from ..cel.engine import first_line
 from ..config import ConfigError, matches
 from ..findings import Finding, Rule, Severity, finding
 from . import CheckContext, document_check
@@ -128,7 +129,5 @@ def admin_cel_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
 
 def _message(r: AdminRule, bindings: Any) -> str:
     if r.message_expression:
-        outcome = evaluate(compile_expr(r.message_expression, VARIABLES), bindings)
-        if isinstance(outcome.value, str) and outcome.value.strip():
-            return outcome.value.strip().splitlines()[0]
+        return first_line(evaluate(compile_expr(r.message_expression, VARIABLES), bindings)) or r.message
     return r.message

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cel import activation, compile_expr, evaluate
-from ..cel.engine import Compiled, Outcome, identifiers
+from ..cel.engine import Compiled, Outcome, identifiers, rule_message
 from ..cel.previous import identity, old_objects
 from ..cel.structural import RESERVED
 from ..documents import parse
@@ -370,24 +370,12 @@ def _validate(e: _Eval, namespace_unknown: bool) -> Iterator[Finding]:
             continue
         if outcome.value is True:
             continue
-        message = _message(e, v, expr)
+        message = rule_message(v, lambda m: e.run(m)[1], f"failed expression: {expr}")
         if "Deny" in actions:
             yield e.finding("admission-denied", f"{label} denied request: {message}", f"expression: {_one_line(expr)}")
         elif "Warn" in actions:
             yield e.finding("admission-warning", f"Validation failed for {label}: {message}",
                             f"expression: {_one_line(expr)}")
-
-
-def _message(e: _Eval, v: dict[str, Any], expr: str) -> str:
-    mexpr = v.get("messageExpression")
-    if isinstance(mexpr, str) and mexpr.strip():
-        _, outcome = e.run(mexpr)
-        if isinstance(outcome.value, str) and outcome.value.strip():
-            return outcome.value.strip().splitlines()[0]
-    message = v.get("message")
-    if isinstance(message, str) and message.strip():
-        return message.strip()
-    return f"failed expression: {expr}"
 
 
 def _trouble(e: _Eval, label: str, compiled: Compiled, outcome: Any, namespace_unknown: bool) -> Iterator[Finding]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..cel import activation, compile_expr, evaluate
-from ..cel.engine import replace_identifier
+from ..cel.engine import replace_identifier, rule_message
 from ..cel.previous import identity, old_objects
 from ..cel.structural import MISSING, Site, dotted, field_path, rule_sites, to_cel
 from ..findings import Finding, Rule, Severity, finding, register
@@ -196,7 +196,8 @@ def _failed(doc: Any, site: Site, rule: dict[str, Any], error: str, value: Any, 
     elif not isinstance(value, bool):
         message = f"the rule returned {type(value).__name__}, not a boolean"
     else:
-        message = _message(rule, bindings, variables)
+        message = rule_message(rule, lambda m: evaluate(compile_expr(m, variables), bindings),
+                               f"failed rule: {rule['rule']}")
     path = site.path
     extra = field_path(rule["fieldPath"]) if isinstance(rule.get("fieldPath"), str) else None
     if extra:
@@ -206,18 +207,6 @@ def _failed(doc: Any, site: Site, rule: dict[str, Any], error: str, value: Any, 
     rule_id = "crd-rule-transition" if transition else "crd-rule"
     return finding(rule_id, doc.path, line, col, f"{doc.describe()}: {dotted(path)}: {reason}: {message}",
                    f"rule: {_short(source)}", subject=doc.subject())
-
-
-def _message(rule: dict[str, Any], bindings: Any, variables: tuple[str, ...]) -> str:
-    expr = rule.get("messageExpression")
-    if isinstance(expr, str) and expr.strip():
-        outcome = evaluate(compile_expr(expr, variables), bindings)
-        if isinstance(outcome.value, str) and outcome.value.strip():
-            return outcome.value.strip().splitlines()[0]
-    message = rule.get("message")
-    if isinstance(message, str) and message.strip():
-        return message.strip()
-    return f"failed rule: {rule['rule']}"
 
 
 def _short(source: str) -> str:
