@@ -17,7 +17,8 @@ plugin: the push is refused (fail closed).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,15 @@ def plugin_documents(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
         check_document = getattr(plugin.target, "check_document", None)
         if plugin.error or not callable(check_document):
             continue
-        try:
-            out = _own(plugin, {r.id for r in plugin.rules}, check_document(doc, ctx))
-        except Exception as exc:
-            yield _failed(plugin, exc, doc)
-            continue
-        yield from out
+        yield from _guarded(plugin, functools.partial(check_document, doc, ctx), doc)
+
+
+def _guarded(plugin: Plugin, produce: Callable[[], Iterable[Finding] | None], where: Any) -> list[Finding]:
+    """A plugin's findings, each one of its own rules; a plugin that raises gives one plugin-failed."""
+    try:
+        return _own(plugin, {r.id for r in plugin.rules}, produce())
+    except Exception as exc:
+        return [_failed(plugin, exc, where)]
 
 
 def _failed(plugin: Plugin, exc: Exception, where: Any) -> Finding:
@@ -134,14 +138,8 @@ def _failed(plugin: Plugin, exc: Exception, where: Any) -> Finding:
 
 def _run(plugin: Plugin, tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
     check_tree = getattr(plugin.target, "check_tree", None)
-    if not callable(check_tree):
-        return
-    try:
-        out = _own(plugin, {r.id for r in plugin.rules}, check_tree(tree, ctx))
-    except Exception as exc:
-        yield _failed(plugin, exc, None)
-        return
-    yield from out
+    if callable(check_tree):
+        yield from _guarded(plugin, functools.partial(check_tree, tree, ctx), None)
 
 
 def _own(plugin: Plugin, own: set[str], found: Iterable[Finding] | None) -> list[Finding]:
