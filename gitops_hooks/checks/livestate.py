@@ -6,6 +6,7 @@ carry no cluster state and are not reported.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,29 +79,24 @@ def _label(doc: Document, prefix: Pointer, obj: dict[str, Any]) -> str:
 @document_check
 def live_state(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     for prefix, obj in _items(doc):
-        fields = live_fields(obj)
-        meta = obj.get("metadata")
-        if not fields and not (isinstance(meta, dict) and (_present(meta.get("generateName"))
-                                                            or isinstance(meta.get("annotations"), dict)
-                                                            and LAST_APPLIED in meta["annotations"])):
-            continue  # nothing to say: the label (describe) is not worth building
-        label = _label(doc, prefix, obj)
-        for pointer in fields:
+        label = functools.partial(_label, doc, prefix, obj)  # built only for a finding (describe() costs)
+        for pointer in live_fields(obj):
             line, col = doc.locate(prefix + pointer, key=True)
             dotted = ".".join(str(p) for p in pointer)
             yield finding("live-state-field", doc.path, line, col,
-                          f"{label}: {dotted} is live state written by the API server",
+                          f"{label()}: {dotted} is live state written by the API server",
                           STRIP, subject=doc.subject())
+        meta = obj.get("metadata")
         if not isinstance(meta, dict):
             continue
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and LAST_APPLIED in annotations:
             line, col = doc.locate(prefix + ("metadata", "annotations", LAST_APPLIED), key=True)
             yield finding("live-state-last-applied", doc.path, line, col,
-                          f"{label}: the {LAST_APPLIED} annotation is a copy kubectl keeps of a past apply",
+                          f"{label()}: the {LAST_APPLIED} annotation is a copy kubectl keeps of a past apply",
                           "remove the annotation", subject=doc.subject())
         if _present(meta.get("generateName")):
             line, col = doc.locate(prefix + ("metadata", "generateName"), key=True)
             yield finding("live-state-generate-name", doc.path, line, col,
-                          f"{label}: metadata.generateName makes a new object on every sync (not idempotent)",
+                          f"{label()}: metadata.generateName makes a new object on every sync (not idempotent)",
                           "give the object a fixed metadata.name", subject=doc.subject())

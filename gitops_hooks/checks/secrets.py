@@ -218,15 +218,10 @@ class _Text:
         return newlines[line - 1] + 1 if line else 0
 
     def line_text(self, offset: int) -> tuple[int, str]:
-        if self._newlines is None and len(self.text) <= 65536:
-            start = self.text.rfind("\n", 0, offset) + 1
-            end = self.text.find("\n", offset)
-            return start, self.text[start: end if end >= 0 else len(self.text)]
-        newlines = self.newlines()
-        line = bisect.bisect_left(newlines, offset)
-        start = newlines[line - 1] + 1 if line else 0
-        end = newlines[line] if line < len(newlines) else len(self.text)
-        return start, self.text[start:end]
+        """The line holding offset (called once per line: the search forward is not repeated)."""
+        start = self.line_start(offset)
+        end = self.text.find("\n", offset)
+        return start, self.text[start: end if end >= 0 else len(self.text)]
 
     def context(self, offset: int) -> tuple[str, bool]:
         """Kind and SOPS status of the YAML document holding offset."""
