@@ -48,24 +48,19 @@ os.environ["XDG_RUNTIME_DIR"] = TEST_RUNTIME
 os.environ.setdefault("GITOPS_HOOKS_SERVER_IDLE", "120")
 
 
-def gate_server_pids() -> list[int]:
-    out = []
-    for pid_file in (Path(TEST_RUNTIME) / "gitops-hooks").glob("gate-*.pid"):
+def stop_gate_servers(runtime: str | Path) -> None:
+    """SIGTERM the gate servers whose pid files are in a runtime folder (XDG_RUNTIME_DIR)."""
+    import signal
+
+    for pid_file in (Path(runtime) / "gitops-hooks").glob("gate-*.pid"):
         try:
-            out.append(int(pid_file.read_text(encoding="ascii")))
+            os.kill(int(pid_file.read_text(encoding="ascii")), signal.SIGTERM)
         except (OSError, ValueError):
             continue
-    return out
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    import signal
-
-    for pid in gate_server_pids():
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    stop_gate_servers(TEST_RUNTIME)
     shutil.rmtree(TEST_RUNTIME, ignore_errors=True)  # the servers leave nothing there worth keeping
 
 GIT_ENV = {

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git
+from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git, stop_gate_servers
 
 PYTHON = str(Path(EXE).parent / "python")
 
@@ -26,11 +26,7 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     folder.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
     yield folder
-    for pid_file in (folder / "gitops-hooks").glob("gate-*.pid"):
-        try:
-            os.kill(int(pid_file.read_text(encoding="ascii")), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+    stop_gate_servers(folder)
 
 
 def client_path(server: Server) -> str:
