@@ -32,7 +32,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from . import gateclient
 
@@ -42,10 +42,10 @@ IDLE_SECONDS = 600.0
 REQUEST_SECONDS = 10.0  # to receive a request, and to hand over an answer
 
 
-def _log(path: str, text: str) -> None:
+def _log(log: TextIO, text: str) -> None:
     try:
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {text}\n")
+        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {text}\n")
+        log.flush()
     except OSError:
         pass
 
@@ -200,7 +200,6 @@ def _profiled(fields: list[str]) -> tuple[int, str]:
 
 
 def serve(path: str) -> int:
-    log = path[:-len(".sock")] + ".log"
     lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -212,8 +211,10 @@ def serve(path: str) -> int:
     _sweep(Path(path).parent, lock_fd)
     import faulthandler
 
-    log_file = open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8")  # noqa: SIM115
-    faulthandler.register(signal.SIGUSR1, file=log_file, all_threads=True)  # `kill -USR1`: stacks to the log
+    # One handle for the server's life: each push's line, and the stacks `kill -USR1` dumps.
+    log = open(os.open(path[:-len(".sock")] + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),  # noqa: SIM115
+               "a", encoding="utf-8")
+    faulthandler.register(signal.SIGUSR1, file=log, all_threads=True)
     try:
         warm_up()
     except Exception:  # noqa: BLE001 - no server; every push runs the gate in its own process
