@@ -25,6 +25,11 @@ FORMAT = "v1"
 MAC_BYTES = 16
 
 
+def row_name(key: str) -> str:
+    """The name a key's row has in the database (and in `recorded`/`adopt`)."""
+    return f"{FORMAT}:{key}"
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -74,6 +79,31 @@ class NullCache:
 
     def flush(self) -> None:
         return None
+
+    def for_child(self) -> NullCache:
+        """The cache of a forked worker: it records what it would store (`recorded`) and reads nothing,
+        for the parent's database handle is the parent's alone."""
+        return NullCache()
+
+    def recorded(self) -> dict[str, bytes]:
+        return {}
+
+    def adopt(self, rows: dict[str, bytes]) -> None:
+        """Store rows that a worker of this cache (`for_child`) recorded, with the next flush."""
+        return None
+
+
+class _Recorder(NullCache):
+    def __init__(self, owner: ResultCache) -> None:
+        self.owner = owner
+        self.rows: dict[str, bytes] = {}
+
+    def put(self, key: str, value: Any) -> None:
+        name, row = self.owner.encode(key, value)
+        self.rows[name] = row
+
+    def recorded(self) -> dict[str, bytes]:
+        return self.rows
 
 
 class ResultCache(NullCache):
@@ -183,12 +213,24 @@ class ResultCache(NullCache):
         except ValueError:
             return None
 
+    def encode(self, key: str, value: Any) -> tuple[str, bytes]:
+        """The row's name and stored bytes: the value as JSON, then its MAC."""
+        key = row_name(key)
+        data = json.dumps(value, separators=(",", ":")).encode()
+        return key, data + self._mac(key, data)
+
     def put(self, key: str, value: Any) -> None:
         if self.db is None:
             return
-        key = f"{FORMAT}:{key}"
-        data = json.dumps(value, separators=(",", ":")).encode()
-        self.pending[key] = data + self._mac(key, data)
+        name, row = self.encode(key, value)
+        self.pending[name] = row
+
+    def for_child(self) -> NullCache:
+        return _Recorder(self) if self.db is not None else NullCache()
+
+    def adopt(self, rows: dict[str, bytes]) -> None:
+        if self.db is not None:
+            self.pending.update(rows)
 
     def flush(self) -> None:
         if self.db is None or not self.pending:

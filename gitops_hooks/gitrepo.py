@@ -7,6 +7,7 @@ unless asked, so we add the quarantine to the object database ourselves.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import subprocess
@@ -133,6 +134,11 @@ class Snapshot:
     def read(self, entry: Entry) -> bytes:
         raise NotImplementedError
 
+    def for_child(self) -> Snapshot:
+        """The snapshot as a forked worker reads it (its own repository handle: libgit2's are not shared
+        across a fork)."""
+        return self
+
 
 class GitTree(Snapshot):
     def __init__(self, repo: pygit2.Repository, commit_id: str, label: str = "") -> None:
@@ -155,6 +161,15 @@ class GitTree(Snapshot):
 
     def read(self, entry: Entry) -> bytes:
         return _blob_bytes(self.repo, entry.oid)
+
+    def for_child(self) -> Snapshot:
+        return _reopened(self)
+
+
+def _reopened(snapshot: GitTree | IndexTree) -> Snapshot:
+    other = copy.copy(snapshot)
+    other.repo = open_repository(Path(snapshot.repo.path))
+    return other
 
 
 def _blob_bytes(repo: pygit2.Repository, oid: str) -> bytes:
@@ -216,6 +231,9 @@ class IndexTree(Snapshot):
 
     def read(self, entry: Entry) -> bytes:
         return _blob_bytes(self.repo, entry.oid)
+
+    def for_child(self) -> Snapshot:
+        return _reopened(self)
 
 
 def blob_id(data: bytes) -> str:

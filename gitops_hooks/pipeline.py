@@ -7,11 +7,9 @@ tree, the administrator's folders, bundled) ─► document, file and tree check
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import os
 import posixpath
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, kustomize
-from .cache import NullCache, fingerprint
+from .cache import NullCache, fingerprint, row_name
 from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView
 from .config import Policy, matches
 from .documents import Document, Limits, ParsedFile, parse
@@ -33,7 +31,9 @@ from .schemas import (
     definition_closure,
     load_bundled,
     split_api_version,
+    validation_rules,
 )
+from .workers import Channel, WorkerError, Workers
 
 
 @dataclass
@@ -171,8 +171,11 @@ def _summary(pf: ParsedFile) -> dict[str, Any]:
         "findings": [[f.rule, f.line, f.column, f.message, f.hint] for f in pf.findings],
         "docs": [[d.index, d.line, d.column, d.api_version, d.kind, d.namespace, d.name] for d in docs],
         "crd": any(d.kind == "CustomResourceDefinition" for d in docs),
-        "defines": [list(gvk) for d in docs if d.kind == "CustomResourceDefinition"
-                    and d.api_version.startswith("apiextensions.k8s.io/") for gvk, _, _ in crd_versions(d.obj)],
+        # kinds the blob's CRDs define, with their traits (validation_rules, scope): [group, version, kind,
+        # rules, scope]. A later run knows which kinds need their schema for rules without reading it.
+        "defines": [[*gvk, validation_rules(schema), scope] for d in docs if d.kind == "CustomResourceDefinition"
+                    and d.api_version.startswith("apiextensions.k8s.io/")
+                    for gvk, schema, scope in crd_versions(d.obj)],
         "suppress": [[list(k), [r.line, r.column, r.label, sorted(r.rules)]] for k, r in suppress.requests(docs).items()],
     }
 
@@ -419,12 +422,15 @@ class _Run:
         """Add the CRDs of the tree to the custom schemas; which blob defines each kind (for cache keys)."""
         source: dict[GVK, str] = {}
         for e in manifests:
-            defines = [tuple(g) for g in self.summary(e)["defines"]]
-            if not defines:
+            rows = self.summary(e)["defines"]
+            if not rows:
                 continue
-            for gvk in defines:
+            traits: dict[GVK, tuple[str, str]] = {}
+            for g, v, k, rules, scope in rows:
+                traits.setdefault((g, v, k), (rules, scope))  # the loader, too, takes the first of a kind
+            for gvk in traits:
                 source[gvk] = e.oid
-            self.ctx.custom.add_loader(defines, self._crd_loader(e), f"{e.oid}:{e.path}")
+            self.ctx.custom.add_loader(list(traits), self._crd_loader(e), f"{e.oid}:{e.path}", traits)
         return source
 
     def register_rendered_crds(self, rendered: list[Document], source: dict[GVK, str]) -> None:
@@ -436,42 +442,70 @@ class _Run:
     def blob_work(self, manifests: list[Entry], direct_paths: set[str], rendered: list[Document]) -> None:
         """Parse summaries and per-blob findings that the cache does not have, on every core when there are many.
 
-        Kinds defined by CRDs of the tree must be known before any blob is checked (they are part of the
-        cache keys and of validation), so blobs that may hold a CRD are read first, here."""
+        Kinds defined by CRDs of the tree are part of the cache keys and of validation, and a CRD is known
+        only once its file is parsed. So the work is speculative: every blob is checked with the CRDs
+        known beforehand (from cached summaries); when the parse finds new ones, the keys are computed
+        again, and only the blobs whose key changed (objects of the new kinds) are checked again."""
         keys = {self._summary_key(e): e.path for e in manifests if e.path not in self.summaries}
         for key, summary in self.cache.get_many(list(keys)).items():
             self.summaries[keys[key]] = summary
-        known = {e.path for e in manifests if self._cached_summary(e) is not None}
-        unknown = [e for e in manifests if e.path not in known]
-        for e in unknown:
-            if b"CustomResourceDefinition" in self.read(e) or len(unknown) < PARALLEL_MIN:
-                self.summary(e)
+        unknown = [e for e in manifests if e.path not in self.summaries]
+        base = self.ctx.custom.copy()  # without the tree's CRDs: to start over when phase 1 finds more
+        self.register_all_crds(manifests, rendered)
+        # path -> key with the CRDs known so far (a blob not parsed yet has none: its objects' kinds
+        # are part of its key)
+        unparsed = {e.path for e in unknown}
+        guessed = {path: key for path, key in self._keys(direct_paths).items() if path not in unparsed}
+        found: dict[str, tuple[str, list[Any]]] = {}
+        path_of = {key: path for path, key in guessed.items()}
+        for key, rows in self.cache.get_many(list(path_of)).items():
+            found[path_of[key]] = (key, rows)
+        todo = [(e.path, e.path in direct_paths) for e in self.entries
+                if e.path not in found and e.path not in self.precomputed]
+        count = min(os.cpu_count() or 1, MAX_WORKERS)
+        pool = _Pool.start(self, count, todo, base, manifests, rendered) \
+            if len(todo) >= PARALLEL_MIN and count >= 2 else None
+        try:
+            if pool is not None:
+                got = pool.phase_one()
+                if got is None:
+                    pool = None
+                else:
+                    found.update(got)
+            for e in unknown:
+                self.summary(e)  # without workers; a no-op for what they parsed
+            if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
+                self.ctx.custom = base.copy()
+                self.ctx.extra.pop("cel_crd_schemas", None)
+                self.register_all_crds(manifests, rendered)
+                final = self._keys(direct_paths)
+            else:
+                final = guessed | {e.path: self._blob_key(e, e.path in direct_paths) for e in unknown}
+            rejected = set()
+            for path, (key, rows) in found.items():
+                if final[path] == key:
+                    self.precomputed[path] = rows
+                else:
+                    rejected.add(key)
+            if pool is not None:
+                pool.adopt(rejected)
+            rest = {final[path]: path for path in final if path not in self.precomputed}
+            for key, rows in self.cache.get_many(list(rest)).items():
+                self.precomputed[rest[key]] = rows
+            again = [(path, path in direct_paths, key) for key, path in rest.items() if path not in self.precomputed]
+            if pool is not None and again:
+                pool.phase_two(again)  # what it cannot do, blob_findings does here
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _keys(self, direct_paths: set[str]) -> dict[str, str]:
+        return {e.path: self._blob_key(e, e.path in direct_paths) for e in self.entries if e.path not in self.precomputed}
+
+    def register_all_crds(self, manifests: list[Entry], rendered: list[Document]) -> None:
+        """The CRDs of every summary known so far, then those that only a kustomize build yields."""
         self.crd_source = self.register_crds([e for e in manifests if e.path in self.summaries])
-        self.register_rendered_crds(rendered, self.crd_source)  # CRDs that only a kustomize build yields
-        blob_keys = {self._blob_key(e, e.path in direct_paths): e.path for e in self.entries
-                     if e.path not in self.precomputed and (e.path in self.summaries or e.path not in self.by_manifest)}
-        for key, rows in self.cache.get_many(list(blob_keys)).items():
-            self.precomputed[blob_keys[key]] = rows
-        todo = [e for e in self.entries if e.path not in self.summaries and e.path in self.by_manifest
-                or self._cached_blob(e, e.path in direct_paths) is None]
-        workers = min(os.cpu_count() or 1, MAX_WORKERS)
-        if len(todo) < PARALLEL_MIN or workers < 2:
-            return
-        for e in todo:
-            self.read(e)  # children inherit the data; they never touch git or the cache
-        results = _in_children(self, [(e.path, e.path in direct_paths) for e in todo], workers)
-        if results is None:
-            return  # could not fork: the sequential path does the work
-        if any(summary is not None and summary["defines"] and path not in self.summaries
-               for path, summary, _, _ in results):
-            return  # a CRD the byte scan missed (an escaped name?): the sequential path redoes it in order
-        for path, summary, key, rows in results:
-            e = self.by_path[path]
-            if summary is not None:
-                self.summaries[path] = summary
-                self.cache.put(self._summary_key(e), summary)
-            self.precomputed[path] = rows
-            self.cache.put(key, rows)
+        self.register_rendered_crds(rendered, self.crd_source)
 
     def _crd_loader(self, e: Entry) -> Callable[[GVK], tuple[dict[str, Any], str, str]]:
         """Read a CRD blob's schemas only when an object of one of its kinds must be validated."""
@@ -493,9 +527,14 @@ class _Run:
         parts = [self.base, e.path, str(e.mode), "direct" if direct else "consumed"]
         if e.path in self.summaries and self.crd_source:  # the CRD blob defining each object's kind
             crd_source = self.crd_source
-            for row in self.summaries[e.path]["docs"]:
+            # Only objects whose kind a CRD of the tree defines: a key does not change when a CRD of
+            # other kinds comes or goes (blob_work relies on it). The blob id fixes the objects, so
+            # their indexes and the CRDs' ids name which CRD defines which.
+            for index, row in enumerate(self.summaries[e.path]["docs"]):
                 group, version = split_api_version(row[3])
-                parts.append(crd_source.get((group, version, row[4]), ""))
+                source = crd_source.get((group, version, row[4]))
+                if source:
+                    parts.append(f"{index}={source}")
         # NUL cannot occur in a path or in the other parts: the joined text names them unambiguously
         # (a hash of JSON, as `fingerprint` makes, costs three times as much for thousands of blobs).
         digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:24]
@@ -541,70 +580,138 @@ class _Run:
 
 PARALLEL_MIN = 64  # blobs to work on before forking pays off
 MAX_WORKERS = 4
-_CHILD_RUN: _Run | None = None
 
 
-def _child_work(items: list[tuple[str, bool]]) -> list[tuple[str, dict[str, Any] | None, str, list[Any]]]:
-    run = _CHILD_RUN
-    assert run is not None
-    out = []
-    for path, direct in items:
+class _Pool:
+    """The forked workers of one run's `blob_work` and the parent's side of their two phases.
+
+    Phase 1: each worker parses and checks its share of the blobs (shares balanced by size) with the CRDs
+    known before the fork, and answers with the summaries, the findings rows under the keys it used, and
+    the cache rows it encoded. Phase 2, only when phase 1 found CRDs: each worker registers all of them
+    as the parent did and checks again the blobs whose key changed (it kept the parse of files with
+    custom kinds, so those go back to the worker that parsed them). A failure at any point leaves the
+    work to the parent's sequential path; nothing a failed worker sent is kept."""
+
+    def __init__(self, run: _Run, workers: Workers, shares: list[list[tuple[str, bool]]]) -> None:
+        self.run = run
+        self.workers = workers
+        self.shares = shares
+        self.recorded: dict[str, bytes] = {}
+        self.owner: dict[str, int] = {}
+
+    @classmethod
+    def start(cls, run: _Run, count: int, todo: list[tuple[str, bool]], base: CustomSchemas,
+              manifests: list[Entry], rendered: list[Document]) -> _Pool | None:
+        shares = _balanced([(item, run.by_path[item[0]].size) for item in todo], count)
+        try:
+            workers = Workers(count, lambda index, channel: _worker(
+                run, shares[index], base, manifests, rendered, channel))
+        except OSError:
+            return None  # could not fork: the sequential path does the work
+        return cls(run, workers, shares)
+
+    def phase_one(self) -> dict[str, tuple[str, list[Any]]] | None:
+        """path -> (key, rows) for every blob of the shares; the summaries are adopted by the run. None
+        (and the workers stopped) if any worker failed."""
+        found: dict[str, tuple[str, list[Any]]] = {}
+        summaries: dict[str, dict[str, Any]] = {}
+        try:
+            for index in range(len(self.shares)):
+                got, kept, news, recorded = self.workers.receive(index)
+                found.update(got)
+                summaries.update(news)
+                self.recorded.update(recorded)
+                self.owner.update((path, index) for path in kept)
+        except WorkerError:
+            self.close()
+            return None
+        self.run.summaries.update(summaries)
+        return found
+
+    def adopt(self, rejected: set[str]) -> None:
+        """Store what the workers encoded, but for rows under keys that turned out stale."""
+        names = {row_name(key) for key in rejected}
+        self.run.cache.adopt({k: v for k, v in self.recorded.items() if k not in names})
+        self.recorded = {}
+
+    def phase_two(self, again: list[tuple[str, bool, str]]) -> None:
+        run = self.run
+        loads = [0] * len(self.shares)
+        items: list[list[tuple[str, bool, str]]] = [[] for _ in self.shares]
+        # To the worker that parsed the CRD of its first custom kind (it loads and compiles that schema
+        # once, and no other worker needs to), else to the one that kept its parse, else the least loaded.
+        crd_owner: dict[GVK, int] = {}
+        for path, owner in self.owner.items():
+            for g, v, k, *_ in run.summaries[path]["defines"]:
+                crd_owner.setdefault((g, v, k), owner)
+        for item in sorted(again, key=lambda i: -run.by_path[i[0]].size):
+            rows = run.summaries[item[0]]["docs"] if item[0] in run.summaries else []
+            chosen = next((crd_owner[gvk] for row in rows
+                           if (gvk := (*split_api_version(row[3]), row[4])) in crd_owner), self.owner.get(item[0]))
+            index = loads.index(min(loads)) if chosen is None else chosen  # else to the least loaded one
+            loads[index] += run.by_path[item[0]].size + 1
+            items[index].append(item)
+        defining = {p: s for p, s in run.summaries.items() if s["defines"]}
+        try:
+            for index, share in enumerate(items):  # with the summaries of the blobs it did not parse
+                summaries = defining | {p: run.summaries[p] for p, _, _ in share if p in run.summaries}
+                self.workers.send(index, (summaries, share))
+            answers = [self.workers.receive(index) for index in range(len(items))]
+        except WorkerError:
+            return
+        for rows_of, recorded in answers:
+            run.precomputed.update(rows_of)
+            run.cache.adopt(recorded)
+
+    def close(self) -> None:
+        self.workers.close()
+
+
+def _balanced(items: list[tuple[Any, int]], count: int) -> list[list[Any]]:
+    """Items shared out over `count` workers, biggest first to the least loaded (by bytes)."""
+    shares: list[list[Any]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for item, size in sorted(items, key=lambda i: -i[1]):
+        index = loads.index(min(loads))
+        shares[index].append(item)
+        loads[index] += size + 1
+    return shares
+
+
+def _worker(run: _Run, share: list[tuple[str, bool]], base: CustomSchemas, manifests: list[Entry],
+            rendered: list[Document], channel: Channel) -> None:
+    """A forked worker's two phases (see `_Pool`). It reads blobs through its own repository handle and
+    encodes cache rows for the parent to store: the parent's SQLite handle is never used here."""
+    run.snapshot = run.snapshot.for_child()
+    run.cache = run.cache.for_child()
+    builtin = run.ctx.kube.index
+    found, kept, news = {}, [], {}
+    for path, direct in share:
         e = run.by_path[path]
-        summary = run.summary(e) if path in run.by_manifest else None
-        out.append((path, summary, run._blob_key(e, direct), run.compute_blob(e, direct)))
-    return out
-
-
-def _in_children(run: _Run, items: list[tuple[str, bool]], workers: int) -> list[Any] | None:
-    """Run `_child_work` over forked copies of this run (copy-on-write: nothing is re-read or re-sent)."""
-    import multiprocessing
-
-    global _CHILD_RUN
-    sizes = {path: run.by_path[path].size for path, _ in items}
-    chunks: list[list[tuple[str, bool]]] = [[] for _ in range(workers * 4)]
-    loads = [0] * len(chunks)
-    for item in sorted(items, key=lambda i: -sizes[i[0]]):  # biggest first, to the least loaded chunk
-        i = loads.index(min(loads))
-        chunks[i].append(item)
-        loads[i] += sizes[item[0]] + 1
-    saved_cache, run.cache = run.cache, NullCache()  # children must not share the parent's SQLite handle
-    _CHILD_RUN = run
-    try:
-        ctx = multiprocessing.get_context("fork")
-        # The gate's timer (SIGALRM) must not fire while forking: Python ignores exceptions raised in
-        # at-fork callbacks, and a half-made pool can outlive the hook. It may fire while we wait.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-        # Objects that exist now are left out of the workers' garbage collections: a full collection
-        # touches every object, and each touched page of the parent's heap is copied into the worker.
-        gc.freeze()
-        try:
-            pool = ctx.Pool(workers, initializer=_child_init)
-        finally:
-            gc.unfreeze()
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        try:
-            results = pool.map(_child_work, [c for c in chunks if c])
-        finally:
-            pool.terminate()  # on a timeout too: no worker outlives this call
-    except OSError:
-        return None
-    finally:
-        _CHILD_RUN = None
-        run.cache = saved_cache
-    return [r for chunk in results for r in chunk]
-
-
-def _child_init() -> None:
-    """Workers die with the hook, even when it is killed (they would keep git waiting on their output),
-    and of the pool's SIGTERM: not of a handler the parent installed (the gate server's lets a push finish
-    first, and a worker that ignored SIGTERM would hang the pool's terminate())."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        if path in run.by_manifest and path not in run.summaries:
+            news[path] = run.summary(e)
+        key = run._blob_key(e, direct)
+        found[path] = (key, run.compute_blob(e, direct))
+        run.cache.put(key, found[path][1])
+        if path in run.summaries and (run.summaries[path]["defines"] or any(
+                (*split_api_version(row[3]), row[4]) not in builtin for row in run.summaries[path]["docs"])):
+            kept.append(path)  # a CRD (phase 2 may load it), or objects whose kinds a CRD found now may define
+        else:  # nothing found later changes its key; the memory is reused for the next file
+            run.parsed.pop(path, None)
+            run.data.pop(path, None)
+    channel.send((found, kept, news, dict(run.cache.recorded())))
+    run.cache.recorded().clear()
+    summaries, items = channel.receive()
+    run.ctx.custom = base.copy()
+    run.ctx.extra.pop("cel_crd_schemas", None)
+    run.summaries.update(summaries)  # every CRD of the tree, registered as the parent did
+    run.register_all_crds(manifests, rendered)
+    rows_of = {}
+    for path, direct, key in items:
+        rows = run.compute_blob(run.by_path[path], direct)
+        run.cache.put(key, rows)
+        rows_of[path] = rows
+    channel.send((rows_of, run.cache.recorded()))
 
 
 class _LazyParsed(Mapping[str, ParsedFile]):

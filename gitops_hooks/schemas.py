@@ -10,11 +10,12 @@ the one conversion used for CRDs found in the tree, in the administrator's folde
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,25 @@ class UnusableSchema(Exception):
     """A custom resource's schema cannot be compiled (a broken CRD); the message says which and where."""
 
 
+def validation_rules(schema: Any) -> str:
+    """The CEL rules (x-kubernetes-validations) an openAPIV3Schema carries: "" none; "rules" none that
+    compare with oldSelf; "plain" some transition rules; "optional" some with optionalOldSelf, which run
+    on create too."""
+    if not _has_rules(schema):
+        return ""
+    text = str(schema)
+    return "rules" if "oldSelf" not in text else "optional" if "'optionalOldSelf': True" in text else "plain"
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("x-kubernetes-validations"):
+            return True
+        return any(_has_rules(v) for k, v in schema.items() if k in ("properties", "items", "additionalProperties")
+                   or isinstance(v, dict) and k not in ("default", "example", "enum"))
+    return False
+
+
 class CustomSchemas:
     """Schemas for custom resources, keyed by GVK, from CRD objects; compiled on first use."""
 
@@ -256,40 +276,59 @@ class CustomSchemas:
         self._raw: dict[GVK, tuple[dict[str, Any], str, str]] = {}
         self._compiled: dict[GVK, Schema] = {}
         self._broken: dict[GVK, str] = {}
+        self._lazy: dict[GVK, Callable[[GVK], tuple[dict[str, Any], str, str]]] = {}
+        self._traits: dict[GVK, tuple[str, str]] = {}
 
     def add_crd(self, crd: dict[str, Any], where: str) -> list[GVK]:
         added = []
         for gvk, schema, scope in crd_versions(crd):
             self._raw[gvk] = (schema, where, scope)
             self._compiled.pop(gvk, None)
+            self._traits.pop(gvk, None)
             added.append(gvk)
         return added
+
+    def copy(self) -> CustomSchemas:
+        """An independent copy (loaders and compiled validators are shared; registrations are not)."""
+        other = copy.copy(self)
+        for name in ("_content", "_raw", "_compiled", "_broken", "_lazy", "_traits"):
+            setattr(other, name, dict(getattr(self, name)))
+        return other
 
     def meta(self) -> dict[str, Any] | None:
         """The ObjectMeta schema custom resources' metadata is checked against (built on first use)."""
         return self.object_meta() if callable(self.object_meta) else self.object_meta
 
     def add_loader(self, gvks: Iterable[GVK], loader: Callable[[GVK], tuple[dict[str, Any], str, str]],
-                   content: str = "") -> None:
+                   content: str = "", traits: Mapping[GVK, tuple[str, str]] | None = None) -> None:
         """`content` names what the loader reads (a blob id and path): its compiled validators may be
-        reused by later runs of this process (see _COMPILED)."""
-        self._lazy = getattr(self, "_lazy", {})
+        reused by later runs of this process (see _COMPILED). `traits` (see `traits`), when the caller
+        knows them, spare loading a schema only to learn that it has no rules or what its scope is."""
         for gvk in gvks:
-            if gvk not in self._lazy:
+            if gvk not in self._lazy and gvk not in self._raw:
                 self._lazy[gvk] = loader
                 if content:
                     self._content[gvk] = content
+                if traits and gvk in traits:
+                    self._traits[gvk] = traits[gvk]
 
     def __contains__(self, gvk: GVK) -> bool:
-        return gvk in self._raw or gvk in getattr(self, "_lazy", {})
+        return gvk in self._raw or gvk in self._lazy
 
     def kinds(self) -> set[GVK]:
-        return set(self._raw) | set(getattr(self, "_lazy", {}))
+        return set(self._raw) | set(self._lazy)
 
     def raw(self, gvk: GVK) -> tuple[dict[str, Any], str, str] | None:
-        if gvk not in self._raw and gvk in getattr(self, "_lazy", {}):
+        if gvk not in self._raw and gvk in self._lazy:
             self._raw[gvk] = self._lazy.pop(gvk)(gvk)
         return self._raw.get(gvk)
+
+    def traits(self, gvk: GVK) -> tuple[str, str]:
+        """(`validation_rules` of the kind's schema, its scope); ("", "") for a kind not known here."""
+        if gvk not in self._traits:
+            raw = self.raw(gvk)
+            self._traits[gvk] = (validation_rules(raw[0]), raw[2]) if raw is not None else ("", "")
+        return self._traits[gvk]
 
     def get(self, gvk: GVK) -> Schema | None:
         if gvk in self._compiled:

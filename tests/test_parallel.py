@@ -52,11 +52,11 @@ def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_workers_die_of_sigterm_whatever_handler_the_parent_installed() -> None:
     """The gate server lets a push finish on SIGTERM; its forked workers must still die of the SIGTERM
-    that Pool.terminate() sends them, or terminate() waits for them forever."""
+    that stops them, or stopping them waits forever."""
     import signal
     import time
 
-    from gitops_hooks import pipeline
+    from gitops_hooks import workers
 
     previous = signal.signal(signal.SIGTERM, lambda *_: None)  # what the server's handler amounts to
     ready_r, ready_w = os.pipe()
@@ -64,7 +64,7 @@ def test_workers_die_of_sigterm_whatever_handler_the_parent_installed() -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             try:
-                pipeline._child_init()
+                workers.child_init()
                 os.write(ready_w, b"x")
                 time.sleep(30)
             finally:
@@ -77,3 +77,71 @@ def test_workers_die_of_sigterm_whatever_handler_the_parent_installed() -> None:
         os.close(ready_r)
         os.close(ready_w)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def _widget_tree(root: Path, size_type: str) -> None:
+    """Sixty ConfigMaps (builtin kinds, unaffected by any CRD), Widgets in files of their own, and the
+    Widget CRD in a file that sorts after them (parsed by whichever worker gets it)."""
+    for i in range(60):
+        (root / "plain").mkdir(parents=True, exist_ok=True)
+        (root / "plain" / f"cm{i:02}.yaml").write_text(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm{i}\n  namespace: default\ndata:\n  a: b\n")
+    for i in range(12):
+        (root / "widgets").mkdir(exist_ok=True)
+        (root / "widgets" / f"w{i:02}.yaml").write_text(WIDGET.replace("name: w", f"name: w{i}"))
+    (root / "widgets" / "big.yaml").write_text(WIDGET.replace("name: w", "name: big").replace("size: 3", "size: 500"))
+    rule = "              x-kubernetes-validations:\n                - {rule: 'self.size < 100', message: too big}\n"
+    props = "              properties:\n"
+    (root / "zz-crd.yaml").write_text((CRD % size_type).replace(props, rule + props))
+
+
+def _cached_lines(root: Path, cache_dir: Path) -> list[str]:
+    from gitops_hooks.cache import ResultCache
+
+    policy = config.Policy(config.checked({}, "test"))
+    result = pipeline.check_snapshot(FolderTree(root), policy, cache=ResultCache(cache_dir))
+    return [f"{f.path}:{f.line}:{f.column}: {f.severity} [{f.rule}] {f.message}" for f in result.findings]
+
+
+def test_speculative_work_is_redone_when_the_push_brings_a_crd(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers check every blob with the CRDs known before the fork; a CRD found while parsing changes
+    the keys of its custom resources only, and those are checked again with it. Then the CRD changes
+    while the Widgets' summaries are cached: the Widgets are checked against the new schema."""
+    root = tmp_path / "tree"
+    _widget_tree(root, "string")  # size: 3 is not a string
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    sequential = _lines(root)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    cache_dir = tmp_path / "cache"
+    assert _cached_lines(root, cache_dir) == sequential
+    assert sum("[schema-invalid] widget.example.io/" in line for line in sequential) == 13
+    assert any("[crd-rule] widget.example.io/big" in line and "too big" in line for line in sequential)
+    assert not any("schema-unknown-kind" in line for line in sequential)
+    assert _cached_lines(root, cache_dir) == sequential  # the rows the workers encoded, read back
+
+    (root / "zz-crd.yaml").write_text(CRD % "integer")  # now every Widget is valid
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    sequential = _lines(root)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    assert _cached_lines(root, cache_dir) == sequential
+    assert [line for line in sequential if "widget.example.io" in line] == [
+        line for line in sequential if "[crd-rule] widget.example.io/big" in line]
+
+
+def test_a_failing_worker_leaves_the_work_to_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "tree"
+    _widget_tree(root, "string")
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    sequential = _lines(root)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    parent = os.getpid()
+    compute = pipeline._Run.compute_blob
+
+    def failing_in_workers(self: pipeline._Run, e: object, direct: bool) -> list[object]:
+        if os.getpid() != parent:
+            raise MemoryError("a worker ran out of memory")
+        return compute(self, e, direct)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline._Run, "compute_blob", failing_in_workers)
+    assert _lines(root) == sequential

@@ -151,10 +151,7 @@ def _subject(doc: Any, ctx: CheckContext) -> Subject:
 
 def _crd_scope(ctx: CheckContext, group: str, version: str, kind: str) -> bool:
     gvk = (group, version, kind)
-    if gvk in ctx.custom:
-        raw = ctx.custom.raw(gvk)
-        return raw is None or raw[2] != "Cluster"
-    return True
+    return gvk not in ctx.custom or ctx.custom.traits(gvk)[1] != "Cluster"
 
 
 def _rule_matches(rule: Any, s: Subject, any_version: bool) -> bool:

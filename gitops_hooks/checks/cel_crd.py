@@ -61,24 +61,20 @@ def _gvk(doc: Any) -> tuple[str, str, str]:
     return group, version, doc.kind
 
 
+def _rules(doc: Any, ctx: CheckContext) -> str:
+    """`validation_rules` of the object's kind ("" for a kind no CRD defines)."""
+    gvk = _gvk(doc)
+    return ctx.custom.traits(gvk)[0] if doc.kind and gvk in ctx.custom else ""
+
+
 def _schema(doc: Any, ctx: CheckContext) -> dict[str, Any] | None:
     """The raw openAPIV3Schema of the object's kind, when its CRD carries any rule."""
     gvk = _gvk(doc)
     memo: dict[Any, Any] = ctx.extra.setdefault("cel_crd_schemas", {})
     if gvk not in memo:
-        raw = ctx.custom.raw(gvk) if doc.kind and gvk in ctx.custom else None
-        schema = raw[0] if raw else None
-        memo[gvk] = schema if schema is not None and _has_rules(schema) else None
+        raw = ctx.custom.raw(gvk) if _rules(doc, ctx) else None
+        memo[gvk] = raw[0] if raw else None
     return memo[gvk]
-
-
-def _has_rules(schema: Any) -> bool:
-    if isinstance(schema, dict):
-        if schema.get("x-kubernetes-validations"):
-            return True
-        return any(_has_rules(v) for k, v in schema.items() if k in ("properties", "items", "additionalProperties")
-                   or isinstance(v, dict) and k not in ("default", "example", "enum"))
-    return False
 
 
 @document_check
@@ -120,15 +116,8 @@ def crd_transition_rules(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]
 
 def _transition_kinds(doc: Any, ctx: CheckContext) -> str:
     """"" (no transition rules), "plain" or "optional" (some with optionalOldSelf, which run on create too)."""
-    schema = _schema(doc, ctx)
-    if schema is None:
-        return ""
-    memo: dict[Any, str] = ctx.extra.setdefault("cel_crd_transitions", {})
-    key = _gvk(doc)
-    if key not in memo:
-        text = str(schema)
-        memo[key] = "" if "oldSelf" not in text else "optional" if "'optionalOldSelf': True" in text else "plain"
-    return memo[key]
+    rules = _rules(doc, ctx)
+    return rules if rules in ("plain", "optional") else ""
 
 
 def _limit(doc: Any, found: Iterable[Finding]) -> Iterator[Finding]:
