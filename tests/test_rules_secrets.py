@@ -259,3 +259,19 @@ def test_history_respects_allow_entries_for_secret_values(server: Server, clone:
     push = clone.push()
     assert not push.accepted
     assert [x.split(":")[0] for x in rule_lines(push, "secret-in-history")] == ["other/aws.env"]
+
+
+@pytest.mark.parametrize("line_length", [600, 9000])
+def test_positions_in_a_big_text_with_many_leaks(line_length: int) -> None:
+    """Lines and columns stay exact whether they come from counting line breaks (the first findings of a
+    text) or from the index of line breaks (a text with many, or with lines longer than the search back)."""
+    filler = "# " + "x" * (line_length - 2)
+    lines, expected = [], []
+    for i in range(40):
+        lines.extend([filler] * (i % 5 + 1))
+        key = f"aZ9kQ2xW7pL4mN8vB3cR6tY{i:02}"
+        lines.append(f"{'  ' * (i % 3)}password: {key}")
+        expected.append((len(lines), 2 * (i % 3) + 11))
+    text = "\n".join(lines) + "\n"
+    assert len(text) > 65536
+    assert [(leak.line, leak.column) for leak in scan(text)] == expected

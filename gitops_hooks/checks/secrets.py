@@ -196,6 +196,7 @@ class _Text:
     text: str
     _newlines: list[int] | None = None
     _docs: list[tuple[int, str, bool]] | None = None  # (start offset, kind, sops)
+    _counted: int = 0  # positions found without the index
 
     def newlines(self) -> list[int]:
         if self._newlines is None:
@@ -203,16 +204,26 @@ class _Text:
         return self._newlines
 
     def position(self, offset: int) -> tuple[int, int]:
+        """Line and column of offset. Asked for findings only, usually few: the first ones count the line
+        breaks before them, and a text with many builds the index once."""
+        if self._newlines is None and self._counted < 16:
+            self._counted += 1
+            start = self.line_start(offset)
+            return self.text.count("\n", 0, start) + 1, offset - start + 1
         newlines = self.newlines()
         line = bisect.bisect_left(newlines, offset)
         start = newlines[line - 1] + 1 if line else 0
         return line + 1, offset - start + 1
 
     def line_start(self, offset: int) -> int:
-        """Where the line holding offset starts: searched back in a small text, by bisection over the
-        index of line breaks in a big one (a line of JSON can be megabytes long)."""
-        if self._newlines is None and len(self.text) <= 65536:
-            return self.text.rfind("\n", 0, offset) + 1
+        """Where the line holding offset starts: searched back over at most a few KB, then by bisection
+        over the index of line breaks (a line of JSON can be megabytes long: searching back from each
+        offset of such a line would take time quadratic in its length)."""
+        if self._newlines is None:
+            low = 0 if len(self.text) <= 65536 else max(0, offset - 4096)
+            found = self.text.rfind("\n", low, offset)
+            if found >= 0 or low == 0:
+                return found + 1
         newlines = self.newlines()
         line = bisect.bisect_left(newlines, offset)
         return newlines[line - 1] + 1 if line else 0
@@ -318,8 +329,17 @@ def _assignments(doc: _Text, start: int, text: str) -> Iterator[Leak]:
                                   f"({len(value)} characters, not shown)")
 
 
+def _is_name_line(text: str) -> bool:
+    """Whether the line starts as ENV_NAME requires (`name:` after blanks and a `-`): most keyword lines
+    do not, and the pattern's search for a keyword inside the name is costly."""
+    rest = text.lstrip()
+    if rest.startswith("-"):
+        rest = rest[1:].lstrip()
+    return rest[:5].lower() == "name:"
+
+
 def _env_pair(doc: _Text, start: int, text: str) -> Iterator[Leak]:
-    m = ENV_NAME.match(text)
+    m = ENV_NAME.match(text) if _is_name_line(text) else None
     if m is None:
         return
     offset = start + len(text) + 1
