@@ -8,8 +8,9 @@
 
 Figures (one line each):
   cold-push   first push of the whole corpus into a fresh bare repository (a new one for every run),
-              judged by the resident gate server (started and warmed up by a push of one ConfigMap to a
-              scratch repository first; it has seen nothing of the corpus)
+              judged by a resident gate server started for that run (by a push of one ConfigMap to a
+              scratch repository), warmed up and given one more push of that repository: it has seen
+              nothing of the corpus
   cold-push-no-server  the same with GITOPS_HOOKS_NO_SERVER=1: the gate in the hook's own process, as
               for the first push after an install or upgrade
   one-file    a push that changes one manifest (a label added to its first object) on a server that
@@ -399,14 +400,18 @@ def start_gate_server(work: Path) -> None:
     warm-up. Nothing of the corpus is seen by the server before the measured pushes."""
     import time
 
-    scratch = work / "scratch"
-    if not gate_servers() and not scratch.exists():
+    warmed_before = 0  # a server that is already up has logged its warm-up (or will)
+    started: tuple[Path, Server] | None = None
+    if not gate_servers():
+        warmed_before = _warm_lines()
+        scratch = work / f"scratch-{len(list(work.glob('scratch-*.git')))}"
         git("init", "--quiet", "--initial-branch=main", str(scratch))
         (scratch / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: scratch\n"
                                          "  namespace: default\ndata:\n  a: b\n", encoding="utf-8")
         commit(scratch, "scratch")
-        server = Server(work / "scratch.git", work / "scratch.jsonl")
+        server = Server(scratch.with_suffix(".git"), scratch.with_suffix(".jsonl"))
         server.push(scratch)
+        started = (scratch, server)
 
     deadline = time.monotonic() + 30
     while not gate_servers() and time.monotonic() < deadline:
@@ -415,32 +420,45 @@ def start_gate_server(work: Path) -> None:
         _log("note: no gate server started; every push runs the gate in its own process")
         return
     # A resident server compiles its validators once, in its first idle seconds; measure after that, as
-    # a server that has been up for a while would be.
-    logs = list((Path(os.environ["XDG_RUNTIME_DIR"]) / "gitops-hooks").glob("gate-*.log"))
+    # a server that has been up for a while would be. Such a server has also judged other pushes: one
+    # more push of the scratch repository, through the server this time.
     while time.monotonic() < deadline + 60:
-        if any("warm: " in p.read_text(encoding="utf-8", errors="replace") for p in logs):
+        if _warm_lines() > warmed_before:
+            if started is not None:
+                (started[0] / "cm.yaml").write_text((started[0] / "cm.yaml").read_text() + "  c: d\n")
+                commit(started[0], "scratch again")
+                started[1].push(started[0])
             return
         time.sleep(0.1)
     _log("note: the gate server did not finish warming up in time")
 
 
+def _warm_lines() -> int:
+    """Warm-ups logged so far by the gate servers of this run (one log per code stamp, appended to)."""
+    logs = (Path(os.environ["XDG_RUNTIME_DIR"]) / "gitops-hooks").glob("gate-*.log")
+    return sum(p.read_text(encoding="utf-8", errors="replace").count("warm: ") for p in logs)
+
+
 def stop_gate_servers() -> None:
     import signal
+    import time
 
-    for pid in gate_servers():
+    pids = gate_servers()
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_on: bool = True) -> list[Sample]:
-    out = []
+    out: list[Sample] = []
     saved = os.environ.get("GITOPS_HOOKS_NO_SERVER")
     if server_on:
-        os.environ.pop("GITOPS_HOOKS_NO_SERVER", None)
-        if profile is None:
-            start_gate_server(work)
+        os.environ.pop("GITOPS_HOOKS_NO_SERVER", None)  # _cold_pushes starts a new server for each run
     else:
         os.environ["GITOPS_HOOKS_NO_SERVER"] = "1"
     try:
@@ -455,6 +473,9 @@ def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_o
 def _cold_pushes(work: Path, clone: Path, runs: int, profile: Path | None, name: str,
                  out: list[Sample]) -> list[Sample]:
     for i in range(runs):
+        if name == "cold" and profile is None:  # a new server for each run: it has seen nothing of the corpus
+            stop_gate_servers()
+            start_gate_server(work)
         server = Server(work / f"{name}-{i}.git", work / f"{name}-{i}.jsonl", profile if i == 0 else None)
         sample, _ = server.push(clone)
         out.append(sample)
