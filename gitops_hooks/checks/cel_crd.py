@@ -99,10 +99,15 @@ def _unchanged_paths(tree: TreeView, ctx: CheckContext) -> set[str]:
 @tree_check
 def crd_transition_rules(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
     unchanged = _unchanged_paths(tree, ctx)
+    by_type: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> _transition_kinds
     for doc in tree.objects:
         if doc.path in unchanged and getattr(doc, "from_blob", False):
             continue  # the same bytes as before: a transition to itself (rendered objects are always checked)
-        kinds = _transition_kinds(doc, ctx) if doc.kind and doc.name else ""
+        if not doc.kind or not doc.name:
+            continue
+        kinds = by_type.get((doc.api_version, doc.kind))
+        if kinds is None:
+            kinds = by_type[doc.api_version, doc.kind] = _transition_kinds(doc, ctx)
         if not kinds:
             continue
         old = old_objects(ctx).get(identity(doc)) if ctx.old_tree is not None else None
