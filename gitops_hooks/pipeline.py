@@ -467,11 +467,7 @@ class _Run:
             if len(todo) >= PARALLEL_MIN and count >= 2 else None
         try:
             if pool is not None:
-                got = pool.phase_one()
-                if got is None:
-                    pool = None
-                else:
-                    found.update(got)
+                found.update(pool.phase_one())
             for e in unknown:
                 self.summary(e)  # without workers; a no-op for what they parsed
             if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
@@ -493,7 +489,7 @@ class _Run:
             for key, rows in self.cache.get_many(list(rest)).items():
                 self.precomputed[rest[key]] = rows
             again = [(path, path in direct_paths, key) for key, path in rest.items() if path not in self.precomputed]
-            if pool is not None and again:
+            if pool is not None and not pool.failed and again:
                 pool.phase_two(again)  # what it cannot do, blob_findings does here
         finally:
             if pool is not None:
@@ -583,53 +579,63 @@ MAX_WORKERS = 4
 
 
 class _Pool:
-    """The forked workers of one run's `blob_work` and the parent's side of their two phases.
+    """Forked workers, and the parent as one more, sharing one run's `blob_work` in two phases.
 
-    Phase 1: each worker parses and checks its share of the blobs (shares balanced by size) with the CRDs
-    known before the fork, and answers with the summaries, the findings rows under the keys it used, and
-    the cache rows it encoded. Phase 2, only when phase 1 found CRDs: each worker registers all of them
-    as the parent did and checks again the blobs whose key changed (it kept the parse of files with
-    custom kinds, so those go back to the worker that parsed them). A failure at any point leaves the
-    work to the parent's sequential path; nothing a failed worker sent is kept."""
+    Phase 1: each (the parent included: it would only wait) parses and checks its share of the blobs
+    (shares balanced by size) with the CRDs known before the fork; the workers answer with the summaries,
+    the findings rows under the keys they used, and the cache rows they encoded. Phase 2, only when
+    phase 1 found CRDs: each registers all of them as the parent did and checks again the blobs whose key
+    changed (the parse of files with custom kinds is kept, so those go back to whoever parsed them). A
+    failed worker's share is left to the parent's sequential path; nothing a failed worker sent is kept."""
 
     def __init__(self, run: _Run, workers: Workers, shares: list[list[tuple[str, bool]]]) -> None:
         self.run = run
         self.workers = workers
-        self.shares = shares
+        self.shares = shares  # shares[0] is the parent's; worker i has shares[i + 1]
         self.recorded: dict[str, bytes] = {}
         self.owner: dict[str, int] = {}
+        self.failed = False
 
     @classmethod
     def start(cls, run: _Run, count: int, todo: list[tuple[str, bool]], base: CustomSchemas,
               manifests: list[Entry], rendered: list[Document]) -> _Pool | None:
         shares = _balanced([(item, run.by_path[item[0]].size) for item in todo], count)
         try:
-            workers = Workers(count, lambda index, channel: _worker(
-                run, shares[index], base, manifests, rendered, channel))
+            workers = Workers(count - 1, lambda index, channel: _worker(
+                run, shares[index + 1], base, manifests, rendered, channel))
         except OSError:
             return None  # could not fork: the sequential path does the work
         return cls(run, workers, shares)
 
-    def phase_one(self) -> dict[str, tuple[str, list[Any]]] | None:
-        """path -> (key, rows) for every blob of the shares; the summaries are adopted by the run. None
-        (and the workers stopped) if any worker failed."""
-        found: dict[str, tuple[str, list[Any]]] = {}
-        summaries: dict[str, dict[str, Any]] = {}
+    def phase_one(self) -> dict[str, tuple[str, list[Any]]]:
+        """path -> (key, rows) for the blobs of the shares; the summaries are adopted by the run. If a
+        worker failed, the workers are stopped and only what the parent did is kept."""
+        run = self.run
+        saved = run.cache
+        run.cache = saved.for_child()  # rows are recorded, and stored once their keys are confirmed
         try:
-            for index in range(len(self.shares)):
-                got, kept, news, recorded = self.workers.receive(index)
-                found.update(got)
-                summaries.update(news)
-                self.recorded.update(recorded)
-                self.owner.update((path, index) for path in kept)
+            found, kept, summaries, recorded = _phase_one(run, self.shares[0])
+        finally:
+            run.cache = saved
+        run.summaries.update(summaries)
+        self.recorded = dict(recorded)
+        self.owner.update((path, 0) for path in kept)
+        theirs: list[Any] = []
+        try:
+            theirs = [self.workers.receive(index) for index in range(len(self.shares) - 1)]
         except WorkerError:
             self.close()
-            return None
-        self.run.summaries.update(summaries)
+            self.failed = True
+            return found
+        for index, (got, kept, news, recorded) in enumerate(theirs, 1):
+            found.update(got)
+            run.summaries.update(news)
+            self.recorded.update(recorded)
+            self.owner.update((path, index) for path in kept)
         return found
 
     def adopt(self, rejected: set[str]) -> None:
-        """Store what the workers encoded, but for rows under keys that turned out stale."""
+        """Store what phase 1 encoded, but for rows under keys that turned out stale."""
         names = {row_name(key) for key in rejected}
         self.run.cache.adopt({k: v for k, v in self.recorded.items() if k not in names})
         self.recorded = {}
@@ -638,8 +644,8 @@ class _Pool:
         run = self.run
         loads = [0] * len(self.shares)
         items: list[list[tuple[str, bool, str]]] = [[] for _ in self.shares]
-        # To the worker that parsed the CRD of its first custom kind (it loads and compiles that schema
-        # once, and no other worker needs to), else to the one that kept its parse, else the least loaded.
+        # To whoever parsed the CRD of its first custom kind (it loads and compiles that schema once, and
+        # nobody else needs to), else to whoever kept its parse, else to the least loaded.
         crd_owner: dict[GVK, int] = {}
         for path, owner in self.owner.items():
             for g, v, k, *_ in run.summaries[path]["defines"]:
@@ -648,15 +654,24 @@ class _Pool:
             rows = run.summaries[item[0]]["docs"] if item[0] in run.summaries else []
             chosen = next((crd_owner[gvk] for row in rows
                            if (gvk := (*split_api_version(row[3]), row[4])) in crd_owner), self.owner.get(item[0]))
-            index = loads.index(min(loads)) if chosen is None else chosen  # else to the least loaded one
+            index = loads.index(min(loads)) if chosen is None else chosen
             loads[index] += run.by_path[item[0]].size + 1
             items[index].append(item)
         defining = {p: s for p, s in run.summaries.items() if s["defines"]}
         try:
-            for index, share in enumerate(items):  # with the summaries of the blobs it did not parse
+            for index, share in enumerate(items[1:], 1):  # with the summaries of the blobs it did not parse
                 summaries = defining | {p: run.summaries[p] for p, _, _ in share if p in run.summaries}
-                self.workers.send(index, (summaries, share))
-            answers = [self.workers.receive(index) for index in range(len(items))]
+                self.workers.send(index - 1, (summaries, share))
+        except WorkerError:
+            self.failed = True
+        for path, direct, key in items[0]:  # the parent's own (its CRDs are registered by blob_work)
+            rows = run.compute_blob(run.by_path[path], direct)
+            run.cache.put(key, rows)
+            run.precomputed[path] = rows
+        if self.failed:
+            return
+        try:
+            answers = [self.workers.receive(index - 1) for index in range(1, len(items))]
         except WorkerError:
             return
         for rows_of, recorded in answers:
@@ -678,12 +693,10 @@ def _balanced(items: list[tuple[Any, int]], count: int) -> list[list[Any]]:
     return shares
 
 
-def _worker(run: _Run, share: list[tuple[str, bool]], base: CustomSchemas, manifests: list[Entry],
-            rendered: list[Document], channel: Channel) -> None:
-    """A forked worker's two phases (see `_Pool`). It reads blobs through its own repository handle and
-    encodes cache rows for the parent to store: the parent's SQLite handle is never used here."""
-    run.snapshot = run.snapshot.for_child()
-    run.cache = run.cache.for_child()
+def _phase_one(run: _Run, share: list[tuple[str, bool]]) -> tuple[
+        dict[str, tuple[str, list[Any]]], list[str], dict[str, dict[str, Any]], dict[str, bytes]]:
+    """Summaries and findings rows of a share, with the CRDs registered so far; what run.cache (a
+    recorder) recorded. Parses are kept only where a CRD found in this phase could matter."""
     builtin = run.ctx.kube.index
     found, kept, news = {}, [], {}
     for path, direct in share:
@@ -699,7 +712,16 @@ def _worker(run: _Run, share: list[tuple[str, bool]], base: CustomSchemas, manif
         else:  # nothing found later changes its key; the memory is reused for the next file
             run.parsed.pop(path, None)
             run.data.pop(path, None)
-    channel.send((found, kept, news, dict(run.cache.recorded())))
+    return found, kept, news, dict(run.cache.recorded())
+
+
+def _worker(run: _Run, share: list[tuple[str, bool]], base: CustomSchemas, manifests: list[Entry],
+            rendered: list[Document], channel: Channel) -> None:
+    """A forked worker's two phases (see `_Pool`). It reads blobs through its own repository handle and
+    encodes cache rows for the parent to store: the parent's SQLite handle is never used here."""
+    run.snapshot = run.snapshot.for_child()
+    run.cache = run.cache.for_child()
+    channel.send(_phase_one(run, share))
     run.cache.recorded().clear()
     summaries, items = channel.receive()
     run.ctx.custom = base.copy()
