@@ -33,7 +33,7 @@ from .schemas import (
     split_api_version,
     validation_rules,
 )
-from .workers import Channel, WorkerError, Workers
+from .workers import Channel, Queue, WorkerError, Workers
 
 
 @dataclass
@@ -581,17 +581,19 @@ MAX_WORKERS = 4
 class _Pool:
     """Forked workers, and the parent as one more, sharing one run's `blob_work` in two phases.
 
-    Phase 1: each (the parent included: it would only wait) parses and checks its share of the blobs
-    (shares balanced by size) with the CRDs known before the fork; the workers answer with the summaries,
-    the findings rows under the keys they used, and the cache rows they encoded. Phase 2, only when
-    phase 1 found CRDs: each registers all of them as the parent did and checks again the blobs whose key
-    changed (the parse of files with custom kinds is kept, so those go back to whoever parsed them). A
-    failed worker's share is left to the parent's sequential path; nothing a failed worker sent is kept."""
+    Phase 1: each process (the parent included: it would only wait) takes the next blob from a shared
+    queue, biggest first, until none is left, and checks it with the CRDs known before the fork; the
+    workers answer with the summaries, the findings rows under the keys they used, and the cache rows
+    they encoded. Phase 2, only when phase 1 found CRDs: each registers all of them as the parent did
+    and checks again the blobs whose key changed (the parse of files with custom kinds is kept, so those
+    go back to whoever parsed them). A failed worker's blobs are left to the parent's sequential path;
+    nothing a failed worker sent is kept."""
 
-    def __init__(self, run: _Run, workers: Workers, shares: list[list[tuple[str, bool]]]) -> None:
+    def __init__(self, run: _Run, workers: Workers, queue: Queue, order: list[tuple[str, bool]]) -> None:
         self.run = run
-        self.workers = workers
-        self.shares = shares  # shares[0] is the parent's; worker i has shares[i + 1]
+        self.workers = workers  # worker i is process i + 1; the parent is process 0
+        self.queue = queue
+        self.order = order
         self.recorded: dict[str, bytes] = {}
         self.owner: dict[str, int] = {}
         self.failed = False
@@ -599,22 +601,27 @@ class _Pool:
     @classmethod
     def start(cls, run: _Run, count: int, todo: list[tuple[str, bool]], base: CustomSchemas,
               manifests: list[Entry], rendered: list[Document]) -> _Pool | None:
-        shares = _balanced([(item, run.by_path[item[0]].size) for item in todo], count)
+        order = sorted(todo, key=lambda item: -run.by_path[item[0]].size)
+        try:
+            queue = Queue(len(order))
+        except OSError:
+            return None
         try:
             workers = Workers(count - 1, lambda index, channel: _worker(
-                run, shares[index + 1], base, manifests, rendered, channel))
+                run, queue, order, base, manifests, rendered, channel))
         except OSError:
+            queue.close()
             return None  # could not fork: the sequential path does the work
-        return cls(run, workers, shares)
+        return cls(run, workers, queue, order)
 
     def phase_one(self) -> dict[str, tuple[str, list[Any]]]:
-        """path -> (key, rows) for the blobs of the shares; the summaries are adopted by the run. If a
+        """path -> (key, rows) for the blobs of the queue; the summaries are adopted by the run. If a
         worker failed, the workers are stopped and only what the parent did is kept."""
         run = self.run
         saved = run.cache
         run.cache = saved.for_child()  # rows are recorded, and stored once their keys are confirmed
         try:
-            found, kept, summaries, recorded = _phase_one(run, self.shares[0])
+            found, kept, summaries, recorded = _phase_one(run, self.queue, self.order)
         finally:
             run.cache = saved
         run.summaries.update(summaries)
@@ -622,7 +629,7 @@ class _Pool:
         self.owner.update((path, 0) for path in kept)
         theirs: list[Any] = []
         try:
-            theirs = [self.workers.receive(index) for index in range(len(self.shares) - 1)]
+            theirs = [self.workers.receive(index) for index in range(len(self.workers.pids))]
         except WorkerError:
             self.close()
             self.failed = True
@@ -642,21 +649,30 @@ class _Pool:
 
     def phase_two(self, again: list[tuple[str, bool, str]]) -> None:
         run = self.run
-        loads = [0] * len(self.shares)
-        items: list[list[tuple[str, bool, str]]] = [[] for _ in self.shares]
-        # To whoever parsed the CRD of its first custom kind (it loads and compiles that schema once, and
-        # nobody else needs to), else to whoever kept its parse, else to the least loaded.
-        crd_owner: dict[GVK, int] = {}
-        for path, owner in self.owner.items():
-            for g, v, k, *_ in run.summaries[path]["defines"]:
-                crd_owner.setdefault((g, v, k), owner)
-        for item in sorted(again, key=lambda i: -run.by_path[i[0]].size):
+        loads = [0] * (len(self.workers.pids) + 1)
+        items: list[list[tuple[str, bool, str]]] = [[] for _ in loads]
+        # The blobs are grouped by the CRD that defines their first custom kind: one process loads and
+        # compiles that schema, for the whole group. Groups go biggest first to the process where they
+        # cost least, counting the CRD's size once to compile it, and once more where its parse was not
+        # kept (it is read and parsed again there).
+        crd_of: dict[GVK, str] = {}
+        for path, summary in run.summaries.items():
+            for g, v, k, *_ in summary["defines"]:
+                crd_of.setdefault((g, v, k), path)
+        groups: dict[str, list[tuple[str, bool, str]]] = {}
+        for item in again:
             rows = run.summaries[item[0]]["docs"] if item[0] in run.summaries else []
-            chosen = next((crd_owner[gvk] for row in rows
-                           if (gvk := (*split_api_version(row[3]), row[4])) in crd_owner), self.owner.get(item[0]))
-            index = loads.index(min(loads)) if chosen is None else chosen
-            loads[index] += run.by_path[item[0]].size + 1
-            items[index].append(item)
+            crd = next((crd_of[gvk] for row in rows if (gvk := (*split_api_version(row[3]), row[4])) in crd_of), "")
+            groups.setdefault(crd, []).append(item)
+        def weight(group: list[tuple[str, bool, str]]) -> int:
+            return sum(run.by_path[path].size + 1 for path, _, _ in group)
+        for crd, group in sorted(groups.items(), key=lambda g: -weight(g[1]) - (run.by_path[g[0]].size if g[0] else 0)):
+            crd_size = run.by_path[crd].size if crd else 0
+            costs = [loads[i] + weight(group) + crd_size * (1 if self.owner.get(crd) == i else 2)
+                     for i in range(len(loads))]
+            index = costs.index(min(costs))
+            loads[index] = costs[index]
+            items[index].extend(group)
         defining = {p: s for p, s in run.summaries.items() if s["defines"]}
         try:
             for index, share in enumerate(items[1:], 1):  # with the summaries of the blobs it did not parse
@@ -680,26 +696,18 @@ class _Pool:
 
     def close(self) -> None:
         self.workers.close()
+        self.queue.close()
 
 
-def _balanced(items: list[tuple[Any, int]], count: int) -> list[list[Any]]:
-    """Items shared out over `count` workers, biggest first to the least loaded (by bytes)."""
-    shares: list[list[Any]] = [[] for _ in range(count)]
-    loads = [0] * count
-    for item, size in sorted(items, key=lambda i: -i[1]):
-        index = loads.index(min(loads))
-        shares[index].append(item)
-        loads[index] += size + 1
-    return shares
-
-
-def _phase_one(run: _Run, share: list[tuple[str, bool]]) -> tuple[
+def _phase_one(run: _Run, queue: Queue, order: list[tuple[str, bool]]) -> tuple[
         dict[str, tuple[str, list[Any]]], list[str], dict[str, dict[str, Any]], dict[str, bytes]]:
-    """Summaries and findings rows of a share, with the CRDs registered so far; what run.cache (a
-    recorder) recorded. Parses are kept only where a CRD found in this phase could matter."""
+    """Summaries and findings rows of the blobs this process takes from the queue, with the CRDs
+    registered so far; what run.cache (a recorder) recorded. Parses are kept only where a CRD found in
+    this phase could matter."""
     builtin = run.ctx.kube.index
     found, kept, news = {}, [], {}
-    for path, direct in share:
+    while (taken := queue.take()) is not None:
+        path, direct = order[taken]
         e = run.by_path[path]
         if path in run.by_manifest and path not in run.summaries:
             news[path] = run.summary(e)
@@ -715,13 +723,13 @@ def _phase_one(run: _Run, share: list[tuple[str, bool]]) -> tuple[
     return found, kept, news, dict(run.cache.recorded())
 
 
-def _worker(run: _Run, share: list[tuple[str, bool]], base: CustomSchemas, manifests: list[Entry],
-            rendered: list[Document], channel: Channel) -> None:
+def _worker(run: _Run, queue: Queue, order: list[tuple[str, bool]], base: CustomSchemas,
+            manifests: list[Entry], rendered: list[Document], channel: Channel) -> None:
     """A forked worker's two phases (see `_Pool`). It reads blobs through its own repository handle and
     encodes cache rows for the parent to store: the parent's SQLite handle is never used here."""
     run.snapshot = run.snapshot.for_child()
     run.cache = run.cache.for_child()
-    channel.send(_phase_one(run, share))
+    channel.send(_phase_one(run, queue, order))
     run.cache.recorded().clear()
     summaries, items = channel.receive()
     run.ctx.custom = base.copy()

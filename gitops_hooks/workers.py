@@ -173,3 +173,37 @@ def _run_child(parent: int, index: int, body: Callable[[int, Channel], None], ch
             pass
     finally:
         os._exit(code)
+
+
+class Queue:
+    """Indexes 0..n-1 handed out one at a time to whichever process asks next (the caller and its forked
+    workers): a counter in shared memory, guarded by a POSIX record lock (held per process, unlike
+    flock, so it excludes forked copies that share the descriptor). Made before the fork."""
+
+    def __init__(self, n: int) -> None:
+        import mmap
+
+        self.n = n
+        self.fd = os.memfd_create("gitops-hooks-queue", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, 8)
+        self.counter = mmap.mmap(self.fd, 8)
+
+    def take(self) -> int | None:
+        """The next index, or None when all have been taken."""
+        import fcntl
+
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        try:
+            i = int.from_bytes(self.counter[:8], "little")
+            if i >= self.n:
+                return None
+            self.counter[:8] = (i + 1).to_bytes(8, "little")
+            return i
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.counter.close()
+            os.close(self.fd)
+            self.fd = -1

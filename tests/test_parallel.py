@@ -145,3 +145,38 @@ def test_a_failing_worker_leaves_the_work_to_the_parent(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(pipeline._Run, "compute_blob", failing_in_workers)
     assert _lines(root) == sequential
+
+
+def test_the_queue_hands_each_index_to_exactly_one_process() -> None:
+    from gitops_hooks.workers import Queue
+
+    queue = Queue(3000)
+    pipes, pids = [], []
+    try:
+        for _ in range(2):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # a worker: takes until none is left, then reports what it took
+                try:
+                    taken = []
+                    while (i := queue.take()) is not None:
+                        taken.append(i)
+                    os.write(w, ",".join(map(str, taken)).encode() + b"\n")
+                finally:
+                    os._exit(0)
+            os.close(w)
+            pipes.append(r)
+            pids.append(pid)
+        mine = []
+        while (i := queue.take()) is not None:
+            mine.append(i)
+        theirs = []
+        for r in pipes:
+            with os.fdopen(r, "rb") as fh:
+                text = fh.read().decode().strip()
+            theirs.extend(int(x) for x in text.split(",") if x)
+    finally:
+        for pid in pids:
+            os.waitpid(pid, 0)
+        queue.close()
+    assert sorted(mine + theirs) == list(range(3000))
