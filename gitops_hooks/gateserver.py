@@ -75,6 +75,11 @@ def warm_up() -> None:
     import jsonschema_rs  # noqa: F401
     import yaml  # noqa: F401
 
+    from .cel import engine
+    from .checks import admin_rules, admission, cel_crd
+
+    engine.prepare(cel_crd.VARIABLES, cel_crd.OPTIONAL_VARIABLES, admission.VARIABLES, admin_rules.VARIABLES)
+
 
 class Warmer:
     """Compiles, between pushes, the validators of every built-in kind of each Kubernetes version the
