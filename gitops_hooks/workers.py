@@ -184,7 +184,13 @@ class Queue:
         import mmap
 
         self.n = n
-        self.fd = os.memfd_create("gitops-hooks-queue", os.MFD_CLOEXEC)
+        try:
+            self.fd = os.memfd_create("gitops-hooks-queue", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # not Linux (a client's validate): an unlinked temporary file
+            import tempfile
+
+            self.fd, name = tempfile.mkstemp(prefix="gitops-hooks-queue-")
+            os.unlink(name)
         os.ftruncate(self.fd, 8)
         self.counter = mmap.mmap(self.fd, 8)
 
