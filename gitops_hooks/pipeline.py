@@ -471,9 +471,7 @@ class _Run:
             for e in unknown:
                 self.summary(e)  # without workers; a no-op for what they parsed
             if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
-                self.ctx.custom = base.copy()
-                self.ctx.extra.pop("cel_crd_schemas", None)
-                self.register_all_crds(manifests, rendered)
+                self.register_all_crds(manifests, rendered, base)
                 final = self._keys(direct_paths)
             else:
                 final = guessed | {e.path: self._blob_key(e, e.path in direct_paths) for e in unknown}
@@ -486,7 +484,8 @@ class _Run:
             if pool is not None:
                 pool.adopt(rejected)
             rest = {final[path]: path for path in final if path not in self.precomputed}
-            for key, rows in self.cache.get_many(list(rest)).items():
+            asked = set(path_of)  # keys the first lookup already missed are not asked for again
+            for key, rows in self.cache.get_many([key for key in rest if key not in asked]).items():
                 self.precomputed[rest[key]] = rows
             again = [(path, path in direct_paths, key) for key, path in rest.items() if path not in self.precomputed]
             if pool is not None and not pool.failed and again:
@@ -498,8 +497,12 @@ class _Run:
     def _keys(self, direct_paths: set[str]) -> dict[str, str]:
         return {e.path: self._blob_key(e, e.path in direct_paths) for e in self.entries if e.path not in self.precomputed}
 
-    def register_all_crds(self, manifests: list[Entry], rendered: list[Document]) -> None:
-        """The CRDs of every summary known so far, then those that only a kustomize build yields."""
+    def register_all_crds(self, manifests: list[Entry], rendered: list[Document],
+                          base: CustomSchemas | None = None) -> None:
+        """The CRDs of every summary known so far, then those that only a kustomize build yields; with
+        `base` (the custom schemas before any CRD of the tree), registered anew over a copy of it."""
+        if base is not None:
+            self.ctx.custom = base.copy()
         self.crd_source = self.register_crds([e for e in manifests if e.path in self.summaries])
         self.register_rendered_crds(rendered, self.crd_source)
 
@@ -607,8 +610,7 @@ class _Pool:
         except OSError:
             return None
         try:
-            workers = Workers(count - 1, lambda index, channel: _worker(
-                run, queue, order, base, manifests, rendered, channel))
+            workers = Workers(count - 1, lambda channel: _worker(run, queue, order, base, manifests, rendered, channel))
         except OSError:
             queue.close()
             return None  # could not fork: the sequential path does the work
@@ -732,10 +734,8 @@ def _worker(run: _Run, queue: Queue, order: list[tuple[str, bool]], base: Custom
     channel.send(_phase_one(run, queue, order))
     run.cache.recorded().clear()
     summaries, items = channel.receive()
-    run.ctx.custom = base.copy()
-    run.ctx.extra.pop("cel_crd_schemas", None)
     run.summaries.update(summaries)  # every CRD of the tree, registered as the parent did
-    run.register_all_crds(manifests, rendered)
+    run.register_all_crds(manifests, rendered, base)
     rows_of = {}
     for path, direct, key in items:
         rows = run.compute_blob(run.by_path[path], direct)

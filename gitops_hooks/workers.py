@@ -84,9 +84,9 @@ def child_init() -> None:
 
 
 class Workers:
-    """`count` forked workers, each running `body(index, channel)` and exiting when it returns."""
+    """`count` forked workers, each running `body(channel)` and exiting when it returns."""
 
-    def __init__(self, count: int, body: Callable[[int, Channel], None]) -> None:
+    def __init__(self, count: int, body: Callable[[Channel], None]) -> None:
         self.pids: list[int] = []
         self.to_child: list[int] = []
         self.from_child: list[int] = []
@@ -98,7 +98,7 @@ class Workers:
         # touches every object, and each touched page of the parent's heap is copied into the worker.
         gc.freeze()
         try:
-            for index in range(count):
+            for _ in range(count):
                 down_r, down_w = os.pipe()
                 up_r, up_w = os.pipe()
                 pid = os.fork()
@@ -107,7 +107,7 @@ class Workers:
                     os.close(up_r)
                     for fd in (*self.to_child, *self.from_child):
                         os.close(fd)
-                    _run_child(parent, index, body, Channel(down_r, up_w))
+                    _run_child(parent, body, Channel(down_r, up_w))
                 os.close(down_r)
                 os.close(up_w)
                 self.pids.append(pid)
@@ -154,7 +154,7 @@ class Workers:
         self.pids = []
 
 
-def _run_child(parent: int, index: int, body: Callable[[int, Channel], None], channel: Channel) -> None:
+def _run_child(parent: int, body: Callable[[Channel], None], channel: Channel) -> None:
     """The whole life of a worker; never returns into the caller's code (os._exit, no cleanup handlers:
     the parent's database handles and buffered output are the parent's)."""
     code = 0
@@ -163,7 +163,7 @@ def _run_child(parent: int, index: int, body: Callable[[int, Channel], None], ch
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
         if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG was set
             os._exit(1)
-        body(index, channel)
+        body(channel)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which does the work itself
         code = 1
         try:

@@ -68,13 +68,10 @@ def _rules(doc: Any, ctx: CheckContext) -> str:
 
 
 def _schema(doc: Any, ctx: CheckContext) -> dict[str, Any] | None:
-    """The raw openAPIV3Schema of the object's kind, when its CRD carries any rule."""
-    gvk = _gvk(doc)
-    memo: dict[Any, Any] = ctx.extra.setdefault("cel_crd_schemas", {})
-    if gvk not in memo:
-        raw = ctx.custom.raw(gvk) if _rules(doc, ctx) else None
-        memo[gvk] = raw[0] if raw else None
-    return memo[gvk]
+    """The raw openAPIV3Schema of the object's kind, when its CRD carries any rule (ctx.custom keeps
+    both once loaded)."""
+    raw = ctx.custom.raw(_gvk(doc)) if _rules(doc, ctx) else None
+    return raw[0] if raw else None
 
 
 @document_check
