@@ -129,6 +129,33 @@ def test_speculative_work_is_redone_when_the_push_brings_a_crd(tmp_path: Path,
         line for line in sequential if "[crd-rule] widget.example.io/big" in line]
 
 
+def test_a_kind_defined_twice_is_checked_against_the_first_definition_on_every_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two CRD files define Widget. The first one by path counts, on the sequential path, in the workers
+    and from the cache. A Widget's cache key names the CRD blob whose schema checked it: when that CRD
+    goes, the Widgets are checked again."""
+    root = tmp_path / "tree"
+    _widget_tree(root, "integer")  # its zz-crd.yaml is replaced below
+    padding = "              description: " + "x" * 20_000 + "\n"
+    string_crd = (CRD % "string").replace("              properties:\n", padding + "              properties:\n", 1)
+    (root / "zz-crd.yaml").write_text(string_crd)  # the biggest file: taken from the queue first
+    (root / "aa-crd.yaml").write_text(CRD % "integer")  # first by path: this one counts
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    sequential = _lines(root)
+    assert not any("[schema-invalid] widget.example.io/" in line for line in sequential)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    cache_dir = tmp_path / "cache"
+    assert _cached_lines(root, cache_dir) == sequential
+    assert _cached_lines(root, cache_dir) == sequential  # from the rows the workers encoded
+
+    (root / "aa-crd.yaml").unlink()  # now the string schema counts: every Widget is invalid
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    sequential = _lines(root)
+    assert sum("[schema-invalid] widget.example.io/" in line for line in sequential) == 13
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    assert _cached_lines(root, cache_dir) == sequential
+
+
 def test_a_failing_worker_leaves_the_work_to_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "tree"
     _widget_tree(root, "string")
