@@ -11,7 +11,7 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,11 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 def matches(path: str, patterns: Iterable[str]) -> bool:
     return _any_of(tuple(patterns)).match(path) is not None
+
+
+def matcher(patterns: Iterable[str]) -> Callable[[str], re.Match[str] | None]:
+    """`match` of the one regex for a list of globs: for loops over every path of a tree."""
+    return _any_of(tuple(patterns)).match
 
 
 @functools.lru_cache(maxsize=256)

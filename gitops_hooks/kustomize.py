@@ -108,17 +108,18 @@ def shape_problem(data: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def is_kustomization(path: str) -> bool:
-    return posixpath.basename(path) in NAMES
+    return path.endswith(NAMES) and posixpath.basename(path) in NAMES
 
 
 def find(entries: list[Entry], parsed: dict[str, ParsedFile], read: Callable[[Entry], bytes]) -> Plan:
+    candidates = [e for e in entries if is_kustomization(e.path) and not e.is_submodule]
+    if not candidates:  # most trees: nothing to plan (the sets below cost a pass over every path)
+        return Plan({}, [], set(), [])
     files = {e.path for e in entries if not e.is_link and not e.is_submodule}
     dirs = _dirs(files)
     found: dict[str, Kustomization] = {}
     findings: list[Finding] = []
-    for e in entries:
-        if not is_kustomization(e.path) or e.is_submodule:
-            continue
+    for e in candidates:
         if e.is_link:
             findings.append(finding("kustomize-unsafe", e.path, 1, 1,
                                     "kustomization file is a symbolic link: not followed, not rendered"))

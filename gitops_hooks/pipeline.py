@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__, kustomize
 from .cache import NullCache, fingerprint, row_name
 from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView
-from .config import Policy, matches
+from .config import Policy, matcher
 from .documents import Document, Limits, ParsedFile, parse
 from .findings import Finding, Severity, finding
 from .gitrepo import Entry, Snapshot
@@ -84,11 +84,12 @@ def limits_of(policy: Policy) -> Limits:
 
 
 def chart_dirs(entries: list[Entry]) -> list[str]:
-    return sorted(posixpath.dirname(e.path) for e in entries if posixpath.basename(e.path) == "Chart.yaml")
+    return sorted(posixpath.dirname(e.path) for e in entries
+                  if e.path.endswith("Chart.yaml") and posixpath.basename(e.path) == "Chart.yaml")
 
 
 def _in_dirs(path: str, dirs: list[str]) -> bool:
-    return any(d == "" or path.startswith(d + "/") for d in dirs)
+    return bool(dirs) and any(d == "" or path.startswith(d + "/") for d in dirs)
 
 
 def make_context(policy: Policy, ref: str = "") -> CheckContext:
@@ -237,7 +238,8 @@ class _Run:
         self.cache = cache
         self.progress = progress
         self.limits = limits_of(policy)
-        self.entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
+        excluded = matcher(policy.path_exclude)
+        self.entries = [e for e in snapshot.entries() if excluded(e.path) is None]
         self.by_path = {e.path: e for e in self.entries}
         self.stats = Stats(files=len(self.entries))
         self.data: dict[str, bytes] = {}
@@ -302,26 +304,34 @@ class _Run:
         units, rendered, consumed = self.kustomize_units(charts, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
         self.blob_work(manifests, direct_paths, rendered)
-        for n, e in enumerate(manifests, 1):
-            s = self.summary(e)
-            out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
+        known = self.summaries  # every manifest's, once blob_work is done
+        summaries = [known[e.path] if e.path in known else self.summary(e) for e in manifests]
+        for n, (e, s) in enumerate(zip(manifests, summaries, strict=True), 1):
+            if s["findings"]:
+                out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
             if self.progress is not None:
                 self.progress(n, len(manifests))
         for unit, paths in self._simple_units.items():
             units[unit] = [DocRef(p, row, self.document) for p in paths for row in self._rows(p)]
         refs: list[DocRef] = []
-        for e in manifests:
+        load = self.document
+        for e, s in zip(manifests, summaries, strict=True):
             if e.path in direct_paths:
-                docs = [DocRef(e.path, row, self.document) for row in self.summary(e)["docs"]]
+                docs = [DocRef(e.path, row, load) for row in s["docs"]]
                 refs.extend(docs)
-                if e.path not in consumed:
-                    units.setdefault(f"folder {posixpath.dirname(e.path) or '.'}", []).extend(docs)
+                if e.path not in consumed:  # (a tree's paths have no leading, trailing or double slash)
+                    units.setdefault(f"folder {e.path.rpartition('/')[0] or '.'}", []).extend(docs)
         objects: list[Any] = [*refs, *rendered]
         self.stats.objects = len(objects)
 
         crd_source = self.crd_source
+        precomputed = self.precomputed
         for e in self.entries:
-            out.extend(self.blob_findings(e, e.path in direct_paths, crd_source))
+            rows = precomputed.get(e.path)
+            if rows is None:
+                out.extend(self.blob_findings(e, e.path in direct_paths, crd_source))
+            elif rows:
+                out.extend(_findings_from(rows))
         for doc in rendered:
             for check in DOCUMENT_CHECKS:
                 out.extend(check(doc, self.ctx))
@@ -334,20 +344,20 @@ class _Run:
             out.extend(tcheck(view, self.ctx))
 
         wanted = suppress.requests(rendered)
-        for e in manifests:
+        for e, s in zip(manifests, summaries, strict=True):
             if e.path in direct_paths:
-                for subject, (line, col, label, rules) in self.summary(e)["suppress"]:
+                for subject, (line, col, label, rules) in s["suppress"]:
                     wanted[tuple(subject)] = suppress.Request(e.path, line, col, label, frozenset(rules))
         return sorted(set(self.policy.apply(suppress.apply_requests(out, wanted, self.policy))))
 
     def manifests(self, charts: list[str], out: list[Finding]) -> list[Entry]:
-        policy = self.policy
+        included, excluded = matcher(self.policy.include), matcher(self.policy.manifest_exclude)
         chosen = []
         for e in self.entries:
             if e.is_submodule:
                 out.append(finding("tree-submodule", e.path, 1, 1, f"submodule {e.path} ({e.oid[:12]}): not checked"))
                 continue
-            if not matches(e.path, policy.include) or matches(e.path, policy.manifest_exclude):
+            if included(e.path) is None or excluded(e.path) is not None:
                 continue
             if _in_dirs(e.path, charts) or e.path == ".gitops-hooks.yaml":
                 continue
@@ -372,7 +382,7 @@ class _Run:
                   if kustomize.is_kustomization(e.path) and not e.is_link and not e.is_submodule}
         kplan = kustomize.find(self.entries, kfiles, self.read)
         out.extend(kplan.findings)
-        files = {e.path for e in self.entries if not e.is_link and not e.is_submodule}
+        files = {e.path for e in self.entries if not e.is_link and not e.is_submodule} if kplan.roots else set()
         broken = {f.path for f in kplan.findings}
         for d in kplan.roots:
             if kustomize.closure(kplan, d) & broken:
@@ -422,7 +432,8 @@ class _Run:
         """Add the CRDs of the tree to the custom schemas; which blob defines each kind (for cache keys)."""
         source: dict[GVK, str] = {}
         for e in manifests:
-            self.register_blob_crds(e, source)
+            if self.summary(e)["defines"]:
+                self.register_blob_crds(e, source)
         return source
 
     def register_blob_crds(self, e: Entry, source: dict[GVK, str]) -> None:

@@ -122,7 +122,8 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     result = check_snapshot(snapshot, policy, update.ref, context=ctx, cache=for_repository(Path(repo.path)))
     from .history import check_history  # secrets in every new commit, not only the tip
 
-    tip = {e.oid for e in snapshot.entries() if not configmod.matches(e.path, policy.path_exclude)}
+    excluded = configmod.matcher(policy.path_exclude)
+    tip = {e.oid for e in snapshot.entries() if excluded(e.path) is None}
     result.findings = sorted(set(result.findings) | set(check_history(repo, update.new, tip, policy, ctx)))
     if server.get("environments"):  # what reconciliation would choke on (light: no kubernetes import)
         from .reconcile.commands import environment_findings

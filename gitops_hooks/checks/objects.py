@@ -41,12 +41,18 @@ def identity(doc: Document) -> tuple[str, str, str, str]:
 
 @tree_check
 def duplicates(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]:
+    groups: dict[str, str] = {}  # apiVersion -> group (identity's, computed once per apiVersion)
     for unit, docs in tree.units.items():
         seen: dict[tuple[str, str, str, str], Document] = {}
         for doc in docs:
-            if not doc.name or not doc.kind:
+            name, kind = doc.name, doc.kind
+            if not name or not kind:
                 continue
-            key = identity(doc)
+            api_version = doc.api_version
+            group = groups.get(api_version)
+            if group is None:
+                group = groups[api_version] = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+            key = (group, kind, doc.namespace, name)
             first = seen.get(key)
             if first is None:
                 seen[key] = doc
