@@ -111,7 +111,7 @@ def _load_schema_dir(folder: Path, custom: CustomSchemas) -> None:
         pf = parse(str(path), path.read_bytes())
         for doc in pf.documents:
             if doc.kind == "CustomResourceDefinition":
-                custom.add_crd(doc.obj, f"{path}")
+                custom.add_crd(doc.obj, f"{path}", pin=True)
 
 
 def check_snapshot(

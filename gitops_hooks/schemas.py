@@ -278,10 +278,17 @@ class CustomSchemas:
         self._broken: dict[GVK, str] = {}
         self._lazy: dict[GVK, Callable[[GVK], tuple[dict[str, Any], str, str]]] = {}
         self._traits: dict[GVK, tuple[str, str]] = {}
+        self._pinned: set[GVK] = set()  # kinds of the administrator's schemas: nothing pushed replaces them
 
-    def add_crd(self, crd: dict[str, Any], where: str) -> list[GVK]:
+    def add_crd(self, crd: dict[str, Any], where: str, pin: bool = False) -> list[GVK]:
+        """Register (or replace) the kinds a CRD object defines; with `pin`, as server policy, which later
+        registrations without it leave as they are."""
         added = []
         for gvk, schema, scope in crd_versions(crd):
+            if gvk in self._pinned and not pin:
+                continue
+            if pin:
+                self._pinned.add(gvk)
             self._raw[gvk] = (schema, where, scope)
             self._compiled.pop(gvk, None)
             self._traits.pop(gvk, None)
@@ -293,6 +300,7 @@ class CustomSchemas:
         other = copy.copy(self)
         for name in ("_content", "_raw", "_compiled", "_broken", "_lazy", "_traits"):
             setattr(other, name, dict(getattr(self, name)))
+        other._pinned = set(self._pinned)
         return other
 
     def meta(self) -> dict[str, Any] | None:

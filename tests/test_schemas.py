@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 from conftest import CORPUS, EXE, Clone, Server, need_corpus
+from test_cache import CRD, WIDGET
 
 from gitops_hooks.schemas import (
     CustomSchemas,
@@ -461,3 +462,25 @@ def test_every_bundled_schema_compiles_and_keeps_cel_rules() -> None:
     assert raw[2] == "Namespaced"
     cluster = custom.raw(("cert-manager.io", "v1", "ClusterIssuer"))
     assert cluster is not None and cluster[2] == "Cluster"
+
+
+@pytest.mark.parametrize("kustomization", [
+    "resources: [crd.yaml, widget.yaml]\n",  # read as files
+    "resources: [crd.yaml, widget.yaml]\ncommonLabels: {team: a}\n",  # rendered by kubectl kustomize
+])
+def test_a_pushed_crd_cannot_replace_the_administrators_schema(server: Server, clone: Clone, tmp_path: Path,
+                                                               kustomization: str) -> None:
+    """Server policy lives on the server: a CRD in the push, committed as a file or rendered by a
+    kustomization, does not replace a kind that the administrator's schema_dirs define."""
+    folder = tmp_path / "crds"
+    folder.mkdir()
+    (folder / "widgets.yaml").write_text(CRD % "integer", encoding="utf-8")
+    server.configure(f"schema_dirs: [{folder}]\n")
+    clone.write("kustom/kustomization.yaml", kustomization)
+    clone.write("kustom/crd.yaml", CRD % "string")  # the pushed, looser definition
+    clone.write("kustom/widget.yaml", WIDGET.replace("size: 3", "size: big"))
+    clone.commit("a widget with a CRD of its own, rendered by kustomize")
+    push = clone.push()
+    assert not push.accepted
+    assert any("[schema-invalid] widget.example.io/w" in line and "kustom/widget.yaml" in line
+               for line in push.remote_lines())
