@@ -278,11 +278,11 @@ class CustomSchemas:
         self._broken: dict[GVK, str] = {}
         self._lazy: dict[GVK, Callable[[GVK], tuple[dict[str, Any], str, str]]] = {}
         self._traits: dict[GVK, tuple[str, str]] = {}
-        self._pinned: set[GVK] = set()  # kinds of the administrator's schemas: nothing pushed replaces them
+        self._pinned: set[GVK] = set()  # kinds of the server's schemas (bundled, administrator's): see pin
 
     def add_crd(self, crd: dict[str, Any], where: str, pin: bool = False) -> list[GVK]:
-        """Register (or replace) the kinds a CRD object defines; with `pin`, as server policy, which later
-        registrations without it leave as they are."""
+        """Register (or replace) the kinds a CRD object defines. With `pin`, they are the server's (its
+        administrator's folders): registrations without `pin`, of CRDs in a push, leave them as they are."""
         added = []
         for gvk, schema, scope in crd_versions(crd):
             if gvk in self._pinned and not pin:
@@ -308,11 +308,14 @@ class CustomSchemas:
         return self.object_meta() if callable(self.object_meta) else self.object_meta
 
     def add_loader(self, gvks: Iterable[GVK], loader: Callable[[GVK], tuple[dict[str, Any], str, str]],
-                   content: str = "", traits: Mapping[GVK, tuple[str, str]] | None = None) -> None:
+                   content: str = "", traits: Mapping[GVK, tuple[str, str]] | None = None, pin: bool = False) -> None:
         """`content` names what the loader reads (a blob id and path): its compiled validators may be
         reused by later runs of this process (see _COMPILED). `traits` (see `traits`), when the caller
-        knows them, spare loading a schema only to learn that it has no rules or what its scope is."""
+        knows them, spare loading a schema only to learn that it has no rules or what its scope is. `pin`
+        (the bundled CRDs): the server's own kinds, which no CRD of a push replaces (see add_crd)."""
         for gvk in gvks:
+            if pin:
+                self._pinned.add(gvk)
             if gvk not in self._lazy and gvk not in self._raw:
                 self._lazy[gvk] = loader
                 if content:
@@ -399,4 +402,4 @@ def load_bundled(into: CustomSchemas) -> None:
         raise KeyError(gvk)
 
     for gvk, file in by_gvk.items():
-        into.add_loader([gvk], loader, f"bundled:{file}")
+        into.add_loader([gvk], loader, f"bundled:{file}", pin=True)

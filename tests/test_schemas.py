@@ -71,6 +71,39 @@ def test_broken_flux_kustomization_is_refused_with_file_line_and_message(tmp_pat
     ]
 
 
+LOOSE_FLUX_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: kustomizations.kustomize.toolkit.fluxcd.io
+spec:
+  group: kustomize.toolkit.fluxcd.io
+  names: {kind: Kustomization, plural: kustomizations, singular: kustomization}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+@pytest.mark.parametrize("kustomization", [
+    "resources: [crd.yaml, apps.yaml]\n",  # read as files
+    "resources: [crd.yaml, apps.yaml]\ncommonLabels: {team: a}\n",  # rendered by kubectl kustomize
+])
+def test_a_pushed_crd_does_not_replace_a_bundled_one(tmp_path: Path, kustomization: str) -> None:
+    """A CRD in the repository that redefines a bundled kind, committed or rendered, does not loosen its
+    checks: the bundled schema counts."""
+    text = corpus_file("clusters/production/apps.yaml").replace("  sourceRef:", "  sourceRefs:")
+    code, lines = validate(tmp_path / "repo", {"kustomization.yaml": kustomization, "crd.yaml": LOOSE_FLUX_CRD,
+                                               "apps.yaml": text})
+    assert code == 1
+    kust = "kustomization.kustomize.toolkit.fluxcd.io/apps"
+    assert any(f"[schema-invalid] {kust}: spec: missing required field 'sourceRef'" in line for line in lines), lines
+
+
 def test_broken_helmrelease_is_refused(tmp_path: Path) -> None:
     text = corpus_file("apps/base/podinfo/release.yaml")
     text = text.replace("kind: HelmRepository", "kind: HelmRepo").replace("interval: 50m", "interval: 50")
