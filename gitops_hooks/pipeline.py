@@ -430,26 +430,22 @@ class _Run:
 
     def register_crds(self, manifests: list[Entry]) -> dict[GVK, str]:
         """Add the CRDs of the tree to the custom schemas; which blob defines each kind (for cache keys)."""
+        # The first definition of a kind counts, for the loader and for `source` alike: a cache key that
+        # names a CRD blob always means that blob's schema. A kind the custom schemas have already (the
+        # administrator's, bundled) keeps its schema and names no blob.
         source: dict[GVK, str] = {}
         for e in manifests:
-            if self.summary(e)["defines"]:
-                self.register_blob_crds(e, source)
+            rows = self.summary(e)["defines"]
+            if not rows:
+                continue
+            traits: dict[GVK, tuple[str, str]] = {}
+            for g, v, k, rules, scope in rows:
+                traits.setdefault((g, v, k), (rules, scope))
+            for gvk in traits:
+                if gvk not in source and gvk not in self.ctx.custom:
+                    source[gvk] = e.oid
+            self.ctx.custom.add_loader(list(traits), self._crd_loader(e), f"{e.oid}:{e.path}", traits)
         return source
-
-    def register_blob_crds(self, e: Entry, source: dict[GVK, str]) -> None:
-        """The kinds one blob's CRDs define, for those no earlier registration has. The first definition
-        of a kind counts, for the loader and for `source` alike: a cache key that names a CRD blob
-        always means that blob's schema."""
-        rows = self.summary(e)["defines"]
-        if not rows:
-            return
-        traits: dict[GVK, tuple[str, str]] = {}
-        for g, v, k, rules, scope in rows:
-            traits.setdefault((g, v, k), (rules, scope))
-        for gvk in traits:
-            if gvk not in source and gvk not in self.ctx.custom:
-                source[gvk] = e.oid
-        self.ctx.custom.add_loader(list(traits), self._crd_loader(e), f"{e.oid}:{e.path}", traits)
 
     def register_rendered_crds(self, rendered: list[Document], source: dict[GVK, str]) -> None:
         for doc in rendered:
