@@ -512,7 +512,7 @@ def test_a_pushed_crd_cannot_replace_the_administrators_schema(server: Server, c
     clone.write("kustom/kustomization.yaml", kustomization)
     clone.write("kustom/crd.yaml", CRD % "string")  # the pushed, looser definition
     clone.write("kustom/widget.yaml", WIDGET.replace("size: 3", "size: big"))
-    clone.commit("a widget with a CRD of its own, rendered by kustomize")
+    clone.commit("a widget with a looser CRD of its own")
     push = clone.push()
     assert not push.accepted
     assert any("[schema-invalid] widget.example.io/w" in line and "kustom/widget.yaml" in line
