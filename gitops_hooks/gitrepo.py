@@ -251,25 +251,36 @@ class FolderTree(Snapshot):
         self.label = str(root)
         self._data: dict[str, bytes] = {}
 
-    def _files(self) -> Iterator[Path]:
+    def _files(self) -> Iterator[tuple[Path, str | None]]:
+        """Each file, with its path relative to the root when the walk knows it without resolving: below a
+        target folder that is its own real path and lies in the root, every folder os.walk enters is real
+        (it does not enter linked folders). Otherwise None: `relative` works it out."""
+        root = str(self.root)
         targets = self.paths or [self.root]
         for target in targets:
             if target.is_symlink() or target.is_file():
-                yield target
+                yield target, None
             elif target.is_dir():
+                top = str(target)
+                known = top == str(target.resolve()) and (top == root or top.startswith(root + "/"))
                 for dirpath, dirnames, filenames in os.walk(target):
                     dirnames[:] = sorted(d for d in dirnames if d not in self.SKIP_DIRS)
                     for name in sorted(filenames):
-                        yield Path(dirpath) / name
+                        full = os.path.join(dirpath, name)
+                        yield Path(full), full[len(root) + 1:] if known else None
+
+    def relative(self, p: Path) -> str:
+        """The path of a file (a link: of the link itself) relative to the root; absolute if outside."""
+        try:
+            return p.resolve().relative_to(self.root).as_posix() if not p.is_symlink() else \
+                (p.parent.resolve() / p.name).relative_to(self.root).as_posix()
+        except ValueError:
+            return p.as_posix()
 
     def entries(self) -> list[Entry]:
         out = []
-        for p in self._files():
-            try:
-                rel = p.resolve().relative_to(self.root).as_posix() if not p.is_symlink() else \
-                    (p.parent.resolve() / p.name).relative_to(self.root).as_posix()
-            except ValueError:
-                rel = p.as_posix()
+        for p, known in self._files():
+            rel = known if known is not None else self.relative(p)
             if p.is_symlink():
                 target = os.readlink(p).encode()
                 out.append(Entry(rel, MODE_LINK, blob_id(target), len(target)))

@@ -72,16 +72,17 @@ class WorkingTree(FolderTree):
         self.repo = repo
         self.named = {p for p in paths if p.is_file() or p.is_symlink()}
 
-    def _files(self) -> Iterator[Path]:
-        for path in super()._files():
-            if path in self.named or not self._ignored(path):
-                yield path
+    def _files(self) -> Iterator[tuple[Path, str | None]]:
+        for path, rel in super()._files():
+            if path in self.named or not self._ignored(path, rel):
+                yield path, rel
 
-    def _ignored(self, path: Path) -> bool:
-        try:
-            rel = (path.parent.resolve() / path.name).relative_to(self.root).as_posix()
-        except ValueError:
-            return False
+    def _ignored(self, path: Path, rel: str | None) -> bool:
+        if rel is None:
+            try:
+                rel = (path.parent.resolve() / path.name).relative_to(self.root).as_posix()
+            except ValueError:
+                return False
         return bool(self.repo.path_is_ignored(rel))
 
 

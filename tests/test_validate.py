@@ -153,6 +153,25 @@ def test_usage_errors_exit_2_with_one_clear_line(tmp_path: Path, args: list[str]
     assert proc.stdout == ""
 
 
+def test_folder_paths_through_links(tmp_path: Path) -> None:
+    """Files are named relative to the folder checked; a linked file is reported, not followed; a folder
+    reached through a link is named by its real place, which is outside."""
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n  namespace: default\n  uid: abc\n"
+    write(tmp_path / "elsewhere", "deep/cm.yaml", cm.format("far"))
+    work = tmp_path / "work"
+    write(work, "apps/cm.yaml", cm.format("near"))
+    (work / "linked").symlink_to(tmp_path / "elsewhere")
+    (work / "link.yaml").symlink_to("apps/cm.yaml")
+    proc = run_suite("validate", ".", "linked/deep", cwd=work)
+    assert proc.returncode == 1
+    assert [line.split(" ", 3)[:3] for line in finding_lines(proc.stdout)] == [
+        [f"{(tmp_path / 'elsewhere').resolve()}/deep/cm.yaml:6:3:", "error", "[live-state-field]"],
+        ["apps/cm.yaml:6:3:", "error", "[live-state-field]"],
+        ["link.yaml:1:1:", "info", "[tree-symlink]"],
+    ]
+    assert "3 files, 2 manifests, 2 objects" in proc.stdout
+
+
 def test_staged_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_suite("validate", "--staged", cwd=tmp_path)
     assert proc.returncode == 2
