@@ -255,19 +255,19 @@ class FolderTree(Snapshot):
         """Each file, with its path relative to the root when the walk knows it without resolving: below a
         target folder that is its own real path and lies in the root, every folder os.walk enters is real
         (it does not enter linked folders). Otherwise None: `relative` works it out."""
-        root = str(self.root)
+        prefix = str(self.root).rstrip("/") + "/"  # ("/" itself as the root ends in one already)
         targets = self.paths or [self.root]
         for target in targets:
             if target.is_symlink() or target.is_file():
                 yield target, None
             elif target.is_dir():
                 top = str(target)
-                known = top == str(target.resolve()) and (top == root or top.startswith(root + "/"))
+                known = top == str(target.resolve()) and (top.rstrip("/") + "/").startswith(prefix)
                 for dirpath, dirnames, filenames in os.walk(target):
                     dirnames[:] = sorted(d for d in dirnames if d not in self.SKIP_DIRS)
                     for name in sorted(filenames):
                         full = os.path.join(dirpath, name)
-                        yield Path(full), full[len(root) + 1:] if known else None
+                        yield Path(full), full[len(prefix):] if known else None
 
     def relative(self, p: Path) -> str:
         """The path of a file (a link: of the link itself) relative to the root; absolute if outside."""
