@@ -199,7 +199,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def matches(path: str, patterns: Iterable[str]) -> bool:
-    return _any_of(tuple(patterns)).match(path) is not None
+    return matcher(patterns)(path) is not None
 
 
 def matcher(patterns: Iterable[str]) -> Callable[[str], re.Match[str] | None]:

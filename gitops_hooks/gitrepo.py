@@ -269,18 +269,17 @@ class FolderTree(Snapshot):
                         full = os.path.join(dirpath, name)
                         yield Path(full), full[len(prefix):] if known else None
 
-    def relative(self, p: Path) -> str:
-        """The path of a file (a link: of the link itself) relative to the root; absolute if outside."""
+    def relative(self, p: Path) -> str | None:
+        """The path of a file (a link: of the link itself) relative to the root; None if outside."""
         try:
-            return p.resolve().relative_to(self.root).as_posix() if not p.is_symlink() else \
-                (p.parent.resolve() / p.name).relative_to(self.root).as_posix()
+            return (p.parent.resolve() / p.name).relative_to(self.root).as_posix()
         except ValueError:
-            return p.as_posix()
+            return None
 
     def entries(self) -> list[Entry]:
         out = []
         for p, known in self._files():
-            rel = known if known is not None else self.relative(p)
+            rel = known or self.relative(p) or p.as_posix()
             if p.is_symlink():
                 target = os.readlink(p).encode()
                 out.append(Entry(rel, MODE_LINK, blob_id(target), len(target)))

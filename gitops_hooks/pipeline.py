@@ -304,8 +304,7 @@ class _Run:
         units, rendered, consumed = self.kustomize_units(charts, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
         self.blob_work(manifests, direct_paths, rendered)
-        known = self.summaries  # every manifest's, once blob_work is done
-        summaries = [known[e.path] if e.path in known else self.summary(e) for e in manifests]
+        summaries = [self.summary(e) for e in manifests]  # each looked up once (blob_work made them)
         for n, (e, s) in enumerate(zip(manifests, summaries, strict=True), 1):
             if s["findings"]:
                 out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
@@ -324,14 +323,8 @@ class _Run:
         objects: list[Any] = [*refs, *rendered]
         self.stats.objects = len(objects)
 
-        crd_source = self.crd_source
-        precomputed = self.precomputed
         for e in self.entries:
-            rows = precomputed.get(e.path)
-            if rows is None:
-                out.extend(self.blob_findings(e, e.path in direct_paths, crd_source))
-            elif rows:
-                out.extend(_findings_from(rows))
+            out.extend(self.blob_findings(e, e.path in direct_paths))
         for doc in rendered:
             for check in DOCUMENT_CHECKS:
                 out.extend(check(doc, self.ctx))
@@ -563,7 +556,7 @@ class _Run:
             self.precomputed[e.path] = rows
         return rows
 
-    def blob_findings(self, e: Entry, direct: bool, crd_source: dict[GVK, str]) -> list[Finding]:
+    def blob_findings(self, e: Entry, direct: bool) -> list[Finding]:
         """Document checks of a blob's objects (when they stand for themselves) and file checks."""
         cached = self._cached_blob(e, direct)
         if cached is not None:

@@ -78,12 +78,8 @@ class WorkingTree(FolderTree):
                 yield path, rel
 
     def _ignored(self, path: Path, rel: str | None) -> bool:
-        if rel is None:
-            try:
-                rel = (path.parent.resolve() / path.name).relative_to(self.root).as_posix()
-            except ValueError:
-                return False
-        return bool(self.repo.path_is_ignored(rel))
+        rel = rel or self.relative(path)
+        return rel is not None and bool(self.repo.path_is_ignored(rel))
 
 
 def find_repository(start: Path) -> pygit2.Repository | None:

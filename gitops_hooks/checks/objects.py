@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from ..documents import Document
 from ..findings import Finding, Rule, Severity, finding, register
+from ..schemas import split_api_version
 from . import CheckContext, TreeView, document_check, tree_check
 
 register(
@@ -41,7 +42,7 @@ def identity(doc: Document) -> tuple[str, str, str, str]:
 
 @tree_check
 def duplicates(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]:
-    groups: dict[str, str] = {}  # apiVersion -> group (identity's, computed once per apiVersion)
+    groups: dict[str, str] = {}  # apiVersion -> its group (identity's), split once per apiVersion
     for unit, docs in tree.units.items():
         seen: dict[tuple[str, str, str, str], Document] = {}
         for doc in docs:
@@ -51,7 +52,7 @@ def duplicates(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]:
             api_version = doc.api_version
             group = groups.get(api_version)
             if group is None:
-                group = groups[api_version] = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+                group = groups[api_version] = split_api_version(api_version)[0]
             key = (group, kind, doc.namespace, name)
             first = seen.get(key)
             if first is None:
