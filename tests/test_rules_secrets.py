@@ -275,3 +275,45 @@ def test_positions_in_a_big_text_with_many_leaks(line_length: int) -> None:
     text = "\n".join(lines) + "\n"
     assert len(text) > 65536
     assert [(leak.line, leak.column) for leak in scan(text)] == expected
+
+
+WORDS = ["pass", "PASSWORD", "Secret", "token", "api_key", "api-key", "APIKEY", "accaccess_key", "access-key",
+         "auth_key", "authkey", "private-key", "PrivateKey", "credential", "AKIA", "ASIA", "AKIASIA", "akia",
+         "ghp_", "gho_", "github_pat_", "xox", "xoxox", "XOX", "hooks.slack.com", "PRIVATE KEY", "private key",
+         "İ", "ß", "é", "\n", " ", ": ", "=", "\"", "'", "---\n", "kind: Secret\n", AWS_KEY, PASSWORD]
+
+
+def _texts() -> list[str]:
+    import random
+
+    from conftest import CORPUS
+
+    rng = random.Random(6)
+    texts = ["", "\udc80 password: aZ9kQ2xW7pL4mN8vB3cR6tY1\n"]  # a lone surrogate: the fallback path
+    texts += ["".join(rng.choice(WORDS) for _ in range(rng.randint(1, 60))) for _ in range(3000)]
+    if CORPUS.is_dir():
+        texts += [p.read_text("utf-8", "replace") for p in sorted(CORPUS.rglob("*")) if p.is_file()]
+    return texts
+
+
+def test_one_pass_search_finds_what_the_word_by_word_scans_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Aho-Corasick pass reports the same keyword offsets and marked lines, hence the same leaks, as the
+    scans with str.find and re (the path taken without ahocorasick-rs): overlapping words, mixed case,
+    letters that lower to two characters, and the real manifests of the corpus."""
+    from gitops_hooks.checks import secrets
+
+    assert secrets._AUTOMATON is not None, "ahocorasick-rs is a dependency: the one-pass search must be on"
+    texts = _texts()
+    fast = [(secrets._search(t), scan(t)) for t in texts]
+    monkeypatch.setattr(secrets, "_AUTOMATON", None)
+    slow = [(secrets._search(t), scan(t)) for t in texts]
+    lines = []
+    for text, ((stems, marks), leaks), ((slow_stems, slow_marks), slow_leaks) in zip(texts, fast, slow, strict=True):
+        assert stems == slow_stems, text[:200]
+        doc = secrets._Text(text)
+        for hits, slow_hits in zip(marks, slow_marks, strict=True):
+            assert set(hits) >= set(slow_hits)  # every hit, overlapping ones too: the same lines
+            assert set(secrets._marked_lines(doc, hits)) == set(secrets._marked_lines(doc, slow_hits))
+            lines.extend(secrets._marked_lines(doc, hits))
+        assert leaks == slow_leaks, text[:200]
+    assert lines and sum(bool(leaks) for _, leaks in fast) > 100  # the texts do hold markers and leaks

@@ -140,6 +140,18 @@ _STEM_GROUPS = tuple(re.compile(re.escape(head) + "(?:" + "|".join(re.escape(s[l
                      for head in _HEADS)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
+_ahocorasick: Any
+try:
+    import ahocorasick_rs as _ahocorasick
+except ImportError:  # pragma: no cover - the scans with str.find and re serve alone
+    _ahocorasick = None
+# Every word a text is searched for, in lower case: the keyword stems, then the strong patterns' markers
+# (found in the lowered text, kept where the text has them in their own case). One pass of an
+# Aho-Corasick automaton finds them all; the fallback makes one pass per word or group.
+_MARKER_OF = tuple((n, m) for n, p in enumerate(STRONG) for m in p.markers)
+_AUTOMATON = None if _ahocorasick is None else _ahocorasick.AhoCorasick(
+    [*KEYWORD_STEMS, *(m.lower() for _, m in _MARKER_OF)], implementation=_ahocorasick.Implementation.DFA)
+
 KEYWORD = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|" \
           r"private[_-]?key|client[_-]?secret|credentials?)"
 VALUE = r"(?:\"(?P<dq>[^\"\n]*)\"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s\"',}\]]+))"
@@ -254,11 +266,39 @@ class _Text:
 SECRET_KINDS = frozenset({"Secret", "SealedSecret"})
 
 
-def _keyword_offsets(text: str) -> list[int]:
-    """Offsets of the keyword stems, case-insensitively."""
+def _lowered(text: str) -> str:
+    """The text in lower case, each character at its own offset."""
     low = text.lower()
     if len(low) != len(text):  # a few non-ASCII letters lower to two characters; keep offsets exact
         low = text.translate(_ASCII_LOWER)
+    return low
+
+
+def _search(text: str) -> tuple[list[int], list[list[int]]]:
+    """Offsets of the keyword stems (in any case), and for each STRONG pattern the offsets of its markers
+    (in their own case). Overlapping hits are all reported; only the lines they are on matter."""
+    low = _lowered(text)
+    if _AUTOMATON is not None:
+        try:
+            hits = _AUTOMATON.find_matches_as_indexes(low, overlapping=True)
+        except UnicodeEncodeError:  # a lone surrogate: the automaton reads UTF-8
+            hits = None
+        if hits is not None:
+            stems, marks = [], [[] for _ in STRONG]
+            count = len(KEYWORD_STEMS)
+            for index, start, _ in hits:
+                if index < count:
+                    stems.append(start)
+                else:
+                    pattern, marker = _MARKER_OF[index - count]
+                    if text.startswith(marker, start):
+                        marks[pattern].append(start)
+            return sorted(stems), [sorted(m) for m in marks]
+    return _keyword_offsets(low), [_marker_offsets(text, p) for p in STRONG]
+
+
+def _keyword_offsets(low: str) -> list[int]:
+    """Offsets of the keyword stems in a lowered text (without the automaton)."""
     out = []
     for stem in _SINGLE_STEMS:
         i = low.find(stem)
@@ -270,10 +310,8 @@ def _keyword_offsets(text: str) -> list[int]:
     return sorted(out)
 
 
-def _marked_lines(doc: _Text, p: Pattern) -> Iterator[int]:
-    """Start offsets of the lines that hold one of the pattern's markers, each once."""
-    seen: set[int] = set()
-    text = doc.text
+def _marker_offsets(text: str, p: Pattern) -> list[int]:
+    """Where the pattern's markers are (without the automaton)."""
     hits: list[int] = []
     if len(p.markers) == 1:  # one literal: str.find is the fastest scan
         i = text.find(p.markers[0])
@@ -282,6 +320,12 @@ def _marked_lines(doc: _Text, p: Pattern) -> Iterator[int]:
             i = text.find(p.markers[0], i + 1)
     else:  # matches do not overlap, but a skipped overlapping one would be on the same line
         hits = [m.start() for m in _LOCATORS[p.markers].finditer(text)]
+    return hits
+
+
+def _marked_lines(doc: _Text, hits: list[int]) -> Iterator[int]:
+    """Start offsets of the lines that hold one of the hits, each once."""
+    seen: set[int] = set()
     for i in hits:
         start = doc.line_start(i)
         if start not in seen:
@@ -289,9 +333,9 @@ def _marked_lines(doc: _Text, p: Pattern) -> Iterator[int]:
             yield start
 
 
-def _strong(doc: _Text) -> Iterator[Leak]:
-    for p in STRONG:
-        for start in _marked_lines(doc, p):
+def _strong(doc: _Text, marks: list[list[int]]) -> Iterator[Leak]:
+    for p, hits in zip(STRONG, marks, strict=True):
+        for start in _marked_lines(doc, hits):
             end = doc.text.find("\n", start)
             for m in p.regex.finditer(doc.text, start, end if end >= 0 else len(doc.text)):
                 if doc.context(m.start())[0] in SECRET_KINDS:
@@ -361,8 +405,8 @@ def _env_pair(doc: _Text, start: int, text: str) -> Iterator[Leak]:
 def scan(text: str) -> list[Leak]:
     """Credentials in a file's text, in order of position."""
     doc = _Text(text)
-    leaks = list(_strong(doc))
-    offsets = _keyword_offsets(text)
+    offsets, marks = _search(text)
+    leaks = list(_strong(doc, marks))
     if offsets:
         strong_lines = {leak.line for leak in leaks}  # a token is reported once, by its own pattern
         leaks.extend(leak for leak in _generic(doc, offsets) if leak.line not in strong_lines)
