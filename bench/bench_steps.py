@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from gitops_hooks import config, documents, pipeline
-from gitops_hooks.checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS
+from gitops_hooks.checks import FILE_CHECKS, PARSED_CHECKS, document_checks
 from gitops_hooks.gitrepo import FolderTree
 
 
@@ -43,7 +43,9 @@ def main() -> None:
                 list(pcheck(parsed, ctx))
                 spent[f"parsed-file check {pcheck.__module__.rsplit('.', 1)[-1]}.{pcheck.__name__}"] += time.perf_counter() - t
             for doc in parsed.documents:
-                for dcheck in DOCUMENT_CHECKS:
+                if not doc.is_object:
+                    continue
+                for dcheck in document_checks(doc.kind, ctx):  # the checks the pipeline calls for this kind
                     t = time.perf_counter()
                     list(dcheck(doc, ctx))
                     spent[f"document check {dcheck.__module__.rsplit('.', 1)[-1]}.{dcheck.__name__}"] += time.perf_counter() - t

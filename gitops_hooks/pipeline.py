@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__, kustomize
 from .cache import NullCache, fingerprint, row_name
-from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView
+from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView, document_checks
 from .config import Policy, matcher
 from .documents import Document, Limits, ParsedFile, parse
 from .findings import Finding, Severity, finding
@@ -326,7 +326,7 @@ class _Run:
         for e in self.entries:
             out.extend(self.blob_findings(e, e.path in direct_paths))
         for doc in rendered:
-            for check in DOCUMENT_CHECKS:
+            for check in document_checks(doc.kind, self.ctx):
                 out.extend(check(doc, self.ctx))
         if self.policy.config.get("engine") == "kubeconform":  # the schema check is delegated to kubeconform
             from . import kubeconform
@@ -576,7 +576,7 @@ class _Run:
             if direct:
                 for doc in pf.documents:
                     if doc.is_object:
-                        for check in DOCUMENT_CHECKS:
+                        for check in document_checks(doc.kind, self.ctx):
                             out.extend(check(doc, self.ctx))
         data = self.read(e) if readable else None
         for fcheck in FILE_CHECKS:

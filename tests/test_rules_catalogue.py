@@ -70,3 +70,62 @@ def test_readme_rules_table_is_generated_from_the_code() -> None:
     check = subprocess.run([sys.executable, str(ROOT / "scripts" / "rules_table.py"), "--check"],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
+
+
+GATED_EXAMPLES = """\
+apiVersion: v1
+kind: Secret
+metadata: {name: db, namespace: apps}
+stringData: {password: hunter2-is-not-a-password}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: deploy, namespace: apps}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - {name: k, image: bitnami/kubectl, command: [kubectl, apply, -f, /manifests]}
+---
+apiVersion: policy/v1beta1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: apps}
+spec: {minAvailable: 1}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: apps, uid: 1234, annotations: {helm.sh/hook: pre-install}}
+data: {mode: fast}
+"""
+
+
+def test_document_checks_skipped_for_a_kind_would_have_found_nothing() -> None:
+    """The pipeline calls only the document checks that can find something in an object's kind (and in
+    this run): over the corpus and examples that trip the gated checks, all checks and the chosen ones
+    give the same findings."""
+    from conftest import CORPUS, need_corpus
+
+    from gitops_hooks import config, pipeline
+    from gitops_hooks.checks import DOCUMENT_CHECKS, document_checks
+    from gitops_hooks.documents import parse
+
+    need_corpus()
+    ctx = pipeline.make_context(config.Policy(config.checked({}, "test")))
+    skipped = {c.__name__ for c in DOCUMENT_CHECKS} - {c.__name__ for c in document_checks("ConfigMap", ctx)}
+    assert skipped == {"plaintext_secret", "imperative_workloads", "deprecated_apis", "admin_cel_rules",
+                       "plugin_documents"}
+    files = [("examples.yaml", GATED_EXAMPLES.encode())]
+    files += [(str(p), p.read_bytes()) for p in sorted(CORPUS.rglob("*.y*ml")) if p.is_file()]
+    rules, objects = set(), 0
+    for path, data in files:
+        for doc in parse(path, data).documents:
+            if not doc.is_object:
+                continue
+            objects += 1
+            every = sorted(f for c in DOCUMENT_CHECKS for f in c(doc, ctx))
+            chosen = sorted(f for c in document_checks(doc.kind, ctx) for f in c(doc, ctx))
+            assert chosen == every, (path, doc.line)
+            rules |= {f.rule for f in every}
+    assert {"secret-plaintext", "imperative-workload", "api-removed"} <= rules, rules
+    assert objects > 250

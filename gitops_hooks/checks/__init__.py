@@ -78,6 +78,31 @@ def document_check(fn: DocumentCheck) -> DocumentCheck:
     return fn
 
 
+def only_for(kinds: Iterable[str] | None = None,
+             when: Callable[[CheckContext], bool] | None = None) -> Callable[[DocumentCheck], DocumentCheck]:
+    """Declare where a document check can find anything: only in objects of these kinds, only in runs
+    where `when(ctx)` holds. Elsewhere it would yield nothing, so the pipeline does not call it (a call
+    per object and check adds up over thousands of objects)."""
+    def mark(fn: DocumentCheck) -> DocumentCheck:
+        fn.kinds = None if kinds is None else frozenset(kinds)  # type: ignore[attr-defined]
+        fn.when = when  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+def document_checks(kind: str, ctx: CheckContext) -> list[DocumentCheck]:
+    """The document checks to call for an object of this kind in this run (see `only_for`)."""
+    memo = ctx.extra.get("document_checks")
+    if memo is None or memo[0] != len(DOCUMENT_CHECKS):  # (a check registered since: start over)
+        active = [c for c in DOCUMENT_CHECKS if getattr(c, "when", None) is None or c.when(ctx)]  # type: ignore[attr-defined]
+        memo = ctx.extra["document_checks"] = (len(DOCUMENT_CHECKS), active, {})
+    found = memo[2].get(kind)
+    if found is None:
+        found = memo[2][kind] = [c for c in memo[1] if getattr(c, "kinds", None) is None
+                                 or kind in c.kinds]  # type: ignore[attr-defined]
+    return found
+
+
 def file_check(fn: FileCheck) -> FileCheck:
     FILE_CHECKS.append(fn)
     return fn

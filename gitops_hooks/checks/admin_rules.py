@@ -26,7 +26,7 @@ from ..cel import activation, compile_expr, evaluate
 from ..cel.engine import first_line
 from ..config import ConfigError, matches
 from ..findings import Finding, Rule, Severity, finding
-from . import CheckContext, document_check
+from . import CheckContext, document_check, only_for
 
 VARIABLES = ("object",)
 SOURCE = "server config"
@@ -106,12 +106,18 @@ def register_config_rules(config: Mapping[str, Any]) -> tuple[AdminRule, ...]:
     return rules
 
 
-@document_check
-def admin_cel_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
+def configured(ctx: CheckContext) -> tuple[AdminRule, ...]:
+    """The administrator's rules of this run's configuration."""
     every = ctx.extra.get("admin_rules")
     if every is None:
         every = ctx.extra["admin_rules"] = register_config_rules(ctx.policy.config)
-    rules = [r for r in every if r.applies(doc)]
+    return every
+
+
+@document_check
+@only_for(when=lambda ctx: bool(configured(ctx)))
+def admin_cel_rules(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
+    rules = [r for r in configured(ctx) if r.applies(doc)]
     if not rules:
         return
     bindings = activation(VARIABLES, {"object": doc.obj})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..documents import Document
 from ..findings import Finding, Rule, Severity, finding, register
-from . import CheckContext, document_check
+from . import CheckContext, document_check, only_for
 
 register(
     Rule("api-removed", "deprecations", Severity.ERROR,
@@ -125,6 +125,7 @@ def removed(api_version: str, kind: str, target: str) -> Deprecation | None:
 
 
 @document_check
+@only_for(kinds={kind for _, kind in _INDEX})
 def deprecated_apis(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     d = lookup(doc.api_version, doc.kind)
     if d is None:

@@ -17,7 +17,7 @@ from typing import Any
 from ..documents import Document, ParsedFile, Pointer
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry
-from . import CheckContext, document_check, file_check, parsed_check
+from . import CheckContext, document_check, file_check, only_for, parsed_check
 
 E, W = Severity.ERROR, Severity.WARNING
 
@@ -331,6 +331,7 @@ def _words(value: Any) -> str:
 
 
 @document_check
+@only_for(kinds=POD_SPECS)
 def imperative_workloads(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     spec_path = POD_SPECS.get(doc.kind)
     if spec_path is None:

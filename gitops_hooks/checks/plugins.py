@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import findings as findings_mod
 from ..findings import Finding, Rule, Severity, finding, register
-from . import CheckContext, TreeView, document_check, tree_check
+from . import CheckContext, TreeView, document_check, only_for, tree_check
 
 GROUP = "gitops_hooks.checks"
 
@@ -111,13 +111,16 @@ def fingerprint() -> list[str]:
     return [p.label for p in load_plugins()]
 
 
+def _document_checkers() -> list[tuple[Plugin, Callable[..., Any]]]:
+    return [(p, p.target.check_document) for p in load_plugins()
+            if not p.error and callable(getattr(p.target, "check_document", None))]
+
+
 @document_check
+@only_for(when=lambda ctx: bool(_document_checkers()))
 def plugin_documents(doc: Any, ctx: CheckContext) -> Iterator[Finding]:
     """Each plugin's check_document, as a document check: its results are cached per blob like ours."""
-    for plugin in load_plugins():
-        check_document = getattr(plugin.target, "check_document", None)
-        if plugin.error or not callable(check_document):
-            continue
+    for plugin, check_document in _document_checkers():
         yield from _guarded(plugin, functools.partial(check_document, doc, ctx), doc)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..documents import Document
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry
-from . import CheckContext, document_check, file_check, history_check
+from . import CheckContext, document_check, file_check, history_check, only_for
 
 E = Severity.ERROR
 
@@ -86,6 +86,7 @@ def _plaintext_message(doc: Document, keys: list[tuple[str, str]]) -> str:
 
 
 @document_check
+@only_for(kinds={"Secret"})
 def plaintext_secret(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
     if not is_core_secret(doc.obj):
         return
