@@ -114,3 +114,43 @@ def test_clean_manifests_and_empty_dry_run_fields_are_accepted(server: Server, c
     push = push_files(clone, {"apps/settings.yaml": dry_run, "apps/web.yaml": clean})
     assert push.accepted, push.output
     assert [x for x in push.remote_lines() if "[live-state" in x] == []
+
+
+def test_the_quick_look_passes_only_objects_with_nothing_to_report() -> None:
+    """live_state first looks at an object's keys at once (`_clean`): each field it reports, alone, makes
+    the quick look fail, and the full check finds nothing wherever the quick look passes."""
+    import itertools
+
+    from gitops_hooks import config, pipeline
+    from gitops_hooks.checks.livestate import LAST_APPLIED, _clean, live_state
+    from gitops_hooks.documents import Document
+
+    ctx = pipeline.make_context(config.Policy(config.checked({}, "test")))
+    parts = {
+        "status": {"status": {"replicas": 1}}, "empty status": {"status": {}},
+        "items": {"items": [{"metadata": {"uid": "x"}}]},
+        **{f"metadata.{k}": {"metadata": {k: "x"}} for k in
+           ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
+            "deletionTimestamp", "generateName")},
+        "empty uid": {"metadata": {"uid": ""}},
+        "last-applied": {"metadata": {"annotations": {LAST_APPLIED: "{}"}}},
+        "other annotation": {"metadata": {"annotations": {"team": "shop"}}},
+        "metadata not a map": {"metadata": "x"},
+    }
+    seen = 0
+    for n in (1, 2):
+        for names in itertools.combinations(parts, n):
+            obj: dict = {"apiVersion": "v1", "kind": "ConfigMapList" if "items" in names else "ConfigMap"}
+            for name in names:
+                for key, value in parts[name].items():
+                    if isinstance(value, dict) and isinstance(obj.get(key), dict):
+                        obj[key] = {**obj[key], **value}
+                    else:
+                        obj[key] = value
+            found = list(live_state(Document("x.yaml", 0, 1, 1, obj), ctx))
+            if _clean(obj):
+                assert found == [], names
+            seen += bool(found)
+            if len(names) == 1 and names[0] not in ("empty status", "empty uid", "other annotation", "metadata not a map"):
+                assert not _clean(obj) and found, names
+    assert seen > 50

@@ -76,8 +76,26 @@ def _label(doc: Document, prefix: Pointer, obj: dict[str, Any]) -> str:
     return f"{doc.describe()} item {prefix[-1]} ({obj.get('kind', 'object')}/{meta.get('name', '?')})"
 
 
+_WRITTEN_METADATA = frozenset((*LIVE_METADATA, "generateName"))
+
+
+def _clean(obj: dict[str, Any]) -> bool:
+    """No field this check reports, found without a look at each one (most objects, most of the time)."""
+    if "status" in obj or "items" in obj:  # (items: the objects of a List)
+        return False
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return True
+    if not _WRITTEN_METADATA.isdisjoint(meta):
+        return False
+    annotations = meta.get("annotations")
+    return not isinstance(annotations, dict) or LAST_APPLIED not in annotations
+
+
 @document_check
 def live_state(doc: Document, ctx: CheckContext) -> Iterator[Finding]:
+    if _clean(doc.obj):
+        return
     for prefix, obj in _items(doc):
         label = functools.partial(_label, doc, prefix, obj)  # built only for a finding (describe() costs)
         for pointer in live_fields(obj):
