@@ -304,6 +304,7 @@ def test_one_pass_search_finds_what_the_word_by_word_scans_find(monkeypatch: pyt
 
     assert secrets._AUTOMATON is not None, "ahocorasick-rs is a dependency: the one-pass search must be on"
     texts = _texts()
+    assert any(t.isascii() for t in texts) and not all(t.isascii() for t in texts)  # bytes and str searched
     fast = [(secrets._search(t), scan(t)) for t in texts]
     monkeypatch.setattr(secrets, "_AUTOMATON", None)
     slow = [(secrets._search(t), scan(t)) for t in texts]

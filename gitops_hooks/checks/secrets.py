@@ -150,8 +150,12 @@ except ImportError:  # pragma: no cover - the scans with str.find and re serve a
 # (found in the lowered text, kept where the text has them in their own case). One pass of an
 # Aho-Corasick automaton finds them all; the fallback makes one pass per word or group.
 _MARKER_OF = tuple((n, m) for n, p in enumerate(STRONG) for m in p.markers)
+_WORDS = [*KEYWORD_STEMS, *(m.lower() for _, m in _MARKER_OF)]
 _AUTOMATON = None if _ahocorasick is None else _ahocorasick.AhoCorasick(
-    [*KEYWORD_STEMS, *(m.lower() for _, m in _MARKER_OF)], implementation=_ahocorasick.Implementation.DFA)
+    _WORDS, implementation=_ahocorasick.Implementation.DFA)
+# An ASCII text is searched as bytes (offsets are the same): a str costs the automaton more.
+_BYTES_AUTOMATON = None if _ahocorasick is None else _ahocorasick.BytesAhoCorasick(
+    [w.encode() for w in _WORDS], implementation=_ahocorasick.Implementation.DFA)
 
 KEYWORD = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key|" \
           r"private[_-]?key|client[_-]?secret|credentials?)"
@@ -281,7 +285,10 @@ def _search(text: str) -> tuple[list[int], list[list[int]]]:
     low = _lowered(text)
     if _AUTOMATON is not None:
         try:
-            hits = _AUTOMATON.find_matches_as_indexes(low, overlapping=True)
+            if low.isascii():
+                hits = _BYTES_AUTOMATON.find_matches_as_indexes(low.encode("ascii"), overlapping=True)
+            else:
+                hits = _AUTOMATON.find_matches_as_indexes(low, overlapping=True)
         except UnicodeEncodeError:  # a lone surrogate: the automaton reads UTF-8
             hits = None
         if hits is not None:
