@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import gateclient
+from . import gateclient, workers
 
 MAX_RSS_MB = 400  # after a push leaves the server bigger than this, it exits (the next push starts another)
 MAX_REQUESTS = 5000
@@ -288,6 +288,7 @@ def serve(path: str) -> int:
                 with contextlib.suppress(OSError):
                     conn.sendall(gateclient.encode([str(code), text]))
             served += 1
+            workers.reap()  # after the answer: the push's workers finish exiting meanwhile
             gc.collect()  # after the answer: a push's reference cycles go now, not at some later push
             last = time.monotonic()
             if stop.requested:

@@ -4,7 +4,8 @@
 for a later task (a file it parsed). These workers are forked copies of the caller (copy-on-write: they
 inherit everything read so far), each with a pipe each way; the caller sends a message to a chosen worker
 and reads its answer. Messages are pickled, length-prefixed. A worker that fails sends the failure as its
-answer and exits; `close()` kills and reaps them all, so none outlives the run, not even on a timeout.
+answer and exits; `close()` kills them all, so none outlives the run, not even on a timeout (it reaps
+those that have finished exiting, `reap()` the others later).
 """
 
 from __future__ import annotations
@@ -69,6 +70,21 @@ class Channel:
 
 _FAILED = "gitops-hooks worker failed"
 
+# Workers that close() killed and that had not finished exiting: the kernel takes milliseconds to free a
+# large process, and a push need not wait for it. `reap()` waits for them later.
+_UNREAPED: list[int] = []
+
+
+def reap() -> None:
+    """Wait for the workers that close() killed (the gate server calls it after sending its answer; the
+    next Workers too, so that a long-lived process does not collect zombies)."""
+    while _UNREAPED:
+        pid = _UNREAPED.pop()
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+
 
 def child_init() -> None:
     """Workers die with the hook, even when it is killed (they would keep git waiting on their output),
@@ -87,6 +103,7 @@ class Workers:
     """`count` forked workers, each running `body(channel)` and exiting when it returns."""
 
     def __init__(self, count: int, body: Callable[[Channel], None]) -> None:
+        reap()
         self.pids: list[int] = []
         self.to_child: list[int] = []
         self.from_child: list[int] = []
@@ -148,8 +165,9 @@ class Workers:
             except OSError:
                 pass
             try:
-                os.waitpid(pid, 0)
-            except (OSError, ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    _UNREAPED.append(pid)  # dead (SIGKILL), but still exiting: see reap()
+            except OSError:
                 pass
         self.pids = []
 

@@ -296,3 +296,33 @@ def test_a_silent_connection_holds_the_server_for_seconds_only(server: Server, c
     assert not push.accepted
     assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(push.remote_lines())
     assert waited < 40  # the server gave up on the silent peer after its 10 s, then judged the push
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of each process whose parent is pid."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if proc.name.isdigit() and int(fields[1]) == pid:
+            out.append((int(proc.name), fields[0]))
+    return out
+
+
+def test_the_server_reaps_the_workers_of_a_parallel_push(server: Server, clone: Clone) -> None:
+    """A cold push of many files forks workers; the push does not wait for them to finish exiting, and the
+    server waits for them once it has answered: none is left behind, not even as a zombie."""
+    start(server, clone)
+    pid = int(socket_path(server).with_suffix(".pid").read_text(encoding="ascii"))
+    before = served_pushes(server)
+    for i in range(80):  # over PARALLEL_MIN blobs: the parallel path
+        clone.write(f"apps/web{i}.yaml", DEPLOYMENT.replace("name: web", f"name: web{i}"))
+    clone.commit("many")
+    assert clone.push().accepted
+    assert served_pushes(server) == before + 1, server_log(server)
+    deadline = time.monotonic() + 10
+    while _children(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _children(pid) == []
