@@ -128,36 +128,28 @@ class Document:
     column: int
     obj: dict[str, Any]
     source: SourceFile | None = field(default=None, compare=False, repr=False)
+    # Read from obj once (the checks ask for them many times per object; nothing changes obj):
+    api_version: str = field(init=False, compare=False, repr=False)  # "" unless a string
+    kind: str = field(init=False, compare=False, repr=False)
+    metadata: dict[str, Any] = field(init=False, compare=False, repr=False)  # {} unless a map
+    name: str = field(init=False, compare=False, repr=False)
+    namespace: str = field(init=False, compare=False, repr=False)
+    is_object: bool = field(init=False, compare=False, repr=False)  # it says apiVersion or kind
 
-    @property
-    def api_version(self) -> str:
-        v = self.obj.get("apiVersion")
-        return v if isinstance(v, str) else ""
-
-    @property
-    def kind(self) -> str:
-        v = self.obj.get("kind")
-        return v if isinstance(v, str) else ""
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        m = self.obj.get("metadata")
-        return m if isinstance(m, dict) else {}
-
-    @property
-    def name(self) -> str:
-        n = self.metadata.get("name")
-        return n if isinstance(n, str) else ""
-
-    @property
-    def namespace(self) -> str:
-        n = self.metadata.get("namespace")
-        return n if isinstance(n, str) else ""
-
-    @property
-    def is_object(self) -> bool:
-        """A document that means to be a Kubernetes object (it says apiVersion or kind)."""
-        return "apiVersion" in self.obj or "kind" in self.obj
+    def __post_init__(self) -> None:
+        obj, put = self.obj, object.__setattr__
+        v = obj.get("apiVersion")
+        put(self, "api_version", v if isinstance(v, str) else "")
+        v = obj.get("kind")
+        put(self, "kind", v if isinstance(v, str) else "")
+        m = obj.get("metadata")
+        m = m if isinstance(m, dict) else {}
+        put(self, "metadata", m)
+        v = m.get("name")
+        put(self, "name", v if isinstance(v, str) else "")
+        v = m.get("namespace")
+        put(self, "namespace", v if isinstance(v, str) else "")
+        put(self, "is_object", "apiVersion" in obj or "kind" in obj)
 
     @property
     def group(self) -> str:

@@ -462,7 +462,8 @@ class _Run:
         # path -> key with the CRDs known so far (a blob not parsed yet has none: its objects' kinds
         # are part of its key)
         unparsed = {e.path for e in unknown}
-        guessed = {path: key for path, key in self._keys(direct_paths).items() if path not in unparsed}
+        guessed = {e.path: self._blob_key(e, e.path in direct_paths) for e in self.entries
+                   if e.path not in self.precomputed and e.path not in unparsed}
         found: dict[str, tuple[str, list[Any]]] = {}
         path_of = {key: path for path, key in guessed.items()}
         for key, rows in self.cache.get_many(list(path_of)).items():
