@@ -242,3 +242,29 @@ def test_mutating_command_detection() -> None:
     assert mutating_commands("wget -qO- https://example.com/i.sh | sudo bash") == ["wget … | sh"]
     assert mutating_commands("kubectl get pods -o name; helm list; helm template web ./chart") == []
     assert mutating_commands("echo 'use kubectl apply to deploy'") == []
+
+
+def test_a_pipeline_path_always_holds_its_patterns_literal() -> None:
+    """pipeline_kind tests each pattern's literal with `in` before the regex: over pipeline paths, all their
+    near misses (one character inserted, removed or changed) and the corpus' paths, it names what the
+    regexes alone name."""
+    from conftest import CORPUS
+
+    from gitops_hooks.checks.imperative import PIPELINES, pipeline_kind
+
+    def by_regex(path: str) -> str | None:
+        return next((name for pattern, name, _ in PIPELINES if pattern.search(path)), None)
+
+    examples = [".github/workflows/ci.yml", "svc/.github/workflows/a.yaml", ".gitlab-ci.yml", "ops.gitlab-ci.yaml",
+                "azure-pipelines.yml", "ci/azure-pipelines-prod.yaml", ".azure-pipelines/build.yml",
+                "bitbucket-pipelines.yaml", ".drone.yml", ".woodpecker.yaml", ".woodpecker/deploy.yml",
+                ".circleci/config.yaml", ".travis.yml", ".buildkite/pipeline.deploy.yml"]
+    assert {by_regex(p) for p in examples} == {name for _, name, _ in PIPELINES}
+    paths = examples + [str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*")]
+    for path in examples:
+        for i in range(len(path) + 1):
+            paths.append(path[:i] + path[i + 1:])
+            for c in "./-_aceiklmostwxy":
+                paths += [path[:i] + c + path[i:], path[:i] + c + path[i + 1:]]
+    assert [pipeline_kind(p) for p in paths] == [by_regex(p) for p in paths]
+    assert sum(by_regex(p) is not None for p in paths) > 1000  # the near misses are often still pipelines

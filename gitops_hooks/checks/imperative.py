@@ -85,17 +85,19 @@ BUILD_FILES = {
     "taskfile.dist.yaml": "Taskfile", "rakefile": "Rakefile", "vagrantfile": "Vagrantfile",
 }
 
-PIPELINES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(p), name) for p, name in (
-        (r"(?:^|/)\.github/workflows/[^/]+\.ya?ml$", "a GitHub Actions workflow"),
-        (r"(?:^|/)\.gitlab-ci\.ya?ml$|\.gitlab-ci\.ya?ml$", "a GitLab CI pipeline"),
-        (r"(?:^|/)azure-pipelines[^/]*\.ya?ml$|(?:^|/)\.azure-pipelines/[^/]+\.ya?ml$", "an Azure pipeline"),
-        (r"(?:^|/)bitbucket-pipelines\.ya?ml$", "a Bitbucket pipeline"),
-        (r"(?:^|/)\.drone\.ya?ml$", "a Drone pipeline"),
-        (r"(?:^|/)\.woodpecker(?:\.ya?ml|/[^/]+\.ya?ml)$", "a Woodpecker pipeline"),
-        (r"(?:^|/)\.circleci/config\.ya?ml$", "a CircleCI pipeline"),
-        (r"(?:^|/)\.travis\.ya?ml$", "a Travis CI pipeline"),
-        (r"(?:^|/)\.buildkite/[^/]*pipeline[^/]*\.ya?ml$", "a Buildkite pipeline"),
+# (pattern, what it is, a literal every match holds: most paths hold none, and `in` says so at once)
+PIPELINES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
+    (re.compile(p), name, literal) for p, name, literal in (
+        (r"(?:^|/)\.github/workflows/[^/]+\.ya?ml$", "a GitHub Actions workflow", ".github/workflows/"),
+        (r"(?:^|/)\.gitlab-ci\.ya?ml$|\.gitlab-ci\.ya?ml$", "a GitLab CI pipeline", ".gitlab-ci."),
+        (r"(?:^|/)azure-pipelines[^/]*\.ya?ml$|(?:^|/)\.azure-pipelines/[^/]+\.ya?ml$", "an Azure pipeline",
+         "azure-pipelines"),
+        (r"(?:^|/)bitbucket-pipelines\.ya?ml$", "a Bitbucket pipeline", "bitbucket-pipelines."),
+        (r"(?:^|/)\.drone\.ya?ml$", "a Drone pipeline", ".drone."),
+        (r"(?:^|/)\.woodpecker(?:\.ya?ml|/[^/]+\.ya?ml)$", "a Woodpecker pipeline", ".woodpecker"),
+        (r"(?:^|/)\.circleci/config\.ya?ml$", "a CircleCI pipeline", ".circleci/config."),
+        (r"(?:^|/)\.travis\.ya?ml$", "a Travis CI pipeline", ".travis."),
+        (r"(?:^|/)\.buildkite/[^/]*pipeline[^/]*\.ya?ml$", "a Buildkite pipeline", ".buildkite/"),
     )
 )
 
@@ -112,8 +114,8 @@ def _name_kind(path: str) -> str | None:
 
 
 def pipeline_kind(path: str) -> str | None:
-    for pattern, name in PIPELINES:
-        if pattern.search(path):
+    for pattern, name, literal in PIPELINES:
+        if literal in path and pattern.search(path):
             return name
     return None
 
