@@ -122,6 +122,11 @@ def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] 
     proc.returncode = os.waitstatus_to_exitcode(status)
     sampler.finish()
     servers = gate_servers()
+    # A server waits for its forked workers after it has answered; their CPU time joins its own (cutime,
+    # cstime) only then. Not timed: the hook has exited.
+    deadline = time.monotonic() + 5
+    while any(children(p) for p in servers) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": proc.returncode, "user": usage.ru_utime,
             "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb,
             "server_hwm_kb": max((status_kb(p, "VmHWM") for p in servers), default=0),
@@ -139,6 +144,21 @@ def gate_servers() -> list[int]:
             continue
         if Path(f"/proc/{pid}").exists():
             out.append(pid)
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Pids of the processes whose parent is pid."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            with open(proc / "stat", encoding="ascii", errors="replace") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
     return out
 
 
