@@ -462,8 +462,8 @@ class _Run:
         # path -> key with the CRDs known so far (a blob not parsed yet has none: its objects' kinds
         # are part of its key)
         unparsed = {e.path for e in unknown}
-        guessed = {e.path: self._blob_key(e, e.path in direct_paths) for e in self.entries
-                   if e.path not in self.precomputed and e.path not in unparsed}
+        pending = [e for e in self.entries if e.path not in self.precomputed]
+        guessed = self._keys(direct_paths, [e for e in pending if e.path not in unparsed])
         found: dict[str, tuple[str, list[Any]]] = {}
         path_of = {key: path for path, key in guessed.items()}
         for key, rows in self.cache.get_many(list(path_of)).items():
@@ -480,9 +480,9 @@ class _Run:
                 self.summary(e)  # without workers; a no-op for what they parsed
             if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
                 self.register_all_crds(manifests, rendered, base)
-                final = self._keys(direct_paths)
+                final = self._keys(direct_paths, pending)
             else:
-                final = guessed | {e.path: self._blob_key(e, e.path in direct_paths) for e in unknown}
+                final = guessed | self._keys(direct_paths, unknown)
             rejected = set()
             for path, (key, rows) in found.items():
                 if final[path] == key:
@@ -502,8 +502,9 @@ class _Run:
             if pool is not None:
                 pool.close()
 
-    def _keys(self, direct_paths: set[str]) -> dict[str, str]:
-        return {e.path: self._blob_key(e, e.path in direct_paths) for e in self.entries if e.path not in self.precomputed}
+    def _keys(self, direct_paths: set[str], entries: list[Entry]) -> dict[str, str]:
+        """path -> the key of each entry's findings, with the CRDs registered now."""
+        return {e.path: self._blob_key(e, e.path in direct_paths) for e in entries}
 
     def register_all_crds(self, manifests: list[Entry], rendered: list[Document],
                           base: CustomSchemas | None = None) -> None:
