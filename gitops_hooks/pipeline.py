@@ -122,6 +122,9 @@ def check_snapshot(
     context: CheckContext | None = None,
     cache: NullCache | None = None,
 ) -> Result:
+    """`progress(done, total)` is called as files are read (done < total: files taken so far of those
+    the cache does not answer), then once with done == total, the number of manifests, when every file
+    is read and what is left checks them."""
     started = time.perf_counter()
     ctx = context or make_context(policy, ref)
     run = _Run(snapshot, policy, ctx, cache or NullCache(), progress)
@@ -304,12 +307,12 @@ class _Run:
         units, rendered, consumed = self.kustomize_units(charts, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
         self.blob_work(manifests, direct_paths, rendered)
+        if self.progress is not None:
+            self.progress(len(manifests), len(manifests))  # every file read: what is left checks them
         summaries = [self.summary(e) for e in manifests]  # each looked up once (blob_work made them)
-        for n, (e, s) in enumerate(zip(manifests, summaries, strict=True), 1):
+        for e, s in zip(manifests, summaries, strict=True):
             if s["findings"]:
                 out.extend(finding(r, e.path, line, col, msg, hint) for r, line, col, msg, hint in s["findings"])
-            if self.progress is not None:
-                self.progress(n, len(manifests))
         for unit, paths in self._simple_units.items():
             units[unit] = [DocRef(p, row, self.document) for p in paths for row in self._rows(p)]
         refs: list[DocRef] = []
@@ -476,8 +479,10 @@ class _Run:
         try:
             if pool is not None:
                 found.update(pool.phase_one())
-            for e in unknown:
-                self.summary(e)  # without workers; a no-op for what they parsed
+            for n, e in enumerate(unknown):  # without workers; a no-op for what they parsed
+                if self.progress is not None and e.path not in self.summaries:
+                    self.progress(n, len(unknown))
+                self.summary(e)
             if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
                 self.register_all_crds(manifests, rendered, base)
                 final = self._keys(direct_paths, pending)
@@ -717,7 +722,10 @@ def _phase_one(run: _Run, queue: Queue, order: list[tuple[str, bool]]) -> tuple[
     this phase could matter."""
     builtin = run.ctx.kube.index
     found, kept, news = {}, [], {}
+    tick = run.progress
     while (taken := queue.take()) is not None:
+        if tick is not None:
+            tick(taken, len(order))  # files taken so far by every process: the shared counter
         path, direct = order[taken]
         e = run.by_path[path]
         if path in run.by_manifest and path not in run.summaries:
@@ -740,6 +748,7 @@ def _worker(run: _Run, queue: Queue, order: list[tuple[str, bool]], base: Custom
     encodes cache rows for the parent to store: the parent's SQLite handle is never used here."""
     run.snapshot = run.snapshot.for_child()
     run.cache = run.cache.for_child()
+    run.progress = None  # the parent alone reports, from the counter all processes share
     channel.send(_phase_one(run, queue, order))
     run.cache.recorded().clear()
     summaries, items = channel.receive()

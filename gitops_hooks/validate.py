@@ -224,7 +224,7 @@ class TerminalProgress:
         if now - self.started < self.delay or (now - self.last < self.interval and done < total):
             return
         self.last = now
-        text = f"reading manifests {done}/{total}" if done < total else f"checking {total} manifests"
+        text = f"reading files {done}/{total}" if done < total else f"checking {total} manifests"
         self.stream.write(f"\r\x1b[K{PREFIX}: {text}")
         self.stream.flush()
         self.shown = True

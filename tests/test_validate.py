@@ -422,16 +422,45 @@ def run_on_terminal(cwd: Path, env: dict[str, str]) -> tuple[int, str, bytes]:
     return proc.returncode, out, seen
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_progress_while_files_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    # The count moves while the files are being read (the long part of a cold run), not only after.
+    from gitops_hooks import config, pipeline
+    from gitops_hooks.gitrepo import FolderTree
+
+    many_manifests(tmp_path / "tree", 300)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)  # 2: a forked worker shares the queue
+    events: list[tuple[str, int, int]] = []
+    parse = pipeline.parse
+
+    def parse_and_note(path: str, data: bytes, *rest: object) -> object:
+        events.append(("read", 0, 0))  # (in this process: a forked worker's reads are not seen here)
+        return parse(path, data, *rest)
+
+    monkeypatch.setattr(pipeline, "parse", parse_and_note)
+    policy = config.Policy(config.checked({}, "test"))
+    result = pipeline.check_snapshot(FolderTree(tmp_path / "tree"), policy,
+                                     progress=lambda done, total: events.append(("progress", done, total)))
+    assert result.findings == []
+    counts = [(done, total) for kind, done, total in events if kind == "progress"]
+    assert counts[-1] == (300, 300)  # then every file is read, and checked
+    assert all(total == 300 and done < total for done, total in counts[:-1])
+    assert [done for done, _ in counts] == sorted(done for done, _ in counts)
+    last_read = max(i for i, (kind, _, _) in enumerate(events) if kind == "read")
+    during = [e for e in events[:last_read] if e[0] == "progress"]
+    assert len(during) >= 50, events[:20]  # one per file this process took
+
+
 def test_progress_on_a_terminal_and_none_otherwise(tmp_path: Path) -> None:
     # Progress shows once a run has taken 0.5 s: 5,000 files no longer take that long on a fast moment.
     many_manifests(tmp_path / "tree", 15000)
     cold = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # a cold client cache: a long run
     code, out, terminal = run_on_terminal(tmp_path / "tree", cold)
     assert code == 0
-    assert b"gitops-hooks: reading manifests " in terminal
+    assert b"gitops-hooks: reading files " in terminal
     assert b"/15000" in terminal
     assert terminal.endswith(b"\r\x1b[K")  # the progress line is cleared at the end
-    assert "reading manifests" not in out  # the report itself carries no progress
+    assert "reading files" not in out  # the report itself carries no progress
     piped = subprocess.run([EXE, "validate"], cwd=tmp_path / "tree", capture_output=True, text=True,
                            env={**cold, "XDG_CACHE_HOME": str(tmp_path / "cache2")})
     assert piped.returncode == 0
