@@ -7,8 +7,13 @@ stale: a changed input makes a new key.
 
 Storage is SQLite (WAL, so readers never wait on a writer) inside the bare repository. Writes are batched
 into one short transaction at the end of a run; if the database is busy the batch is dropped, the cache is
-only an accelerator. Every value carries an HMAC made with a key kept beside the database (mode 0600):
-a corrupt or foreign file, or an entry it does not vouch for, is ignored and rebuilt, never trusted.
+only an accelerator. Its size is bounded: each row carries the day it was last written or used (a row read
+is stamped again once its stamp is a week old), and when the rows (keys and values) take more than the
+limit, the least recently used go until they take half of it. The file itself is larger by SQLite's page
+overhead and the free space deleted rows leave in their pages, which later rows reuse.
+
+Every value carries an HMAC made with a key kept beside the database (mode 0600): a corrupt or foreign
+file, or an entry it does not vouch for, is ignored and rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ import hmac
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 FORMAT = "v1"
 MAC_BYTES = 16
+MAX_BYTES = 256 * 1024 * 1024  # of rows, keys and values; `cache.max_mb` in the server's configuration
+RESTAMP_DAYS = 7  # a row read is stamped with the day again once its stamp is this old
+
+
+def today() -> int:
+    """Days since the epoch: the unit of a row's stamp."""
+    return int(time.time() // 86400)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one for every row (json.dumps makes one per call)
 
 
@@ -48,18 +61,18 @@ class Memo:
 
     def __init__(self) -> None:
         self.enabled = False
-        self.rows: dict[tuple[str, bytes, str], Any] = {}
+        self.rows: dict[tuple[str, bytes, str], list[Any]] = {}  # [value, the row's stamp as last known]
         self.size = 0
 
-    def get(self, where: str, secret: bytes, key: str) -> Any | None:
+    def get(self, where: str, secret: bytes, key: str) -> list[Any] | None:
         return self.rows.get((where, secret, key)) if self.enabled else None
 
-    def put(self, where: str, secret: bytes, key: str, value: Any, size: int) -> None:
+    def put(self, where: str, secret: bytes, key: str, value: Any, size: int, stamp: int) -> None:
         if self.enabled and size <= self.LARGEST:
             if self.size + size > self.LIMIT_BYTES:
                 self.rows.clear()
                 self.size = 0
-            self.rows[(where, secret, key)] = value
+            self.rows[(where, secret, key)] = [value, stamp]
             self.size += size
 
 
@@ -108,10 +121,13 @@ class _Recorder(NullCache):
 
 
 class ResultCache(NullCache):
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_bytes: int = MAX_BYTES) -> None:
         self.folder = folder
         self.path = folder / "cache.sqlite"
+        self.max_bytes = max_bytes
         self.pending: dict[str, bytes] = {}
+        self.stale: set[str] = set()  # rows read whose stamp is RESTAMP_DAYS old: stamped again at flush
+        self.today = today()
         self.db: sqlite3.Connection | None = None
         self.secret = b""
         try:
@@ -142,9 +158,10 @@ class ResultCache(NullCache):
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)")
+                # The stamp before the value: finding the oldest rows does not read long values' pages.
+                db.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, t INTEGER NOT NULL DEFAULT 0, "
+                           "v BLOB NOT NULL)")
                 db.execute("SELECT count(*) FROM kv WHERE k = ''").fetchone()
-                return db
             except sqlite3.DatabaseError:
                 db.close()
                 if attempt:
@@ -154,6 +171,13 @@ class ResultCache(NullCache):
                         (self.folder / f"cache.sqlite{suffix}").unlink()
                     except FileNotFoundError:
                         pass
+                continue
+            try:
+                _upgrade(db)
+            except sqlite3.Error:
+                db.close()
+                raise
+            return db
         raise sqlite3.DatabaseError("unreachable")
 
     def _mac(self, key: str, value: bytes) -> bytes:
@@ -164,17 +188,25 @@ class ResultCache(NullCache):
             return None
         key = f"{FORMAT}:{key}"
         where = str(self.path)
-        value = MEMO.get(where, self.secret, key)
-        if value is not None:
-            return value
+        memo = MEMO.get(where, self.secret, key)
+        if memo is not None:
+            memo[1] = self._used(key, memo[1])
+            return memo[0]
         try:
-            row = self.db.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+            row = self.db.execute("SELECT v, t FROM kv WHERE k = ?", (key,)).fetchone()
         except sqlite3.Error:
             return None
         value = None if row is None else self._verified(key, row[0])
         if value is not None:
-            MEMO.put(where, self.secret, key, value, len(row[0]))
+            MEMO.put(where, self.secret, key, value, len(row[0]), self._used(key, row[1]))
         return value
+
+    def _used(self, name: str, stamp: Any) -> int:
+        """A row was read: the stamp it has after the next flush (today's, if its own is old or foreign)."""
+        if type(stamp) is not int or stamp <= self.today - RESTAMP_DAYS:
+            self.stale.add(name)
+            return self.today
+        return stamp
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """Several lookups in a few queries (a push asks for thousands of blobs)."""
@@ -184,21 +216,24 @@ class ResultCache(NullCache):
         found: dict[str, Any] = {}
         where = str(self.path)
         if MEMO.enabled:
+            old = self.today - RESTAMP_DAYS
             for name, k in list(wanted.items()):
-                value = MEMO.get(where, self.secret, name)
-                if value is not None:
-                    found[k] = value
+                memo = MEMO.get(where, self.secret, name)
+                if memo is not None:
+                    if memo[1] <= old:  # (a memo's stamp is an int: _used made it)
+                        memo[1] = self._used(name, memo[1])
+                    found[k] = memo[0]
                     del wanted[name]
         names = list(wanted)
         try:
             for i in range(0, len(names), 500):
                 chunk = names[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                for k, v in self.db.execute(f"SELECT k, v FROM kv WHERE k IN ({marks})", chunk):
+                for k, v, t in self.db.execute(f"SELECT k, v, t FROM kv WHERE k IN ({marks})", chunk):
                     value = self._verified(k, v)
                     if value is not None:
                         found[wanted[k]] = value
-                        MEMO.put(where, self.secret, k, value, len(v))
+                        MEMO.put(where, self.secret, k, value, len(v), self._used(k, t))
         except sqlite3.Error:
             return found
         return found
@@ -234,11 +269,17 @@ class ResultCache(NullCache):
             self.pending.update(rows)
 
     def flush(self) -> None:
-        if self.db is None or not self.pending:
+        if self.db is None or not (self.pending or self.stale):
             return
+        day = self.today
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", list(self.pending.items()))
+            self.db.executemany("INSERT OR REPLACE INTO kv (k, t, v) VALUES (?, ?, ?)",
+                                [(k, day, v) for k, v in self.pending.items()])
+            self.db.executemany("UPDATE kv SET t = ? WHERE k = ? AND t < ?",
+                                [(day, k, day) for k in self.stale if k not in self.pending])
+            if self.pending:
+                self._bound(sum(len(k) + len(v) for k, v in self.pending.items()))
             self.db.execute("COMMIT")
         except sqlite3.Error:
             try:
@@ -246,12 +287,46 @@ class ResultCache(NullCache):
             except sqlite3.Error:
                 pass
         self.pending.clear()
+        self.stale.clear()
+
+    def _bound(self, added: int) -> None:
+        """Count the bytes a flush adds; over the limit, delete the least recently used rows until the
+        rows take half of it. The count is kept in the database (meta `bytes`) and errs high (a replaced
+        row counts twice), so it is recounted exactly whenever it crosses the limit."""
+        assert self.db is not None
+        row = self.db.execute("SELECT v FROM meta WHERE k = 'bytes'").fetchone()
+        total = row[0] + added if row is not None else self.max_bytes + 1  # not known yet: count
+        if total > self.max_bytes:
+            # length() of a blob is read from the row's header, not from its pages
+            sizes = self.db.execute("SELECT k, length(k) + length(v) FROM kv ORDER BY t").fetchall()
+            total = sum(size for _, size in sizes)
+            doomed = []
+            for k, size in sizes:  # the oldest first (equal stamps in no particular order)
+                if total <= self.max_bytes // 2:
+                    break
+                doomed.append((k,))
+                total -= size
+            self.db.executemany("DELETE FROM kv WHERE k = ?", doomed)
+        self.db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('bytes', ?)", (total,))
 
 
-def for_repository(git_dir: Path) -> NullCache:
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Stamps and the byte count, which a database of an earlier version lacks (its rows get stamp 0,
+    the oldest). Not a sign of corruption if it fails: the run goes without a cache."""
+    db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    if "t" in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:
+        return
+    try:
+        db.execute("ALTER TABLE kv ADD COLUMN t INTEGER NOT NULL DEFAULT 0")
+    except sqlite3.OperationalError:
+        if "t" not in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:  # (not a concurrent push)
+            raise
+
+
+def for_repository(git_dir: Path, max_bytes: int = MAX_BYTES) -> NullCache:
     if os.environ.get("GITOPS_HOOKS_NO_CACHE") == "1":
         return NullCache()
-    return ResultCache(git_dir / "gitops-hooks" / "cache")
+    return ResultCache(git_dir / "gitops-hooks" / "cache", max_bytes)
 
 
 def for_user() -> NullCache:

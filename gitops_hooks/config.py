@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "timeout_seconds": 60,
     },
     "report": {"max_findings": 50},
+    "cache": {"max_mb": 256},  # the result cache's rows; the least recently used go beyond it
     "kustomize": {"enabled": True, "kubectl": "kubectl"},
     "environments": {},
 }

@@ -119,7 +119,8 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     ctx = make_context(policy, update.ref)
     if not update.is_create:  # transition rules and admission UPDATE compare with the ref's old tree
         ctx.old_tree = GitTree(repo, update.old, f"{update.ref} at {update.old[:12]}")
-    result = check_snapshot(snapshot, policy, update.ref, context=ctx, cache=for_repository(Path(repo.path)))
+    cache = for_repository(Path(repo.path), int(server["cache"]["max_mb"]) << 20)
+    result = check_snapshot(snapshot, policy, update.ref, context=ctx, cache=cache)
     from .history import check_history  # secrets in every new commit, not only the tip
 
     excluded = configmod.matcher(policy.path_exclude)

@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import Clone, Server
 from test_gate_e2e import DEPLOYMENT
 
-from gitops_hooks.cache import ResultCache
+from gitops_hooks.cache import ResultCache, today
 
 CRD = """\
 apiVersion: apiextensions.k8s.io/v1
@@ -66,7 +66,8 @@ def test_changed_crd_revalidates_its_custom_resources(server: Server, clone: Clo
     clone.commit()
     push = clone.push()
     assert not push.accepted
-    assert "widget.yaml:6:9: error [schema-invalid] widget.example.io/w: spec.size: 3 is not of type string" in push.remote_lines()
+    expected = "widget.yaml:6:9: error [schema-invalid] widget.example.io/w: spec.size: 3 is not of type string"
+    assert expected in push.remote_lines()
 
 
 def test_changed_configuration_revalidates(server: Server, clone: Clone) -> None:
@@ -122,3 +123,85 @@ def test_cache_round_trip_and_mac(tmp_path: Path) -> None:
     assert ResultCache(tmp_path).get("a") == {"x": [1, 2]}
     (tmp_path / "cache.key").write_bytes(b"\1" * 32)  # another key: entries no longer verify
     assert ResultCache(tmp_path).get("a") is None
+
+
+# ---------------------------------------------------------------------------- size
+
+def _rows(db: Path) -> dict[str, tuple[int, int]]:
+    """name -> (stamp, bytes of key and value)"""
+    con = sqlite3.connect(db)
+    try:
+        return {k: (t, size) for k, t, size in con.execute("SELECT k, t, length(k) + length(v) FROM kv")}
+    finally:
+        con.close()
+
+
+def test_cache_stays_within_its_limit_least_recently_used_first(server: Server, clone: Clone) -> None:
+    server.configure("version: 1\ncache:\n  max_mb: 1\n")
+    clone.write("apps/web.yaml", DEPLOYMENT)
+    clone.commit()
+    assert clone.push().accepted
+    db = cache_db(server)
+    day = today()
+    con = sqlite3.connect(db)
+    junk = b"x" * 10_000 + b"\0" * 16  # (no valid MAC: never served, only weighed)
+    con.executemany("INSERT INTO kv (k, t, v) VALUES (?, ?, ?)",  # 2 MB used 100 days ago, 0.2 MB yesterday
+                    [(f"v1:old:{i}", day - 100, junk) for i in range(200)]
+                    + [(f"v1:recent:{i}", day - 1, junk) for i in range(20)])
+    con.execute("DELETE FROM meta")  # the byte count the cache keeps no longer holds: it counts again
+    con.commit()
+    con.close()
+    clone.write("apps/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: two"))  # new rows to store
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    assert any("[schema-invalid]" in line for line in push.remote_lines())
+    rows = _rows(db)
+    total = sum(size for _, size in rows.values())
+    assert total <= 512 * 1024  # down to half the limit...
+    assert total + len(junk) > 512 * 1024  # ...and no further
+    assert len([k for k in rows if k.startswith("v1:old:")]) < 150  # the least recently used went
+    assert len([k for k in rows if k.startswith("v1:recent:")]) == 20  # and only they
+    assert [k for k, (t, _) in rows.items() if t == day and "checks:" in k]  # this push's own rows stay
+    clone.write("apps/web.yaml", DEPLOYMENT)  # and the cache still serves what it kept
+    clone.commit()
+    assert clone.push().accepted
+
+
+def test_rows_read_are_stamped_again(tmp_path: Path) -> None:
+    day = today()
+    c = ResultCache(tmp_path)
+    c.put("a", [1])
+    c.put("b", [2])
+    c.flush()
+    con = sqlite3.connect(tmp_path / "cache.sqlite")
+    con.execute("UPDATE kv SET t = ? WHERE k = 'v1:a'", (day - 30,))
+    con.execute("UPDATE kv SET t = ? WHERE k = 'v1:b'", (day - 3,))
+    con.commit()
+    c = ResultCache(tmp_path)
+    assert c.get_many(["a", "b"]) == {"a": [1], "b": [2]}
+    c.flush()
+    stamps = dict(con.execute("SELECT k, t FROM kv"))
+    assert stamps == {"v1:a": day, "v1:b": day - 3}  # a week old or more: stamped again; younger: no write
+
+
+def test_cache_of_an_earlier_version_is_upgraded_and_served(server: Server, clone: Clone) -> None:
+    clone.write("apps/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: two"))
+    clone.commit()
+    first = clone.push()
+    assert not first.accepted
+    db = cache_db(server)
+    con = sqlite3.connect(db)
+    kept = list(con.execute("SELECT k, v FROM kv"))
+    con.execute("DROP TABLE kv")
+    con.execute("DROP TABLE meta")
+    con.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)")  # as the earlier version made it
+    con.executemany("INSERT INTO kv (k, v) VALUES (?, ?)", kept)
+    con.commit()
+    con.close()
+    again = clone.push()
+    assert not again.accepted
+    assert findings_of(again.remote_lines()) == findings_of(first.remote_lines())
+    rows = _rows(db)
+    assert set(rows) == {k for k, _ in kept}
+    assert {t for t, _ in rows.values()} == {today()}  # each row read (verified), then stamped
