@@ -8,9 +8,10 @@ stale: a changed input makes a new key.
 Storage is SQLite (WAL, so readers never wait on a writer) inside the bare repository. Writes are batched
 into one short transaction at the end of a run; if the database is busy the batch is dropped, the cache is
 only an accelerator. Its size is bounded: each row carries the day it was last written or used (a row read
-is stamped again once its stamp is a week old), and when the rows (keys and values) take more than the
-limit, the least recently used go until they take half of it. The file itself is larger by SQLite's page
-overhead and the free space deleted rows leave in their pages, which later rows reuse.
+is stamped again once its stamp is a week old), and a count of the rows' bytes is kept beside them. When
+a flush takes the count past the limit, a process of its own (started detached: the push does not wait)
+deletes the least recently used rows until they take half of it. The file itself is larger by SQLite's
+page overhead and the free space deleted rows leave in their pages, which later rows reuse.
 
 Every value carries an HMAC made with a key kept beside the database (mode 0600): a corrupt or foreign
 file, or an entry it does not vouch for, is ignored and rebuilt, never trusted.
@@ -278,9 +279,12 @@ class ResultCache(NullCache):
                                 [(k, day, v) for k, v in self.pending.items()])
             self.db.executemany("UPDATE kv SET t = ? WHERE k = ? AND t < ?",
                                 [(day, k, day) for k in self.stale if k not in self.pending])
+            over = False
             if self.pending:
-                self._bound(sum(len(k) + len(v) for k, v in self.pending.items()))
+                over = self._count(sum(len(k) + len(v) for k, v in self.pending.items()))
             self.db.execute("COMMIT")
+            if over:
+                start_eviction(self.folder, self.max_bytes)
         except sqlite3.Error:
             try:
                 self.db.execute("ROLLBACK")
@@ -289,38 +293,29 @@ class ResultCache(NullCache):
         self.pending.clear()
         self.stale.clear()
 
-    def _bound(self, added: int) -> None:
-        """Count the bytes a flush adds; over the limit, delete the least recently used rows until the
-        rows take half of it. The count is kept in the database (meta `bytes`) and errs high (a replaced
-        row counts twice), so it is recounted exactly whenever it crosses the limit."""
+    def _count(self, added: int) -> bool:
+        """Add a flush's bytes to the count kept beside the rows (meta `bytes`); whether it is over the
+        limit. The count errs high (a replaced row counts twice); eviction counts again, exactly."""
         assert self.db is not None
         row = self.db.execute("SELECT v FROM meta WHERE k = 'bytes'").fetchone()
-        total = row[0] + added if row is not None else self.max_bytes + 1  # not known yet: count
-        if total > self.max_bytes:
-            # length() of a blob is read from the row's header, not from its pages
-            sizes = self.db.execute("SELECT k, length(k) + length(v) FROM kv ORDER BY t").fetchall()
-            total = sum(size for _, size in sizes)
-            doomed = []
-            for k, size in sizes:  # the oldest first (equal stamps in no particular order)
-                if total <= self.max_bytes // 2:
-                    break
-                doomed.append((k,))
-                total -= size
-            self.db.executemany("DELETE FROM kv WHERE k = ?", doomed)
+        total = (row[0] if row is not None and type(row[0]) is int else 0) + added
         self.db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('bytes', ?)", (total,))
+        return total > self.max_bytes
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
     """Stamps and the byte count, which a database of an earlier version lacks (its rows get stamp 0,
-    the oldest). Not a sign of corruption if it fails: the run goes without a cache."""
+    the oldest; the count is taken once). Not a sign of corruption if it fails: the run goes without a
+    cache."""
     db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
-    if "t" in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:
-        return
-    try:
-        db.execute("ALTER TABLE kv ADD COLUMN t INTEGER NOT NULL DEFAULT 0")
-    except sqlite3.OperationalError:
-        if "t" not in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:  # (not a concurrent push)
-            raise
+    if "t" not in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:
+        try:
+            db.execute("ALTER TABLE kv ADD COLUMN t INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError:
+            if "t" not in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:  # (not a concurrent push)
+                raise
+    if db.execute("SELECT v FROM meta WHERE k = 'bytes'").fetchone() is None:
+        db.execute("INSERT OR IGNORE INTO meta (k, v) VALUES ('bytes', (SELECT " + _SIZE_SUM + " FROM kv))")
 
 
 def for_repository(git_dir: Path, max_bytes: int = MAX_BYTES) -> NullCache:
@@ -334,3 +329,114 @@ def for_user() -> NullCache:
         return NullCache()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return ResultCache(base / "gitops-hooks")
+
+
+# ---------------------------------------------------------------------------- eviction
+
+_SIZE_SUM = "coalesce(sum(length(k) + length(v)), 0)"  # length() of a blob reads the row's header only
+EVICT_BATCH = 2000  # rows deleted per transaction: pushes' own writes wait at most one batch
+
+
+def _evict_lock(folder: Path) -> int | None:
+    """An exclusive lock on the cache's eviction, or None if an evictor holds it."""
+    import fcntl
+
+    fd = os.open(folder / "evict.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def start_eviction(folder: Path, max_bytes: int) -> None:
+    """Start `evict` in the background, detached: the push does not wait for it. Through `sh -c '… &'`,
+    which exits at once, so the evictor is nobody's child here (no zombie in the gate server). Never fails."""
+    import subprocess
+    import sys
+
+    if not sys.executable:
+        return
+    try:
+        fd = _evict_lock(folder)
+        if fd is None:
+            return  # one is at work already
+        os.close(fd)
+        subprocess.run(["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 &', "sh", sys.executable, "-I", "-m",
+                        "gitops_hooks.cache", "evict", str(folder), str(max_bytes)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       start_new_session=True, close_fds=True, cwd="/", check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def evict(folder: Path, max_bytes: int) -> int:
+    """Delete the least recently used rows until the rows take half of max_bytes, if they take more than
+    max_bytes; then set the count kept beside them to the exact figure. Rows go in batches (pushes write
+    between them): every row of the oldest stamps, then of the next stamp the first rows by rowid, as
+    many as it takes. Returns the number of rows deleted (0 if another evictor is at work)."""
+    fd = _evict_lock(folder)
+    if fd is None:
+        return 0
+    db = sqlite3.connect(folder / "cache.sqlite", timeout=30.0, isolation_level=None)
+    try:
+        total = db.execute(f"SELECT {_SIZE_SUM} FROM kv").fetchone()[0]
+        deleted = 0
+        if total > max_bytes:
+            remove = total - max_bytes // 2
+            whole, part, budget = None, None, 0  # stamps <= whole go; of stamp `part`, `budget` bytes
+            for day, size in db.execute(f"SELECT t, {_SIZE_SUM} FROM kv GROUP BY t ORDER BY t").fetchall():
+                if remove <= 0:
+                    break
+                if size <= remove:
+                    whole, remove = day, remove - size
+                else:
+                    part, budget = day, remove
+                    break
+            if whole is not None:
+                deleted += _delete(db, "t <= ?", whole, None)
+            if part is not None and budget > 0:
+                deleted += _delete(db, "t IS ?", part, budget)
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(f"INSERT OR REPLACE INTO meta (k, v) VALUES ('bytes', (SELECT {_SIZE_SUM} FROM kv))")
+        db.execute("COMMIT")
+        return deleted
+    finally:
+        db.close()
+        os.close(fd)
+
+
+def _delete(db: sqlite3.Connection, where: str, stamp: Any, budget: int | None) -> int:
+    """Delete the rows whose stamp matches (`where`): all, or the first by rowid until `budget` bytes are
+    gone. One pass over the table in rowid order; a row stamped again meanwhile stays."""
+    deleted, last = 0, 0
+    while budget is None or budget > 0:
+        rows = db.execute(f"SELECT rowid, length(k) + length(v) FROM kv WHERE rowid > ? AND {where} "
+                          "ORDER BY rowid LIMIT ?", (last, stamp, EVICT_BATCH)).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        taken = []
+        for rowid, size in rows:
+            if budget is not None:
+                if budget <= 0:
+                    break
+                budget -= size
+            taken.append((rowid, stamp))
+        before = db.total_changes
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(f"DELETE FROM kv WHERE rowid = ? AND {where}", taken)
+        db.execute("COMMIT")
+        deleted += db.total_changes - before
+    return deleted
+
+
+if __name__ == "__main__":  # started by start_eviction: python -I -m gitops_hooks.cache evict FOLDER MAX_BYTES
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "evict":
+        try:
+            evict(Path(sys.argv[2]), int(sys.argv[3]))
+        except (OSError, ValueError, sqlite3.Error):
+            sys.exit(1)

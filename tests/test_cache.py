@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from conftest import Clone, Server
 from test_gate_e2e import DEPLOYMENT
 
-from gitops_hooks.cache import ResultCache, today
+from gitops_hooks.cache import ResultCache, evict, today
 
 CRD = """\
 apiVersion: apiextensions.k8s.io/v1
@@ -156,6 +157,9 @@ def test_cache_stays_within_its_limit_least_recently_used_first(server: Server, 
     push = clone.push()
     assert not push.accepted
     assert any("[schema-invalid]" in line for line in push.remote_lines())
+    deadline = time.monotonic() + 60  # the eviction runs after the push, in the background
+    while sum(size for _, size in _rows(db).values()) > 512 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.1)
     rows = _rows(db)
     total = sum(size for _, size in rows.values())
     assert total <= 512 * 1024  # down to half the limit...
@@ -205,3 +209,20 @@ def test_cache_of_an_earlier_version_is_upgraded_and_served(server: Server, clon
     rows = _rows(db)
     assert set(rows) == {k for k, _ in kept}
     assert {t for t, _ in rows.values()} == {today()}  # each row read (verified), then stamped
+
+
+def test_eviction_takes_whole_days_oldest_first_then_part_of_one(tmp_path: Path) -> None:
+    day = today()
+    c = ResultCache(tmp_path)
+    c.flush()
+    con = sqlite3.connect(tmp_path / "cache.sqlite")
+    value = b"v" * 990
+    rows = [(f"v1:{age:03}:{i:03}", day - age, value) for age in (1, 50, 9, 20) for i in range(100)]
+    con.executemany("INSERT INTO kv (k, t, v) VALUES (?, ?, ?)", rows)  # 100 rows of 1000 bytes per day
+    con.commit()
+    size = 1000  # each row: its 10-byte name and 990-byte value
+    assert evict(tmp_path, 500 * size) == 0  # 400 rows: under the limit, nothing goes
+    assert evict(tmp_path, 300 * size) == 250  # over: down to half, 150 rows
+    left = sorted(con.execute("SELECT t, count(*) FROM kv GROUP BY t"))
+    assert left == [(day - 9, 50), (day - 1, 100)]  # 50 and 20 days old: all; 9 days: half; yesterday: none
+    assert con.execute("SELECT v FROM meta WHERE k = 'bytes'").fetchone() == (150 * size,)
