@@ -22,21 +22,33 @@ def main() -> None:
 
 # ---------------------------------------------------------------------------- hooks
 
+def _broken(exc: BaseException) -> str:
+    """One line on a suite that cannot load (a package missing or broken): no traceback for the pusher."""
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+
+
 @main.command("pre-receive")
 def pre_receive() -> None:
     """The server gate (run by git with ref updates on stdin)."""
-    from .gitrepo import git_dir_from_env
-    from .prereceive import main as gate
-
+    try:
+        from .gitrepo import git_dir_from_env
+        from .prereceive import main as gate
+    except Exception as exc:  # noqa: BLE001 - fail closed, with a reason
+        click.echo(f"gitops-hooks: push refused: the gate cannot load ({_broken(exc)}); tell the administrator")
+        sys.exit(1)
     sys.exit(gate(sys.stdin.read(), git_dir_from_env(), os.environ))
 
 
 @main.command("post-receive")
 def post_receive() -> None:
     """After a push is accepted: reconcile the accepted state (run by git)."""
-    from .gitrepo import git_dir_from_env
-    from .postreceive import main as after
-
+    try:
+        from .gitrepo import git_dir_from_env
+        from .postreceive import main as after
+    except Exception as exc:  # noqa: BLE001 - the push stands; say why nothing was applied
+        click.echo(f"gitops-hooks: accepted, not applied: reconciliation cannot load ({_broken(exc)}); "
+                   "tell the administrator")
+        sys.exit(1)
     sys.exit(after(sys.stdin.read(), git_dir_from_env(), os.environ))
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import GIT_ENV, Clone, Server, git
 from test_gate_e2e import DEPLOYMENT
 
@@ -153,3 +154,23 @@ def test_sigkill_at_random_points_refuses_the_push_and_leaves_everything_sound(s
     assert ("remote: base/web.yaml:7:13: error [schema-invalid] deployment.apps/p99-web: spec.replicas: '2' is not "
             "of type integer") in err, err
     assert_sound(server)
+
+
+def test_a_suite_that_cannot_load_refuses_with_one_line_not_a_traceback(server: Server, clone: Clone,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dependency broken on the server (here: a pygit2 that fails to import, put first on the path).
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pygit2.py").write_text("raise ImportError('libgit2.so.1.7: cannot open shared object file')\n")
+    monkeypatch.setenv("PYTHONPATH", str(broken))
+    monkeypatch.setenv("GITOPS_HOOKS_NO_SERVER", "1")
+    clone.write("apps/web.yaml", DEPLOYMENT)
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    assert server.rev() is None
+    lines = push.remote_lines()
+    assert "gitops-hooks: push refused: the gate cannot load (ImportError: libgit2.so.1.7: cannot open shared " \
+           "object file); tell the administrator" in lines
+    assert not any("Traceback" in line for line in lines)
