@@ -199,6 +199,22 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+def folder_stamp(folders: Iterable[str]) -> list[Any]:
+    """Names, sizes and times of the files in the administrator's folders (schema_dirs,
+    admission_policy_dirs): an edit there changes it, so what was read or found from them is not reused."""
+    out: list[Any] = []
+    for folder in sorted(folders):
+        root = Path(folder)
+        if root.is_dir():
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    st = path.stat()
+                    out.append([str(path), st.st_size, st.st_mtime_ns])
+        else:
+            out.append([folder, None])
+    return out
+
+
 def matches(path: str, patterns: Iterable[str]) -> bool:
     return matcher(patterns)(path) is not None
 

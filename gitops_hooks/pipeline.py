@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__, kustomize
 from .cache import NullCache, fingerprint, row_name
 from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView, document_checks
-from .config import Policy, matcher
+from .config import Policy, folder_stamp, matcher
 from .documents import Document, Limits, ParsedFile, parse
 from .findings import Finding, Severity, finding
 from .gitrepo import Entry, Snapshot
@@ -194,21 +194,6 @@ def _findings_from(rows: list[Any]) -> list[Finding]:
             for r in rows]
 
 
-def _folder_stamp(folders: list[str]) -> list[Any]:
-    """Names, sizes and times of the administrator's schema files: an edit there revalidates."""
-    out: list[Any] = []
-    for folder in sorted(folders):
-        root = Path(folder)
-        if root.is_dir():
-            for path in sorted(root.rglob("*")):
-                if path.is_file():
-                    st = path.stat()
-                    out.append([str(path), st.st_size, st.st_mtime_ns])
-        else:
-            out.append([folder, None])
-    return out
-
-
 def _plugins() -> list[str]:
     from .checks import plugins
 
@@ -256,7 +241,7 @@ class _Run:
         self._simple_units: dict[str, list[str]] = {}
         self.base = fingerprint(__version__, code_fingerprint(), policy.fingerprint(), ctx.kube.version, ctx.kube.strict,
                                 [c.__module__ + "." + c.__qualname__ for c in [*DOCUMENT_CHECKS, *FILE_CHECKS, *PARSED_CHECKS]],
-                                _folder_stamp(policy.config.get("schema_dirs", [])), _plugins())
+                                folder_stamp(policy.config.get("schema_dirs", [])), _plugins())
 
     def read(self, e: Entry) -> bytes:
         if e.path not in self.data:

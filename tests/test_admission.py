@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import Clone, Server
+from test_gate_server import served_pushes, wait_for_server
 
 POLICY = """\
 apiVersion: admissionregistration.k8s.io/v1
@@ -74,6 +75,12 @@ LIMITS = """\
           resources:
             limits: {memory: 256Mi, cpu: 500m}
 """
+
+
+POLICY_EVERYWHERE = POLICY.replace("""  matchResources:
+    namespaceSelector:
+      matchLabels: {environment: prod}
+""", "")  # require-limits in every namespace
 
 
 def deployment(ns: str = "prod", resources: str = "", replicas: int = 2) -> str:
@@ -194,13 +201,33 @@ def test_missing_params_with_deny_action_refuse(server: Server, clone: Clone) ->
 def test_policies_from_the_administrators_folder(server: Server, clone: Clone, tmp_path: Path) -> None:
     folder = tmp_path / "admission"
     folder.mkdir()
-    (folder / "limits.yaml").write_text(POLICY.replace("""  matchResources:
-    namespaceSelector:
-      matchLabels: {environment: prod}
-""", ""), encoding="utf-8")
+    (folder / "limits.yaml").write_text(POLICY_EVERYWHERE, encoding="utf-8")
     server.configure(f"admission_policy_dirs: [{folder}]\n")
     clone.write("lab/web.yaml", deployment(ns="lab"))
     clone.commit("no limits")
+    refused_until_limits_are_set(clone)
+
+
+def test_an_edit_in_the_administrators_folder_counts_at_the_next_push(server: Server, clone: Clone,
+                                                                     tmp_path: Path) -> None:
+    # The resident gate server reads the folder again when a file there changes, not only at its start.
+    folder = tmp_path / "admission"
+    folder.mkdir()
+    server.configure(f"admission_policy_dirs: [{folder}]\n")
+    wait_for_server(server)
+    before = served_pushes(server)
+    clone.write("lab/web.yaml", deployment(ns="lab"))
+    clone.commit("no limits, no policy")
+    assert clone.push().accepted
+    (folder / "limits.yaml").write_text(POLICY_EVERYWHERE, encoding="utf-8")
+    clone.write("lab/web.yaml", deployment(ns="lab", replicas=3))
+    clone.commit("three replicas, still no limits")
+    refused_until_limits_are_set(clone)
+    assert served_pushes(server) == before + 3  # all by the one server
+
+
+def refused_until_limits_are_set(clone: Clone) -> None:
+    """Push what the clone has (lab/web.yaml without limits): refused by POLICY_EVERYWHERE; then with limits."""
     push = clone.push()
     assert not push.accepted
     assert any("[admission-denied] deployment.apps/web: ValidatingAdmissionPolicy 'require-limits'" in line

@@ -22,6 +22,7 @@ from ..cel import activation, compile_expr, evaluate
 from ..cel.engine import Compiled, Outcome, identifiers, rule_message
 from ..cel.previous import identity, old_objects
 from ..cel.structural import RESERVED
+from ..config import folder_stamp
 from ..documents import parse
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import split_api_version
@@ -79,7 +80,7 @@ class Subject:
 @tree_check
 def admission_policies(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
     folders = tuple(ctx.policy.config.get("admission_policy_dirs") or ())
-    policies, bindings = _collect(tree.objects, folders)
+    policies, bindings = _collect(tree.objects, folders, repr(folder_stamp(folders)) if folders else "")
     if not bindings:
         return
     namespaces = {d.name: d for d in tree.objects if d.kind == "Namespace" and d.api_version == "v1"}
@@ -97,12 +98,12 @@ def admission_policies(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
 
 # ---------------------------------------------------------------------------- sources
 
-def _collect(objects: list[Any], folders: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], list[Binding]]:
+def _collect(objects: list[Any], folders: tuple[str, ...], stamp: str) -> tuple[dict[str, dict[str, Any]], list[Binding]]:
     policies: dict[str, dict[str, Any]] = {}
     bindings: list[Binding] = []
     found = [d for d in objects if d.kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
              and d.api_version.startswith(GROUP + "/")]
-    for obj in [*_folder_objects(folders), *(d.obj for d in found)]:
+    for obj in [*_folder_objects(folders, stamp), *(d.obj for d in found)]:
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         name = (obj.get("metadata") or {}).get("name") if isinstance(obj.get("metadata"), dict) else None
         if not isinstance(name, str):
@@ -115,7 +116,9 @@ def _collect(objects: list[Any], folders: tuple[str, ...]) -> tuple[dict[str, di
 
 
 @functools.lru_cache(maxsize=4)
-def _folder_objects(folders: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+def _folder_objects(folders: tuple[str, ...], stamp: str) -> tuple[dict[str, Any], ...]:
+    """The policies and bindings of the administrator's folders, read again when a file there changes
+    (`stamp`: names, sizes and times; the resident gate server outlives edits)."""
     out: list[dict[str, Any]] = []
     for folder in folders:
         root = Path(folder)
