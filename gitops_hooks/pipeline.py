@@ -291,6 +291,17 @@ class _Run:
         self.stats.manifests = len(manifests)
         units, rendered, consumed = self.kustomize_units(charts, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
+        key = self._tree_key(manifests, direct_paths, consumed) if not rendered else None
+        remembered = TREE_MEMO.get(key) if key is not None else None
+        if remembered is not None:  # the manifests' part as a run on the same manifests found it
+            found, wanted, self.stats.objects = remembered
+            if self.progress is not None:
+                self.progress(len(manifests), len(manifests))
+            for e in self.entries:
+                if e.path not in self.by_manifest:
+                    out.extend(self.blob_findings(e, e.path in direct_paths))
+            return sorted(set(self.policy.apply(suppress.apply_requests([*out, *found], dict(wanted), self.policy))))
+        manifest_part = len(out)  # what `out` holds from here on comes from the manifests alone, but:
         self.blob_work(manifests, direct_paths, rendered)
         if self.progress is not None:
             self.progress(len(manifests), len(manifests))  # every file read: what is left checks them
@@ -311,8 +322,9 @@ class _Run:
         objects: list[Any] = [*refs, *rendered]
         self.stats.objects = len(objects)
 
+        other: list[Finding] = []  # ...the other files' findings
         for e in self.entries:
-            out.extend(self.blob_findings(e, e.path in direct_paths))
+            (out if e.path in self.by_manifest else other).extend(self.blob_findings(e, e.path in direct_paths))
         for doc in rendered:
             for check in document_checks(doc.kind, self.ctx):
                 out.extend(check(doc, self.ctx))
@@ -329,7 +341,41 @@ class _Run:
             if e.path in direct_paths:
                 for subject, (line, col, label, rules) in s["suppress"]:
                     wanted[tuple(subject)] = suppress.Request(e.path, line, col, label, frozenset(rules))
-        return sorted(set(self.policy.apply(suppress.apply_requests(out, wanted, self.policy))))
+        if key is not None:
+            remember(key, (tuple(out[manifest_part:]), dict(wanted), self.stats.objects))
+        return sorted(set(self.policy.apply(suppress.apply_requests([*out, *other], wanted, self.policy))))
+
+    def _tree_key(self, manifests: list[Entry], direct_paths: set[str], consumed: set[str]) -> str | None:
+        """What the findings of the manifests depend on, beyond the manifests' own blobs: a run with
+        the same key finds the same (see TREE_MEMO). None where that cannot be vouched for or is not
+        wanted: outside the resident gate server, without a result cache (GITOPS_HOOKS_NO_CACHE=1), with
+        kubectl renders, kubeconform or plugins (their checks see the whole tree)."""
+        from .cache import MEMO
+        from .cel.previous import old_snapshot_manifests
+
+        where = getattr(self.cache, "path", None)  # per repository: a run that computes it fills its cache
+        if not MEMO.enabled or where is None or getattr(self.cache, "db", None) is None \
+                or self.policy.config.get("engine") == "kubeconform" or _plugins() \
+                or any(not c.__module__.startswith("gitops_hooks.checks.") for c in TREE_CHECKS):
+            return None
+        digest = hashlib.sha256()
+        admission = folder_stamp(self.policy.config.get("admission_policy_dirs") or [])  # edited in place
+        # (the ref matters through its policy, in self.base: no check reads it)
+        for part in (str(where), self.base, repr(admission), repr(sorted(self._simple_units.items()))):
+            digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update("".join(f"{e.path}\0{e.oid}\0{e.mode}\0{e.path in direct_paths:d}{e.path in consumed:d}\n"
+                              for e in manifests).encode("utf-8", "surrogateescape"))
+        old = self.ctx.old_tree  # transition rules and admission UPDATE compare with its objects
+        if old is None:
+            digest.update(b"\1no old tree")
+        else:
+            try:
+                old_entries = old_snapshot_manifests(old, self.policy)
+            except Exception:  # noqa: BLE001 - an old tree that cannot be listed: no memo
+                return None
+            digest.update(b"\1old tree\0" + "".join(f"{e.path}\0{e.oid}\n" for e in old_entries).encode(
+                "utf-8", "surrogateescape"))
+        return digest.hexdigest()
 
     def manifests(self, charts: list[str], out: list[Finding]) -> list[Entry]:
         included, excluded = matcher(self.policy.include), matcher(self.policy.manifest_exclude)
@@ -574,6 +620,22 @@ class _Run:
         for fcheck in FILE_CHECKS:
             out.extend(fcheck(e, data, self.ctx))
         return _findings_json(out)
+
+
+# The manifests' part of a run's findings (their parse and blob findings, the tree checks' findings and
+# their suppression requests, before any is applied) by `_Run._tree_key`, in the resident gate server: a
+# push that changes no manifest (a README, a CI file) finds again what the last one found, without
+# building thousands of objects and running the tree checks over them. Findings are immutable; the
+# requests are copied before use.
+TREE_MEMO: dict[str, tuple[tuple[Finding, ...], dict[Any, Any], int]] = {}
+TREE_MEMO_SIZE = 8
+
+
+def remember(key: str, value: tuple[tuple[Finding, ...], dict[Any, Any], int]) -> None:
+    TREE_MEMO.pop(key, None)
+    while len(TREE_MEMO) >= TREE_MEMO_SIZE:
+        del TREE_MEMO[next(iter(TREE_MEMO))]  # the oldest
+    TREE_MEMO[key] = value
 
 
 PARALLEL_MIN = 64  # blobs to work on before forking pays off

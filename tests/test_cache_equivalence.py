@@ -147,6 +147,13 @@ class Corpus:
         if (self.clone.path / KUSTOMIZATION).exists():
             self.clone.write(KUSTOMIZATION, self.text(KUSTOMIZATION) + f"namePrefix: {prefix}\n")
 
+    def drop_prefixes(self) -> None:
+        """The kustomization as it came: resources only, read directly again (no kubectl render)."""
+        if (self.clone.path / KUSTOMIZATION).exists():
+            text = self.text(KUSTOMIZATION)
+            self.clone.write(KUSTOMIZATION, "".join(line for line in text.splitlines(keepends=True)
+                                                    if not line.startswith("namePrefix:")))
+
     def readme(self, words: str) -> None:
         self.clone.write("README.md", words + "\n")
 
@@ -210,6 +217,13 @@ STEPS = (
          OLDER),
     Step("CRD restored, everything fixed, the copy removed, a delete; the server as before", _restore_all),
     Step("no manifest changed", lambda c: c.readme("only words")),
+    # Without a kubectl render the gate server may serve a push that changes no manifest from its memo
+    # of the last run on the same manifests (and the same tree before, and the same configuration).
+    Step("the kustomization read directly again, a field broken", lambda c: (c.drop_prefixes(), c.break_one())),
+    Step("no manifest changed, after a push that changed some", lambda c: c.readme("more words")),
+    Step("no manifest changed, twice", lambda c: c.readme("still more words")),
+    Step("no manifest changed; a stricter server", lambda c: c.readme("stricter"), STRICTER),
+    Step("no manifest changed; a stricter server, twice", lambda c: c.readme("stricter still"), STRICTER),
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import matches
+from ..config import matcher
 from ..documents import Document, Limits, parse
 
 Identity = tuple[str, str, str, str]  # (group, kind, namespace, name)
@@ -21,6 +21,17 @@ def identity(obj: Any) -> Identity:
     return group, obj.kind, obj.namespace, obj.name
 
 
+def old_snapshot_manifests(snapshot: Any, policy: Any) -> list[Any]:
+    """The entries of the old tree whose objects count as its objects (the gate server's memo of tree
+    findings keys on their ids)."""
+    limit = int(policy.limits["max_file_bytes"])
+    excluded, included, manifest_excluded = (matcher(policy.path_exclude), matcher(policy.include),
+                                             matcher(policy.manifest_exclude))
+    return [e for e in snapshot.entries()
+            if not (e.is_link or e.is_submodule or e.size > limit or excluded(e.path) is not None)
+            and included(e.path) is not None and manifest_excluded(e.path) is None]
+
+
 def old_objects(ctx: Any) -> dict[Identity, Document]:
     cached: dict[Identity, Document] | None = ctx.extra.get("old_objects")
     if cached is not None:
@@ -31,11 +42,7 @@ def old_objects(ctx: Any) -> dict[Identity, Document]:
         policy = ctx.policy
         limit = int(policy.limits["max_file_bytes"])
         limits = Limits(max_file_bytes=limit)
-        for e in snapshot.entries():
-            if e.is_link or e.is_submodule or e.size > limit or matches(e.path, policy.path_exclude):
-                continue
-            if not matches(e.path, policy.include) or matches(e.path, policy.manifest_exclude):
-                continue
+        for e in old_snapshot_manifests(snapshot, policy):
             for doc in parse(e.path, snapshot.read(e), limits).documents:
                 if doc.is_object and doc.name:
                     out.setdefault(identity(doc), doc)
