@@ -32,12 +32,12 @@ FORMAT = "v1"
 MAC_BYTES = 16
 MAX_BYTES = 256 * 1024 * 1024  # of rows, keys and values; `cache.max_mb` in the server's configuration
 RESTAMP_DAYS = 7  # a row read is stamped with the day again once its stamp is this old
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one for every row (json.dumps makes one per call)
 
 
 def today() -> int:
     """Days since the epoch: the unit of a row's stamp."""
     return int(time.time() // 86400)
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # one for every row (json.dumps makes one per call)
 
 
 def row_name(key: str) -> str:
