@@ -629,10 +629,13 @@ class _Run:
 # requests are copied before use.
 TREE_MEMO: dict[str, tuple[tuple[Finding, ...], dict[Any, Any], int]] = {}
 TREE_MEMO_SIZE = 8
+TREE_MEMO_FINDINGS = 20_000  # a run with more findings is not kept (the server's memory)
 
 
 def remember(key: str, value: tuple[tuple[Finding, ...], dict[Any, Any], int]) -> None:
     TREE_MEMO.pop(key, None)
+    if len(value[0]) > TREE_MEMO_FINDINGS:
+        return
     while len(TREE_MEMO) >= TREE_MEMO_SIZE:
         del TREE_MEMO[next(iter(TREE_MEMO))]  # the oldest
     TREE_MEMO[key] = value

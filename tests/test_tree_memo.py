@@ -19,6 +19,7 @@ from test_gate_server import served_pushes, wait_for_server
 
 from gitops_hooks import cache, config, pipeline
 from gitops_hooks.cache import ResultCache
+from gitops_hooks.findings import finding
 from gitops_hooks.gitrepo import FolderTree
 
 BROKEN = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  replicas: 1\n"  # not a string
@@ -58,6 +59,16 @@ def test_a_run_on_the_same_manifests_is_served_by_the_memo(tmp_path: Path, monke
     third = _run(root, tmp_path / "cache")
     assert len(worked) == 3
     assert len(third) == len(second) + 1
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "TREE_MEMO", {})
+    many = tuple(finding("schema-invalid", "a.yaml", n, 1, "x") for n in range(pipeline.TREE_MEMO_FINDINGS + 1))
+    pipeline.remember("many", (many, {}, 1))
+    assert pipeline.TREE_MEMO == {}  # too many findings to keep
+    for n in range(pipeline.TREE_MEMO_SIZE + 2):
+        pipeline.remember(f"run {n}", ((), {}, n))
+    assert list(pipeline.TREE_MEMO) == [f"run {n}" for n in range(2, pipeline.TREE_MEMO_SIZE + 2)]  # the latest
 
 
 def test_the_tree_before_the_push_is_part_of_what_is_reused(server: Server, clone: Clone) -> None:
