@@ -448,7 +448,7 @@ def test_progress_while_files_are_read(tmp_path: Path, monkeypatch: pytest.Monke
     assert [done for done, _ in counts] == sorted(done for done, _ in counts)
     last_read = max(i for i, (kind, _, _) in enumerate(events) if kind == "read")
     during = [e for e in events[:last_read] if e[0] == "progress"]
-    assert len(during) >= 50, events[:20]  # one per file this process took
+    assert len(during) >= 20, events[:20]  # one per file this process took (about half of them with a worker)
 
 
 def test_progress_on_a_terminal_and_none_otherwise(tmp_path: Path) -> None:
