@@ -363,7 +363,8 @@ def start_eviction(folder: Path, max_bytes: int) -> None:
         if fd is None:
             return  # one is at work already
         os.close(fd)
-        subprocess.run(["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 &', "sh", sys.executable, "-I", "-m",
+        # (-P: not the working folder on the path; PYTHONPATH, like the gate's own, is kept)
+        subprocess.run(["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 &', "sh", sys.executable, "-P", "-m",
                         "gitops_hooks.cache", "evict", str(folder), str(max_bytes)],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        start_new_session=True, close_fds=True, cwd="/", check=False, timeout=10)
@@ -432,7 +433,7 @@ def _delete(db: sqlite3.Connection, where: str, stamp: Any, budget: int | None) 
     return deleted
 
 
-if __name__ == "__main__":  # started by start_eviction: python -I -m gitops_hooks.cache evict FOLDER MAX_BYTES
+if __name__ == "__main__":  # started by start_eviction: python -P -m gitops_hooks.cache evict FOLDER MAX_BYTES
     import sys
 
     if len(sys.argv) == 4 and sys.argv[1] == "evict":
