@@ -297,11 +297,8 @@ class _Run:
             found, wanted, self.stats.objects = remembered
             if self.progress is not None:
                 self.progress(len(manifests), len(manifests))
-            for e in self.entries:
-                if e.path not in self.by_manifest:
-                    out.extend(self.blob_findings(e, e.path in direct_paths))
-            return sorted(set(self.policy.apply(suppress.apply_requests([*out, *found], dict(wanted), self.policy))))
-        manifest_part = len(out)  # what `out` holds from here on comes from the manifests alone, but:
+            return self._applied([*out, *found, *self._other_files(direct_paths)], dict(wanted))
+        manifest_part = len(out)  # what `out` holds from here on comes from the manifests alone
         self.blob_work(manifests, direct_paths, rendered)
         if self.progress is not None:
             self.progress(len(manifests), len(manifests))  # every file read: what is left checks them
@@ -322,9 +319,8 @@ class _Run:
         objects: list[Any] = [*refs, *rendered]
         self.stats.objects = len(objects)
 
-        other: list[Finding] = []  # ...the other files' findings
-        for e in self.entries:
-            (out if e.path in self.by_manifest else other).extend(self.blob_findings(e, e.path in direct_paths))
+        for e in manifests:
+            out.extend(self.blob_findings(e, e.path in direct_paths))
         for doc in rendered:
             for check in document_checks(doc.kind, self.ctx):
                 out.extend(check(doc, self.ctx))
@@ -343,7 +339,21 @@ class _Run:
                     wanted[tuple(subject)] = suppress.Request(e.path, line, col, label, frozenset(rules))
         if key is not None:
             remember(key, (tuple(out[manifest_part:]), dict(wanted), self.stats.objects))
-        return sorted(set(self.policy.apply(suppress.apply_requests([*out, *other], wanted, self.policy))))
+        return self._applied([*out, *self._other_files(direct_paths)], wanted)
+
+    def _other_files(self, direct_paths: set[str]) -> list[Finding]:
+        """The findings of the files that are not manifests (file checks: secrets, scripts, pipelines)."""
+        out: list[Finding] = []
+        for e in self.entries:
+            if e.path not in self.by_manifest:
+                out.extend(self.blob_findings(e, e.path in direct_paths))
+        return out
+
+    def _applied(self, found: list[Finding], wanted: dict[Any, Any]) -> list[Finding]:
+        """The run's answer: suppression requests, then the policy's severities and allowances."""
+        from . import suppress
+
+        return sorted(set(self.policy.apply(suppress.apply_requests(found, wanted, self.policy))))
 
     def _tree_key(self, manifests: list[Entry], direct_paths: set[str], consumed: set[str]) -> str | None:
         """What the findings of the manifests depend on, beyond the manifests' own blobs: a run with
@@ -352,6 +362,7 @@ class _Run:
         kubectl renders, kubeconform or plugins (their checks see the whole tree)."""
         from .cache import MEMO
         from .cel.previous import old_snapshot_manifests
+        from .checks.admission import folders_stamp
 
         where = getattr(self.cache, "path", None)  # per repository: a run that computes it fills its cache
         if not MEMO.enabled or where is None or getattr(self.cache, "db", None) is None \
@@ -359,18 +370,17 @@ class _Run:
                 or any(not c.__module__.startswith("gitops_hooks.checks.") for c in TREE_CHECKS):
             return None
         digest = hashlib.sha256()
-        admission = folder_stamp(self.policy.config.get("admission_policy_dirs") or [])  # edited in place
-        # (the ref matters through its policy, in self.base: no check reads it)
-        for part in (str(where), self.base, repr(admission), repr(sorted(self._simple_units.items()))):
+        # (the admission folders are edited in place; the ref matters through its policy, in self.base:
+        # no check reads it)
+        for part in (str(where), self.base, folders_stamp(self.ctx), repr(sorted(self._simple_units.items()))):
             digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
         digest.update("".join(f"{e.path}\0{e.oid}\0{e.mode}\0{e.path in direct_paths:d}{e.path in consumed:d}\n"
                               for e in manifests).encode("utf-8", "surrogateescape"))
-        old = self.ctx.old_tree  # transition rules and admission UPDATE compare with its objects
-        if old is None:
+        if self.ctx.old_tree is None:  # (transition rules and admission UPDATE compare with its objects)
             digest.update(b"\1no old tree")
         else:
             try:
-                old_entries = old_snapshot_manifests(old, self.policy)
+                old_entries = old_snapshot_manifests(self.ctx)
             except Exception:  # noqa: BLE001 - an old tree that cannot be listed: no memo
                 return None
             digest.update(b"\1old tree\0" + "".join(f"{e.path}\0{e.oid}\n" for e in old_entries).encode(

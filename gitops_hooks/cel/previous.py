@@ -21,15 +21,21 @@ def identity(obj: Any) -> Identity:
     return group, obj.kind, obj.namespace, obj.name
 
 
-def old_snapshot_manifests(snapshot: Any, policy: Any) -> list[Any]:
-    """The entries of the old tree whose objects count as its objects (the gate server's memo of tree
-    findings keys on their ids)."""
+def old_snapshot_manifests(ctx: Any) -> list[Any]:
+    """The entries of the old tree (ctx.old_tree) whose objects count as its objects, once per check
+    context (the gate server's memo of tree findings keys on their ids, old_objects reads them)."""
+    cached: list[Any] | None = ctx.extra.get("old_manifests")
+    if cached is not None:
+        return cached
+    policy = ctx.policy
     limit = int(policy.limits["max_file_bytes"])
     excluded, included, manifest_excluded = (matcher(policy.path_exclude), matcher(policy.include),
                                              matcher(policy.manifest_exclude))
-    return [e for e in snapshot.entries()
-            if not (e.is_link or e.is_submodule or e.size > limit or excluded(e.path) is not None)
-            and included(e.path) is not None and manifest_excluded(e.path) is None]
+    out = ctx.extra["old_manifests"] = [
+        e for e in ctx.old_tree.entries()
+        if not (e.is_link or e.is_submodule or e.size > limit or excluded(e.path) is not None)
+        and included(e.path) is not None and manifest_excluded(e.path) is None]
+    return out
 
 
 def old_objects(ctx: Any) -> dict[Identity, Document]:
@@ -42,7 +48,7 @@ def old_objects(ctx: Any) -> dict[Identity, Document]:
         policy = ctx.policy
         limit = int(policy.limits["max_file_bytes"])
         limits = Limits(max_file_bytes=limit)
-        for e in old_snapshot_manifests(snapshot, policy):
+        for e in old_snapshot_manifests(ctx):
             for doc in parse(e.path, snapshot.read(e), limits).documents:
                 if doc.is_object and doc.name:
                     out.setdefault(identity(doc), doc)

@@ -80,7 +80,7 @@ class Subject:
 @tree_check
 def admission_policies(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
     folders = tuple(ctx.policy.config.get("admission_policy_dirs") or ())
-    policies, bindings = _collect(tree.objects, folders, repr(folder_stamp(folders)) if folders else "")
+    policies, bindings = _collect(tree.objects, folders, folders_stamp(ctx))
     if not bindings:
         return
     namespaces = {d.name: d for d in tree.objects if d.kind == "Namespace" and d.api_version == "v1"}
@@ -97,6 +97,16 @@ def admission_policies(tree: TreeView, ctx: CheckContext) -> Iterator[Finding]:
 
 
 # ---------------------------------------------------------------------------- sources
+
+def folders_stamp(ctx: CheckContext) -> str:
+    """Names, sizes and times of the files in the administrator's folders, once per check context (the
+    gate server's memo of tree findings keys on it too)."""
+    stamp: str | None = ctx.extra.get("admission_stamp")
+    if stamp is None:
+        folders = ctx.policy.config.get("admission_policy_dirs") or ()
+        stamp = ctx.extra["admission_stamp"] = repr(folder_stamp(folders)) if folders else ""
+    return stamp
+
 
 def _collect(objects: list[Any], folders: tuple[str, ...], stamp: str) -> tuple[dict[str, dict[str, Any]], list[Binding]]:
     policies: dict[str, dict[str, Any]] = {}
