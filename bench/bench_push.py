@@ -19,20 +19,12 @@ Figures (one line each):
   validate-cold  `gitops-hooks validate` of the clone's working tree with an empty client cache
               (XDG_CACHE_HOME is a new empty folder for every run)
   validate    the same with the client cache warm (one unmeasured run first)
-
-one-file, readme: judged by the gate server. The benchmark has a gate server of its own (XDG_RUNTIME_DIR
-in its work folder), stopped at the end; its memory counts: "gate server peak RSS" is the server's
-VmHWM (its peak since it started), its CPU time is added to the push's, and its processes are summed
-into the tree PSS.
-
-Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
-wrapper that starts the hook installed by `gitops-hooks install` and records the wall time from spawn to
-exit; with os.wait4, its ru_maxrss ("peak RSS": the largest single process, the hook or one of its
-workers) and its CPU time (user + system, including the workers it waited for; less sensitive than wall
-time to other processes on shared cores); and, sampled every 25 ms, the peak of the summed PSS of the hook
-and all its descendants ("tree PSS": forked workers counted with their shared pages split, not twice).
-git's own transfer time is not counted. `validate` is measured the same way, as a child of this script.
-"MB" is KiB / 1024 (MiB).
+  baseline    bench/baseline.py, issue 6's "straightforward Python" (PyYAML's C loader and compiled
+              jsonschema-rs validators), on the generated corpus of 10,000 objects whatever --corpus
+              says: the issue timed it at 2.2 s there and set its targets beside it. It probes the
+              machine's speed, which moves the figures by half between hours. With cold-push, one run
+              follows each cold push, and one more line gives each push at the issue's machine speed
+              (its wall time x 2.2 s / the baseline's run after it), median of the pairs
 """
 
 from __future__ import annotations
@@ -54,7 +46,9 @@ CHECKOUT = HERE.parent
 SHARED = HERE.parent.parent / "shared"
 KUBE_PROMETHEUS = SHARED / "corpus" / "kube-prometheus" / "manifests"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")
-FIGURES = ("cold-push", "cold-push-no-server", "one-file", "readme", "validate-cold", "validate")
+FIGURES = ("cold-push", "cold-push-no-server", "one-file", "readme", "validate-cold", "validate", "baseline")
+ISSUE_BASELINE = 2.2  # s: issue 6's time for the straightforward Python on the generated 10,000 objects
+ISSUE_TARGETS = {"generated-10000": 0.9, "kube-prometheus": 0.33}  # s: issue 6's cold-push targets
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -474,7 +468,9 @@ def stop_gate_servers() -> None:
         time.sleep(0.05)
 
 
-def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_on: bool = True) -> list[Sample]:
+def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_on: bool = True,
+              between: Callable[[], None] | None = None) -> list[Sample]:
+    """`runs` cold pushes; `between` runs after each (not timed as part of the push)."""
     out: list[Sample] = []
     saved = os.environ.get("GITOPS_HOOKS_NO_SERVER")
     if server_on:
@@ -482,7 +478,7 @@ def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_o
     else:
         os.environ["GITOPS_HOOKS_NO_SERVER"] = "1"
     try:
-        return _cold_pushes(work, clone, runs, profile, "cold" if server_on else "cold-ns", out)
+        return _cold_pushes(work, clone, runs, profile, "cold" if server_on else "cold-ns", out, between)
     finally:
         if saved is None:
             os.environ.pop("GITOPS_HOOKS_NO_SERVER", None)
@@ -491,7 +487,7 @@ def cold_push(work: Path, clone: Path, runs: int, profile: Path | None, server_o
 
 
 def _cold_pushes(work: Path, clone: Path, runs: int, profile: Path | None, name: str,
-                 out: list[Sample]) -> list[Sample]:
+                 out: list[Sample], between: Callable[[], None] | None = None) -> list[Sample]:
     for i in range(runs):
         if name == "cold" and profile is None:  # a new server for each run: it has seen nothing of the corpus
             stop_gate_servers()
@@ -505,7 +501,35 @@ def _cold_pushes(work: Path, clone: Path, runs: int, profile: Path | None, name:
         shutil.rmtree(server.path)
         if profile is not None:
             break
+        if between is not None:
+            between()
     return out
+
+
+def baseline(corpus: Path, work: Path) -> Sample:
+    """One run of bench/baseline.py on the generated 10,000 objects in `corpus`, with no gate server
+    running (its CPU time and memory would count)."""
+    stop_gate_servers()
+    return measured([sys.executable, str(HERE / "baseline.py"), str(corpus)], corpus, work / "xdg-baseline")
+
+
+def baseline_corpus(label: str, clone: Path, work: Path) -> Path:
+    """The generated 10,000 objects: the clone itself when it holds them, else written once."""
+    if label == "generated-10000":
+        return clone
+    folder = work / "baseline-corpus"
+    if not folder.is_dir():
+        write_corpus("generated", 10_000, folder)
+    return folder
+
+
+def at_issue_speed(label: str, pushes: list[Sample], bases: list[Sample]) -> str:
+    """Each cold push scaled by the machine's speed of the moment: wall x 2.2 s / the baseline after it."""
+    scaled = [p.wall * ISSUE_BASELINE / b.wall for p, b in zip(pushes, bases, strict=True)]
+    target = ISSUE_TARGETS.get(label)
+    return (f"{label} cold-push at the issue's machine speed: median {statistics.median(scaled):.3f} s "
+            f"({len(scaled)} pairs, min {min(scaled):.3f}, max {max(scaled):.3f}"
+            + (f"; target {target} s" if target else "") + ")")
 
 
 def warm_server(work: Path, clone: Path) -> tuple[Server, str]:
@@ -556,7 +580,7 @@ def summary(label: str, figure: str, samples: list[Sample], note: str = "") -> s
     peak = max(s.maxrss_kb for s in samples) / 1024
     tree = max(s.tree_pss_kb for s in samples) / 1024
     codes = sorted({s.exit for s in samples})
-    status = "" if codes == [0] else f"; hook exit {','.join(map(str, codes))}"
+    status = "" if codes == [0] else f"; exit {','.join(map(str, codes))}"
     spread = f", min {min(walls):.3f}, max {max(walls):.3f}" if len(walls) > 1 else ""
     extra = f"; {note}" if note else ""
     cpu = statistics.median(s.cpu for s in samples)
@@ -586,8 +610,20 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
     prof = (lambda name: profile / f"{label}-{name}.prof") if profile else (lambda name: None)
     if "cold-push-no-server" in only:
         emit("cold-push-no-server", cold_push(work, clone, runs, prof("cold-push-no-server"), server_on=False))
+    bases: list[Sample] = []
+    pushes: list[Sample] = []
+    probe = baseline_corpus(label, clone, work) if "baseline" in only else None
     if "cold-push" in only:
-        emit("cold-push", cold_push(work, clone, runs, prof("cold-push")))
+        between = (lambda: bases.append(baseline(probe, work))) if probe and not profile else None
+        pushes = cold_push(work, clone, runs, prof("cold-push"), between=between)
+        emit("cold-push", pushes)
+    if probe is not None:
+        bases = bases or [baseline(probe, work) for _ in range(runs)]
+        emit("baseline", bases, "on the generated 10,000 objects")
+        if len(pushes) == len(bases) and all(b.exit == 0 for b in bases):
+            line = at_issue_speed(label, pushes, bases)
+            print(line, flush=True)
+            lines.append(line)
     if "one-file" in only or "readme" in only:
         if not profile:
             start_gate_server(work)
