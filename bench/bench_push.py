@@ -529,7 +529,8 @@ def at_issue_speed(label: str, pushes: list[Sample], bases: list[Sample]) -> str
     target = ISSUE_TARGETS.get(label)
     return (f"{label} cold-push at the issue's machine speed: median {statistics.median(scaled):.3f} s "
             f"({len(scaled)} pairs, min {min(scaled):.3f}, max {max(scaled):.3f}"
-            + (f"; target {target} s" if target else "") + ")")
+            + (f"; target {target} s" if target else "") + "); pairs (push / baseline, s): "
+            + ", ".join(f"{p.wall:.3f} / {b.wall:.2f}" for p, b in zip(pushes, bases, strict=True)))
 
 
 def warm_server(work: Path, clone: Path) -> tuple[Server, str]:
