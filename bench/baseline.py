@@ -9,9 +9,10 @@ between hours (other guests share the cores), so bench_push.py times this script
 (`--only cold-push,baseline`): the ratio of the two, taken minutes apart, says what the machine's speed
 of the moment does not.
 
-It reads every .yaml, .yml and .json file under FOLDER, in path order, with yaml.CSafeLoader, and checks
-each object against the schema of its apiVersion and kind in kubernetes-validate's `-local` folder of
-the Kubernetes version (the newest bundled when none is given), compiling each kind's validator once.
+It reads every .yaml, .yml and .json file under FOLDER (hidden folders such as .git left out), in path
+order, with yaml.CSafeLoader, and checks each object against the schema of its apiVersion and kind in
+kubernetes-validate's `-local` folder of the Kubernetes version (the newest bundled when none is given),
+compiling each kind's validator once.
 It prints one line: files, objects, objects with schema errors, kinds without a schema. It exits 1 when
 a file cannot be read (PyYAML refuses one CRD of kube-prometheus, as the issue says), after the line.
 """
@@ -49,7 +50,8 @@ def main(folder: Path, version: str) -> int:
     files = objects = invalid = 0
     unknown: set[tuple[str, str, str]] = set()
     failed = ""
-    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
         files += 1
         try:
             docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader))
