@@ -6,10 +6,13 @@ version, the CRDs that define its kinds, the suite's checks). Keys carry all of 
 stale: a changed input makes a new key.
 
 Storage is SQLite (WAL, so readers never wait on a writer) inside the bare repository. Writes are batched
-into one short transaction at the end of a run; if the database is busy the batch is dropped, the cache is
-only an accelerator. Its size is bounded: each row carries the day it was last written or used (a row read
-is stamped again once its stamp is a week old), and a count of the rows' bytes is kept beside them. When
-a flush takes the count past the limit, a process of its own (started detached: the push does not wait)
+into one short transaction at the end of a run; if the database is busy the batch is dropped, the cache
+is only an accelerator. In the gate server (`defer_writes`) a push does not wait for them: the rows of
+blobs (handed over by `put_later`) are encoded, and every batch written, by `flush_deferred`, which the
+server calls once it has answered the pusher, and which runs before the next cache of the process is
+opened. The cache's size is bounded: each row carries the day it was last written or used (a row read is
+stamped again once its stamp is a week old), and a count of the rows' bytes is kept beside them. When a
+flush takes the count past the limit, a process of its own (started detached: the push does not wait)
 deletes the least recently used rows until they take half of it. The file itself is larger by SQLite's
 page overhead and the free space deleted rows leave in their pages, which later rows reuse.
 
@@ -33,6 +36,25 @@ MAC_BYTES = 16
 MAX_BYTES = 256 * 1024 * 1024  # of rows, keys and values; `cache.max_mb` in the server's configuration
 RESTAMP_DAYS = 7  # a row read is stamped with the day again once its stamp is this old
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one for every row (json.dumps makes one per call)
+
+
+_DEFER = False  # set by the gate server: see defer_writes
+_DEFERRED: list[ResultCache] = []  # caches whose flush waits for flush_deferred
+
+
+def defer_writes() -> None:
+    """From now on in this process (and the workers it forks), rows handed over by `put_later` stay
+    unencoded and a cache's `flush` waits for `flush_deferred`: the gate server answers first."""
+    global _DEFER
+    _DEFER = True
+
+
+def flush_deferred() -> bool:
+    """Encode and write what deferred flushes left, oldest first; whether there was anything."""
+    had = bool(_DEFERRED)
+    while _DEFERRED:
+        _DEFERRED.pop(0).flush(now=True)
+    return had
 
 
 def today() -> int:
@@ -92,7 +114,12 @@ class NullCache:
     def put(self, key: str, value: Any) -> None:
         return None
 
-    def flush(self) -> None:
+    def put_later(self, key: str, value: Any) -> None:
+        """`put`, from a caller that hands the value over: nothing changes it afterwards, so its encoding
+        may wait (see defer_writes)."""
+        self.put(key, value)
+
+    def flush(self, now: bool = False) -> None:
         return None
 
     def for_child(self) -> NullCache:
@@ -100,24 +127,32 @@ class NullCache:
         for the parent's database handle is the parent's alone."""
         return NullCache()
 
-    def recorded(self) -> dict[str, bytes]:
+    def recorded(self) -> dict[str, Any]:
         return {}
 
-    def adopt(self, rows: dict[str, bytes]) -> None:
+    def adopt(self, rows: dict[str, Any]) -> None:
         """Store rows that a worker of this cache (`for_child`) recorded, with the next flush."""
         return None
 
 
 class _Recorder(NullCache):
+    """Rows by name: encoded (bytes), or the values themselves where the owner defers encoding."""
+
     def __init__(self, owner: ResultCache) -> None:
         self.owner = owner
-        self.rows: dict[str, bytes] = {}
+        self.rows: dict[str, Any] = {}
 
     def put(self, key: str, value: Any) -> None:
         name, row = self.owner.encode(key, value)
         self.rows[name] = row
 
-    def recorded(self) -> dict[str, bytes]:
+    def put_later(self, key: str, value: Any) -> None:
+        if self.owner.deferred:
+            self.rows[row_name(key)] = value
+        else:
+            self.put(key, value)
+
+    def recorded(self) -> dict[str, Any]:
         return self.rows
 
 
@@ -127,6 +162,8 @@ class ResultCache(NullCache):
         self.path = folder / "cache.sqlite"
         self.max_bytes = max_bytes
         self.pending: dict[str, bytes] = {}
+        self.later: dict[str, Any] = {}  # rows by name, encoded at the flush (put_later, when deferred)
+        self.deferred = _DEFER
         self.stale: set[str] = set()  # rows read whose stamp is RESTAMP_DAYS old: stamped again at flush
         self.today = today()
         self.db: sqlite3.Connection | None = None
@@ -252,9 +289,12 @@ class ResultCache(NullCache):
 
     def encode(self, key: str, value: Any) -> tuple[str, bytes]:
         """The row's name and stored bytes: the value as JSON, then its MAC."""
-        key = row_name(key)
+        name = row_name(key)
+        return name, self._row(name, value)
+
+    def _row(self, name: str, value: Any) -> bytes:
         data = _ENCODER.encode(value).encode()
-        return key, data + self._mac(key, data)
+        return data + self._mac(name, data)
 
     def put(self, key: str, value: Any) -> None:
         if self.db is None:
@@ -262,16 +302,39 @@ class ResultCache(NullCache):
         name, row = self.encode(key, value)
         self.pending[name] = row
 
+    def put_later(self, key: str, value: Any) -> None:
+        if self.db is None:
+            return
+        if self.deferred:
+            self.later[row_name(key)] = value
+        else:
+            self.put(key, value)
+
     def for_child(self) -> NullCache:
         return _Recorder(self) if self.db is not None else NullCache()
 
-    def adopt(self, rows: dict[str, bytes]) -> None:
+    def adopt(self, rows: dict[str, Any]) -> None:
         if self.db is not None:
-            self.pending.update(rows)
+            for name, row in rows.items():
+                if type(row) is bytes:
+                    self.pending[name] = row
+                else:
+                    self.later[name] = row
 
-    def flush(self) -> None:
-        if self.db is None or not (self.pending or self.stale):
+    def flush(self, now: bool = False) -> None:
+        """Write the run's rows; deferred (see defer_writes) unless `now`."""
+        if self.db is None or not (self.pending or self.later or self.stale):
             return
+        if self.deferred and not now:
+            if self not in _DEFERRED:
+                _DEFERRED.append(self)
+            return
+        for name, value in self.later.items():
+            try:
+                self.pending[name] = self._row(name, value)
+            except (TypeError, ValueError):  # pragma: no cover - values are built of JSON types
+                continue
+        self.later.clear()
         day = self.today
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -319,6 +382,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
 
 
 def for_repository(git_dir: Path, max_bytes: int = MAX_BYTES) -> NullCache:
+    flush_deferred()  # a push of several refs: what the run of the last ref found is there for this one
     if os.environ.get("GITOPS_HOOKS_NO_CACHE") == "1":
         return NullCache()
     return ResultCache(git_dir / "gitops-hooks" / "cache", max_bytes)

@@ -8,7 +8,9 @@ kinds and of CRDs, keyed by their blob; decoded result-cache rows, keyed exactly
 listings, keyed by tree id), and runs each push with the same function `gitops-hooks pre-receive` runs:
 `prereceive.main`, with the client's environment, working folder and standard input swapped in for the
 request and restored after. Its stdout and stderr are captured and sent back; the exit code goes with
-them.
+them. What the push does not need before its verdict waits until the answer is sent: writing the result
+cache (cache.defer_writes; in the request's environment, holding `gate-<stamp>.sock.writing` locked,
+so that whoever must see those rows can wait for them), reaping workers, collecting garbage.
 
 It serves one push at a time (the client takes a lock first and runs the gate itself when the server is
 busy). It exits when idle for `GITOPS_HOOKS_SERVER_IDLE` seconds (600 by default), when the suite's files
@@ -31,6 +33,7 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -121,36 +124,67 @@ def _peer_uid(conn: socket.socket) -> int | None:
         return None
 
 
-def handle(fields: list[str]) -> tuple[int, str]:
-    """Run one hook request ([hook, folder, stdin, umask, name, value, ...]) as `gitops-hooks <hook>`
-    would; never raises."""
-    from . import prereceive
-    from .gitrepo import git_dir_from_env
-
-    hook, cwd, stdin_text, umask, *pairs = fields
-    if hook != "pre-receive" or len(pairs) % 2 or not umask.isdigit():
-        return 1, f"{prereceive.PREFIX}: push refused: the gate server got a request it does not understand\n"
-    env = dict(zip(pairs[::2], pairs[1::2], strict=True))
+@contextlib.contextmanager
+def _as_hook(cwd: str, umask: str, env: dict[str, str]) -> Iterator[None]:
+    """The hook's environment, working folder and umask (files the gate writes, cache and log, are made
+    as the hook would make them), restored after."""
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    saved_umask = os.umask(int(umask) & 0o777)  # files the gate writes (cache, log) as the hook would
-    out = io.StringIO()
+    saved_umask = os.umask(int(umask) & 0o777)
     try:
         os.environ.clear()
         os.environ.update(env)
         os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = prereceive.main(stdin_text, git_dir_from_env(), os.environ, out=out)
-    except BaseException as exc:  # noqa: BLE001 - fail closed: a refusal with a reason, the server goes on
-        out.write(f"{prereceive.PREFIX}: push refused: internal error in the gate server "
-                  f"({type(exc).__name__}: {str(exc)[:200]})\n".replace("\n", " ").rstrip() + "\n")
-        code = 1
+        yield
     finally:
         os.umask(saved_umask)
         os.environ.clear()
         os.environ.update(saved_env)
         with contextlib.suppress(OSError):
             os.chdir(saved_cwd)
+
+
+def _request(fields: list[str]) -> tuple[str, str, dict[str, str]] | None:
+    """(folder, umask, environment) of a request the server understands, else None."""
+    hook, cwd, _stdin, umask, *pairs = fields
+    if hook != "pre-receive" or len(pairs) % 2 or not umask.isdigit():
+        return None
+    return cwd, umask, dict(zip(pairs[::2], pairs[1::2], strict=True))
+
+
+def handle(fields: list[str]) -> tuple[int, str]:
+    """Run one hook request ([hook, folder, stdin, umask, name, value, ...]) as `gitops-hooks <hook>`
+    would; never raises."""
+    from . import prereceive
+    from .gitrepo import git_dir_from_env
+
+    request = _request(fields)
+    if request is None:
+        return 1, f"{prereceive.PREFIX}: push refused: the gate server got a request it does not understand\n"
+    out = io.StringIO()
+    try:
+        with _as_hook(*request), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = prereceive.main(fields[2], git_dir_from_env(), os.environ, out=out)
+    except BaseException as exc:  # noqa: BLE001 - fail closed: a refusal with a reason, the server goes on
+        out.write(f"{prereceive.PREFIX}: push refused: internal error in the gate server "
+                  f"({type(exc).__name__}: {str(exc)[:200]})\n".replace("\n", " ").rstrip() + "\n")
+        code = 1
     return code, out.getvalue()
+
+
+def finish(fields: list[str]) -> None:
+    """After the answer: write what the request left to write (the result cache), as the hook would.
+    Never raises: the pusher has its verdict, and a row not written is only a row computed again."""
+    from . import cache
+
+    request = _request(fields)
+    try:
+        if request is None:
+            cache.flush_deferred()
+            return
+        with _as_hook(*request):
+            cache.flush_deferred()
+    except Exception:  # noqa: BLE001,S110 - see above
+        pass
 
 
 def _sweep(folder: Path, own_lock: int) -> None:
@@ -170,7 +204,7 @@ def _sweep(folder: Path, own_lock: int) -> None:
         finally:
             os.close(fd)
         base = str(lock)[:-len(".sock.lock")]
-        for suffix in (".sock", ".pid", ".sock.busy", ".sock.lock"):
+        for suffix in (".sock", ".pid", ".sock.busy", ".sock.writing", ".sock.lock"):
             with contextlib.suppress(OSError):
                 os.unlink(base + suffix)
         with contextlib.suppress(OSError):
@@ -225,6 +259,10 @@ def serve(path: str) -> int:
     except Exception:  # noqa: BLE001 - no server; every push runs the gate in its own process
         _log(log, "warm-up failed:\n" + traceback.format_exc())
         return 1
+    from . import cache
+
+    cache.defer_writes()
+    writing = os.open(path + ".writing", os.O_RDWR | os.O_CREAT, 0o600)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -280,13 +318,20 @@ def serve(path: str) -> int:
                     continue
                 started = time.monotonic()
                 stop.busy = True
+                fcntl.flock(writing, fcntl.LOCK_EX)  # until the request's rows are written (finish)
                 try:
                     code, text = _profiled(fields) if profile_dir else handle(fields)
-                finally:
+                except BaseException:
                     stop.busy = False
+                    raise
                 _log(log, f"{fields[0]} in {fields[1]}: exit {code} in {time.monotonic() - started:.3f} s")
                 with contextlib.suppress(OSError):
                     conn.sendall(gateclient.encode([str(code), text]))
+            try:
+                finish(fields)
+            finally:
+                fcntl.flock(writing, fcntl.LOCK_UN)
+                stop.busy = False
             served += 1
             workers.reap()  # after the answer: the push's workers finish exiting meanwhile
             gc.collect()  # after the answer: a push's reference cycles go now, not at some later push

@@ -275,7 +275,7 @@ class _Run:
     def summary(self, e: Entry) -> dict[str, Any]:
         if self._cached_summary(e) is None:
             s = _summary(self.parse(e.path))
-            self.cache.put(self._summary_key(e), s)
+            self.cache.put_later(self._summary_key(e), s)
             self.summaries[e.path] = s
         return self.summaries[e.path]
 
@@ -611,7 +611,7 @@ class _Run:
             return _findings_from(cached)
         key = self._blob_key(e, direct)
         rows = self.compute_blob(e, direct)
-        self.cache.put(key, rows)
+        self.cache.put_later(key, rows)
         return _findings_from(rows)
 
     def compute_blob(self, e: Entry, direct: bool) -> list[Any]:
@@ -661,7 +661,8 @@ class _Pool:
     Phase 1: each process (the parent included: it would only wait) takes the next blob from a shared
     queue, biggest first, until none is left, and checks it with the CRDs known before the fork; the
     workers answer with the summaries, the findings rows under the keys they used, and the cache rows
-    they encoded. Phase 2, only when phase 1 found CRDs: each registers all of them as the parent did
+    they recorded (encoded, or in the gate server the values themselves: the parent encodes them after
+    its answer, see cache.defer_writes). Phase 2, only when phase 1 found CRDs: each registers all of them as the parent did
     and checks again the blobs whose key changed (the parse of files with custom kinds is kept, so those
     go back to whoever parsed them). A failed worker's blobs are left to the parent's sequential path;
     nothing a failed worker sent is kept."""
@@ -671,7 +672,7 @@ class _Pool:
         self.workers = workers  # worker i is process i + 1; the parent is process 0
         self.queue = queue
         self.order = order
-        self.recorded: dict[str, bytes] = {}
+        self.recorded: dict[str, Any] = {}
         self.owner: dict[str, int] = {}
         self.failed = False
 
@@ -718,7 +719,7 @@ class _Pool:
         return found
 
     def adopt(self, rejected: set[str]) -> None:
-        """Store what phase 1 encoded, but for rows under keys that turned out stale."""
+        """Store what phase 1 recorded, but for rows under keys that turned out stale."""
         names = {row_name(key) for key in rejected}
         self.run.cache.adopt({k: v for k, v in self.recorded.items() if k not in names})
         self.recorded = {}
@@ -758,7 +759,7 @@ class _Pool:
             self.failed = True
         for path, direct, key in items[0]:  # the parent's own (its CRDs are registered by blob_work)
             rows = run.compute_blob(run.by_path[path], direct)
-            run.cache.put(key, rows)
+            run.cache.put_later(key, rows)
             run.precomputed[path] = rows
         if self.failed:
             return
@@ -776,7 +777,7 @@ class _Pool:
 
 
 def _phase_one(run: _Run, queue: Queue, order: list[tuple[str, bool]]) -> tuple[
-        dict[str, tuple[str, list[Any]]], list[str], dict[str, dict[str, Any]], dict[str, bytes]]:
+        dict[str, tuple[str, list[Any]]], list[str], dict[str, dict[str, Any]], dict[str, Any]]:
     """Summaries and findings rows of the blobs this process takes from the queue, with the CRDs
     registered so far; what run.cache (a recorder) recorded. Parses are kept only where a CRD found in
     this phase could matter."""
@@ -792,7 +793,7 @@ def _phase_one(run: _Run, queue: Queue, order: list[tuple[str, bool]]) -> tuple[
             news[path] = run.summary(e)
         key = run._blob_key(e, direct)
         found[path] = (key, run.compute_blob(e, direct))
-        run.cache.put(key, found[path][1])
+        run.cache.put_later(key, found[path][1])
         if path in run.summaries and (run.summaries[path]["defines"] or any(
                 (*split_api_version(row[3]), row[4]) not in builtin for row in run.summaries[path]["docs"])):
             kept.append(path)  # a CRD (phase 2 may load it), or objects whose kinds a CRD found now may define
@@ -805,7 +806,7 @@ def _phase_one(run: _Run, queue: Queue, order: list[tuple[str, bool]]) -> tuple[
 def _worker(run: _Run, queue: Queue, order: list[tuple[str, bool]], base: CustomSchemas,
             manifests: list[Entry], rendered: list[Document], channel: Channel) -> None:
     """A forked worker's two phases (see `_Pool`). It reads blobs through its own repository handle and
-    encodes cache rows for the parent to store: the parent's SQLite handle is never used here."""
+    records cache rows for the parent to store: the parent's SQLite handle is never used here."""
     run.snapshot = run.snapshot.for_child()
     run.cache = run.cache.for_child()
     run.progress = None  # the parent alone reports, from the counter all processes share
@@ -817,7 +818,7 @@ def _worker(run: _Run, queue: Queue, order: list[tuple[str, bool]], base: Custom
     rows_of = {}
     for path, direct, key in items:
         rows = run.compute_blob(run.by_path[path], direct)
-        run.cache.put(key, rows)
+        run.cache.put_later(key, rows)
         rows_of[path] = rows
     channel.send((rows_of, run.cache.recorded()))
 

@@ -59,6 +59,22 @@ def stop_gate_servers(runtime: str | Path) -> None:
             continue
 
 
+def settle_gate_servers() -> None:
+    """Wait until the gate servers of this test's runtime folder have written what their last push left
+    to write after its answer (the result cache): they hold `gate-*.sock.writing` locked until then."""
+    import fcntl
+
+    for lock in (Path(os.environ["XDG_RUNTIME_DIR"]) / "gitops-hooks").glob("gate-*.sock.writing"):
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stop_gate_servers(TEST_RUNTIME)
     shutil.rmtree(TEST_RUNTIME, ignore_errors=True)  # the servers leave nothing there worth keeping
@@ -148,6 +164,7 @@ class Clone:
 
     def push(self, *args: str, ref: str = "HEAD:refs/heads/main") -> Push:
         proc = git("push", "--porcelain", "origin", *args, ref, cwd=self.path, check=False)
+        settle_gate_servers()  # what a test looks at next (the cache) is written
         return Push(proc.returncode, proc.stderr + proc.stdout)
 
 

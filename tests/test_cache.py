@@ -6,6 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Clone, Server
 from test_gate_e2e import DEPLOYMENT
 
@@ -230,3 +231,40 @@ def test_eviction_takes_whole_days_oldest_first_then_part_of_one(tmp_path: Path)
     left = sorted(con.execute("SELECT t, count(*) FROM kv GROUP BY t"))
     assert left == [(day - 9, 50), (day - 1, 100)]  # 50 and 20 days old: all; 9 days: half; yesterday: none
     assert con.execute("SELECT v FROM meta WHERE k = 'bytes'").fetchone() == (150 * size,)
+
+
+def test_in_the_gate_server_rows_are_written_after_the_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """defer_writes (the gate server): a run's flush writes nothing until flush_deferred, which the server
+    calls once it has answered; then the rows, a forked worker's included, are what an immediate write
+    stores. Opening the next cache writes what is left first (a push of several refs)."""
+    from gitops_hooks import cache
+
+    monkeypatch.setattr(cache, "_DEFER", False)
+    monkeypatch.setattr(cache, "_DEFERRED", [])
+    cache.defer_writes()
+    summary = {"docs": [[0, 1, 1, "v1", "ConfigMap", "", "x"]], "crd": False}
+    rows = [["secret-plaintext", 3, 5, "a message", "a hint", None]]
+    c = ResultCache(tmp_path / "gitops-hooks" / "cache")
+    c.put_later("parse:a", summary)
+    worker = c.for_child()
+    worker.put_later("checks:b", rows)
+    worker.put("crd:c", [["an object", 1]])  # encoded at once: a value the caller may still change
+    c.adopt(worker.recorded())
+    c.flush()
+    db = tmp_path / "gitops-hooks" / "cache" / "cache.sqlite"
+    count = lambda: sqlite3.connect(db).execute("SELECT count(*) FROM kv").fetchone()[0]  # noqa: E731
+    assert count() == 0
+    assert cache.flush_deferred()
+    assert count() == 3
+    assert not cache.flush_deferred()  # nothing twice
+    monkeypatch.setattr(cache, "_DEFER", False)
+    fresh = ResultCache(tmp_path / "gitops-hooks" / "cache")
+    assert fresh.get_many(["parse:a", "checks:b", "crd:c"]) == {
+        "parse:a": summary, "checks:b": rows, "crd:c": [["an object", 1]]}
+    cache.defer_writes()
+    c = ResultCache(tmp_path / "gitops-hooks" / "cache")
+    c.put_later("checks:d", rows)
+    c.flush()
+    assert count() == 3
+    cache.for_repository(tmp_path)  # the next ref's run
+    assert count() == 4

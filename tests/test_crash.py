@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, Clone, Server, git
+from conftest import GIT_ENV, Clone, Server, git, settle_gate_servers
 from test_gate_e2e import DEPLOYMENT
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: '{value}'\n"
@@ -80,6 +80,7 @@ def assert_sound(server: Server) -> None:
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     left = [p.name for p in (server.path / "objects").iterdir() if p.name.startswith("tmp_objdir")]
     assert not left, f"quarantine left behind: {left}"
+    settle_gate_servers()
     db = server.path / "gitops-hooks" / "cache" / "cache.sqlite"
     if db.exists():
         with sqlite3.connect(db) as conn:
