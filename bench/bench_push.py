@@ -25,6 +25,21 @@ Figures (one line each):
               machine's speed, which moves the figures by half between hours. With cold-push, one run
               follows each cold push, and one more line gives each push at the issue's machine speed
               (its wall time x 2.2 s / the baseline's run after it), median of the pairs
+
+one-file, readme: judged by the gate server. The benchmark has a gate server of its own (XDG_RUNTIME_DIR
+in its work folder), stopped at the end; its memory counts: "gate server peak RSS" is the server's
+VmHWM (its peak since it started), its CPU time is added to the push's (what it does after its answer,
+writing the result cache, included: the script waits for it, untimed), and its processes are summed
+into the tree PSS.
+
+Only the hook process is measured: the bare repository's pre-receive hook is replaced by a small
+wrapper that starts the hook installed by `gitops-hooks install` and records the wall time from spawn to
+exit; with os.wait4, its ru_maxrss ("peak RSS": the largest single process, the hook or one of its
+workers) and its CPU time (user + system, including the workers it waited for; less sensitive than wall
+time to other processes on shared cores); and, sampled every 25 ms, the peak of the summed PSS of the hook
+and all its descendants ("tree PSS": forked workers counted with their shared pages split, not twice).
+git's own transfer time is not counted. `validate` is measured the same way, as a child of this script.
+"MB" is KiB / 1024 (MiB).
 """
 
 from __future__ import annotations
@@ -121,6 +136,7 @@ def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] 
     deadline = time.monotonic() + 5
     while any(children(p) for p in servers) and time.monotonic() < deadline:
         time.sleep(0.005)
+    settle_servers()
     return {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": proc.returncode, "user": usage.ru_utime,
             "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb,
             "server_hwm_kb": max((status_kb(p, "VmHWM") for p in servers), default=0),
@@ -139,6 +155,23 @@ def gate_servers() -> list[int]:
         if Path(f"/proc/{pid}").exists():
             out.append(pid)
     return out
+
+
+def settle_servers() -> None:
+    """Wait until the gate servers have written what they write after an answer (the result cache):
+    they hold `gate-*.sock.writing` locked until then."""
+    import fcntl
+
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")) / "gitops-hooks"
+    for lock in folder.glob("gate-*.sock.writing"):
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
 
 
 def children(pid: int) -> list[int]:
