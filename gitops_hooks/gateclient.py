@@ -91,6 +91,28 @@ def socket_path(env: dict[str, str] | None = None) -> str | None:
     return os.path.join(folder, f"gate-{stamp}.sock")
 
 
+def settle() -> None:
+    """Wait until the gate servers of this user's runtime folder have written what they write after an
+    answer (the result cache): each holds `gate-<stamp>.sock.writing` locked until then. For whoever must
+    see those rows right after a push: tests, the benchmark."""
+    import fcntl
+
+    folder = runtime_dir()
+    if folder is None:
+        return
+    for name in os.listdir(folder):
+        if not (name.startswith("gate-") and name.endswith(".sock.writing")):
+            continue
+        try:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
+
+
 def encode(fields: list[str]) -> bytes:
     """A message: a count, then each field as a length and UTF-8 bytes (surrogates kept)."""
     out = [len(fields).to_bytes(4, "big")]

@@ -60,19 +60,10 @@ def stop_gate_servers(runtime: str | Path) -> None:
 
 
 def settle_gate_servers() -> None:
-    """Wait until the gate servers of this test's runtime folder have written what their last push left
-    to write after its answer (the result cache): they hold `gate-*.sock.writing` locked until then."""
-    import fcntl
+    """What a test looks at after a push (the result cache) is written: see gateclient.settle."""
+    from gitops_hooks import gateclient
 
-    for lock in (Path(os.environ["XDG_RUNTIME_DIR"]) / "gitops-hooks").glob("gate-*.sock.writing"):
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        finally:
-            os.close(fd)
+    gateclient.settle()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
