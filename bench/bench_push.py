@@ -136,9 +136,7 @@ def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] 
     deadline = time.monotonic() + 5
     while any(children(p) for p in servers) and time.monotonic() < deadline:
         time.sleep(0.005)
-    from gitops_hooks import gateclient
-
-    gateclient.settle()  # what a server writes after its answer (the result cache)
+    settle_servers()
     return {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": proc.returncode, "user": usage.ru_utime,
             "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb,
             "server_hwm_kb": max((status_kb(p, "VmHWM") for p in servers), default=0),
@@ -157,6 +155,24 @@ def gate_servers() -> list[int]:
         if Path(f"/proc/{pid}").exists():
             out.append(pid)
     return out
+
+
+def settle_servers() -> None:
+    """gateclient.settle, here because the measuring hook runs with the measured code first on its path
+    (`--code`), which may be a commit from before that function: wait until the gate servers have written
+    what they write after an answer (the result cache), holding `gate-*.sock.writing` locked until then."""
+    import fcntl
+
+    folder = Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")) / "gitops-hooks"
+    for lock in folder.glob("gate-*.sock.writing"):
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
 
 
 def children(pid: int) -> list[int]:
