@@ -15,7 +15,7 @@ import functools
 import importlib.util
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,20 +247,41 @@ class UnusableSchema(Exception):
 def validation_rules(schema: Any) -> str:
     """The CEL rules (x-kubernetes-validations) an openAPIV3Schema carries: "" none; "rules" none that
     compare with oldSelf; "plain" some transition rules; "optional" some with optionalOldSelf, which run
-    on create too."""
-    if not _has_rules(schema):
+    on create too. A rule compares with oldSelf when any text of its entry (rule, messageExpression, ...)
+    names it; the schemas are walked once (a CRD's schema can be thousands of nodes)."""
+    transition = optional = found = False
+    for entry in _rule_entries(schema):
+        found = True
+        if not isinstance(entry, dict):
+            transition = transition or "oldSelf" in str(entry)
+            continue
+        if any(isinstance(text, str) and "oldSelf" in text for text in entry.values()):
+            transition = True
+            optional = optional or entry.get("optionalOldSelf") is True
+    if not found:
         return ""
-    text = str(schema)
-    return "rules" if "oldSelf" not in text else "optional" if "'optionalOldSelf': True" in text else "plain"
+    return "optional" if optional else "plain" if transition else "rules"
 
 
-def _has_rules(schema: Any) -> bool:
-    if isinstance(schema, dict):
-        if schema.get("x-kubernetes-validations"):
-            return True
-        return any(_has_rules(v) for k, v in schema.items() if k in ("properties", "items", "additionalProperties")
-                   or isinstance(v, dict) and k not in ("default", "example", "enum"))
-    return False
+_NOT_SCHEMAS = frozenset(("default", "example", "enum"))  # values, not schemas: rules there are data
+
+
+def _rule_entries(schema: Any) -> Iterator[Any]:
+    """Every entry of every x-kubernetes-validations list in a schema and the schemas under it: the
+    properties (whatever their names), items, additionalProperties and any other schema-valued key."""
+    stack = [schema] if isinstance(schema, dict) else []
+    while stack:
+        node = stack.pop()
+        rules = node.get("x-kubernetes-validations")
+        if rules:
+            yield from rules if isinstance(rules, list) else [rules]
+        for key, child in node.items():
+            if type(child) is not dict:
+                continue
+            if key in ("properties", "patternProperties"):
+                stack.extend(c for c in child.values() if type(c) is dict)
+            elif key not in _NOT_SCHEMAS:
+                stack.append(child)
 
 
 class CustomSchemas:

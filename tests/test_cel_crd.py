@@ -314,3 +314,86 @@ def test_optional_old_self_rules_run_on_create_and_on_update(server: Server, clo
     assert not push.accepted
     assert ("apps/counter.yaml:7:10: error [crd-rule-transition] counter.example.com/jobs: spec.epoch: Invalid value: "
             "epoch may only grow (was 1)") in push.remote_lines()
+
+
+PROFILE_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: profiles.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Profile, plural: profiles, singular: profile}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          description: the old profile (oldSelf, in a description only) is not compared
+          properties:
+            spec:
+              type: object
+              properties:
+                default:
+                  type: object
+                  properties:
+                    cpu: {type: integer}
+                  x-kubernetes-validations:
+                    - rule: self.cpu <= 8
+                      message: the default profile gets at most 8 CPUs
+"""
+
+PROFILE = """\
+apiVersion: example.com/v1
+kind: Profile
+metadata:
+  name: batch
+  namespace: apps
+spec:
+  default:
+    cpu: {cpu}
+"""
+
+
+def test_rules_under_a_property_named_like_a_schema_keyword_are_evaluated(server: Server, clone: Clone) -> None:
+    """`default`, `example` and `enum` hold values in a schema, but under `properties` they are field names
+    whose schemas carry rules like any other."""
+    clone.write("crds/profile.yaml", PROFILE_CRD)
+    clone.write("apps/profile.yaml", PROFILE.format(cpu=16))
+    clone.commit("a profile of 16 CPUs")
+    push = clone.push()
+    assert not push.accepted
+    assert ("apps/profile.yaml:8:5: error [crd-rule] profile.example.com/batch: spec.default: Invalid value: "
+            "the default profile gets at most 8 CPUs") in push.remote_lines(), push.output
+    clone.write("apps/profile.yaml", PROFILE.format(cpu=4))
+    clone.commit("4 CPUs")
+    assert clone.push().accepted
+
+
+def test_the_rule_traits_of_a_schema() -> None:
+    """What the gate reads from a CRD schema before it evaluates anything: whether it has rules at all,
+    and whether some compare with oldSelf (transition rules), on create too (optionalOldSelf)."""
+    from gitops_hooks.schemas import validation_rules
+
+    def schema(*rules: dict[str, object], where: str = "spec") -> dict[str, object]:
+        inner: dict[str, object] = {"type": "object", "x-kubernetes-validations": list(rules)}
+        node: dict[str, object] = {"type": "object", "description": "oldSelf is named here, in prose",
+                                   "properties": {where: inner}}
+        return {"type": "object", "properties": {"spec": node}} if where != "spec" else node
+
+    assert validation_rules({"type": "object", "description": "oldSelf"}) == ""
+    assert validation_rules(schema({"rule": "self.a > 0"})) == "rules"
+    assert validation_rules(schema({"rule": "self == oldSelf", "message": "immutable"})) == "plain"
+    assert validation_rules(schema({"rule": "self.a > 0", "messageExpression": "'was ' + string(oldSelf.a)"})) == "plain"
+    assert validation_rules(schema({"rule": "self.a >= oldSelf.a", "optionalOldSelf": True},
+                                   {"rule": "self.b > 0"})) == "optional"
+    assert validation_rules(schema({"rule": "self.a > 0"}, where="enum")) == "rules"
+    in_a_value = {"type": "object", "properties": {"spec": {"type": "object", "default": {
+        "x-kubernetes-validations": [{"rule": "self == oldSelf"}]}}}}
+    assert validation_rules(in_a_value) == ""
+    under_items = {"type": "array", "items": {"type": "object", "additionalProperties": {
+        "type": "object", "x-kubernetes-validations": [{"rule": "self.size() < 3"}]}}}
+    assert validation_rules(under_items) == "rules"
