@@ -171,20 +171,22 @@ def handle(fields: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def finish(fields: list[str]) -> None:
+def finish(fields: list[str]) -> str:
     """After the answer: write what the request left to write (the result cache), as the hook would.
-    Never raises: the pusher has its verdict, and a row not written is only a row computed again."""
+    Never raises: the pusher has its verdict, and a row not written is only a row computed again. What
+    went wrong, for the log; "" if nothing."""
     from . import cache
 
     request = _request(fields)
     try:
         if request is None:
             cache.flush_deferred()
-            return
-        with _as_hook(*request):
-            cache.flush_deferred()
-    except Exception:  # noqa: BLE001,S110 - see above
-        pass
+        else:
+            with _as_hook(*request):
+                cache.flush_deferred()
+    except Exception as exc:  # noqa: BLE001 - see above
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return ""
 
 
 def _sweep(folder: Path, own_lock: int) -> None:
@@ -328,7 +330,9 @@ def serve(path: str) -> int:
                 with contextlib.suppress(OSError):
                     conn.sendall(gateclient.encode([str(code), text]))
             try:
-                finish(fields)
+                problem = finish(fields)
+                if problem:
+                    _log(log, f"{fields[0]} in {fields[1]}: the result cache was not written: {problem}")
             finally:
                 fcntl.flock(writing, fcntl.LOCK_UN)
                 stop.busy = False

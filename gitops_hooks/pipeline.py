@@ -662,9 +662,9 @@ class _Pool:
     queue, biggest first, until none is left, and checks it with the CRDs known before the fork; the
     workers answer with the summaries, the findings rows under the keys they used, and the cache rows
     they recorded (encoded, or in the gate server the values themselves: the parent encodes them after
-    its answer, see cache.defer_writes). Phase 2, only when phase 1 found CRDs: each registers all of them as the parent did
-    and checks again the blobs whose key changed (the parse of files with custom kinds is kept, so those
-    go back to whoever parsed them). A failed worker's blobs are left to the parent's sequential path;
+    its answer, see cache.defer_writes). Phase 2, only when phase 1 found CRDs: each registers all of
+    them as the parent did and checks again the blobs whose key changed (the parse of files with custom
+    kinds is kept, so those go back to whoever parsed them). A failed worker's blobs are left to the parent's sequential path;
     nothing a failed worker sent is kept."""
 
     def __init__(self, run: _Run, workers: Workers, queue: Queue, order: list[tuple[str, bool]]) -> None:
