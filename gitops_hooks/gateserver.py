@@ -332,7 +332,7 @@ def serve(path: str) -> int:
             try:
                 problem = finish(fields)
                 if problem:
-                    _log(log, f"{fields[0]} in {fields[1]}: the result cache was not written: {problem}")
+                    _log(log, f"result cache of {fields[1]} not written after the answer: {problem}")
             finally:
                 fcntl.flock(writing, fcntl.LOCK_UN)
                 stop.busy = False

@@ -8,13 +8,14 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git, stop_gate_servers
+from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git, settle_gate_servers, stop_gate_servers
 
 PYTHON = str(Path(EXE).parent / "python")
 
@@ -280,6 +281,24 @@ def test_files_the_server_writes_follow_the_pushers_umask(server: Server, clone:
     assert served_pushes(server) == before + 1
     db = fresh.path / "gitops-hooks" / "cache" / "cache.sqlite"
     assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_server_writes_the_result_cache_after_its_answer(server: Server, clone: Clone, tmp_path: Path) -> None:
+    """The server answers first and writes the push's cache rows after; whoever needs them waits on its
+    writing lock (gateclient.settle, as Clone.push does) and finds them all."""
+    start(server, clone)
+    fresh = Server(tmp_path / "fresh.git")
+    for i in range(5):
+        clone.write(f"apps/web{i}.yaml", DEPLOYMENT.replace("name: web", f"name: web{i}"))
+    clone.commit("five more")
+    before = served_pushes(server)
+    push = git("push", "--porcelain", str(fresh.path), "HEAD:refs/heads/main", cwd=clone.path, check=False)
+    assert push.returncode == 0, push.stderr
+    assert served_pushes(server) == before + 1  # judged by the server, not in the hook's own process
+    settle_gate_servers()
+    db = fresh.path / "gitops-hooks" / "cache" / "cache.sqlite"
+    rows = dict(sqlite3.connect(db).execute("SELECT substr(k, 1, 9), count(*) FROM kv GROUP BY 1"))
+    assert rows.get("v1:parse:", 0) >= 6 and rows.get("v1:checks", 0) >= 6, rows  # each of the six manifests
 
 
 def test_a_silent_connection_holds_the_server_for_seconds_only(server: Server, clone: Clone,
