@@ -158,21 +158,15 @@ def gate_servers() -> list[int]:
 
 
 def settle_servers() -> None:
-    """gateclient.settle, here because the measuring hook runs with the measured code first on its path
-    (`--code`), which may be a commit from before that function: wait until the gate servers have written
-    what they write after an answer (the result cache), holding `gate-*.sock.writing` locked until then."""
-    import fcntl
+    """gateclient.settle of the live checkout (loaded by its path: the measuring hook runs with the measured
+    commit first on its path, `--code`, which may predate it; the module imports the standard library only)."""
+    import importlib.util
 
-    folder = Path(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent")) / "gitops-hooks"
-    for lock in folder.glob("gate-*.sock.writing"):
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        finally:
-            os.close(fd)
+    spec = importlib.util.spec_from_file_location("_live_gateclient", CHECKOUT / "gitops_hooks" / "gateclient.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.settle()
 
 
 def children(pid: int) -> list[int]:

@@ -125,15 +125,16 @@ def _peer_uid(conn: socket.socket) -> int | None:
 
 
 @contextlib.contextmanager
-def _as_hook(cwd: str, umask: str, env: dict[str, str]) -> Iterator[None]:
-    """The hook's environment, working folder and umask (files the gate writes, cache and log, are made
-    as the hook would make them), restored after."""
+def _as_hook(cwd: str | None, umask: str, env: dict[str, str]) -> Iterator[None]:
+    """The hook's environment, working folder (unless None) and umask (files the gate writes, cache and
+    log, are made as the hook would make them), restored after."""
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     saved_umask = os.umask(int(umask) & 0o777)
     try:
         os.environ.clear()
         os.environ.update(env)
-        os.chdir(cwd)
+        if cwd is not None:
+            os.chdir(cwd)
         yield
     finally:
         os.umask(saved_umask)
@@ -172,9 +173,9 @@ def handle(fields: list[str]) -> tuple[int, str]:
 
 
 def finish(fields: list[str]) -> str:
-    """After the answer: write what the request left to write (the result cache), as the hook would.
-    Never raises: the pusher has its verdict, and a row not written is only a row computed again. What
-    went wrong, for the log; "" if nothing."""
+    """After the answer: write what the request left to write (the result cache), with the hook's umask
+    and environment. Never raises: the pusher has its verdict, and a row not written is only a row
+    computed again. What went wrong, for the log; "" if nothing."""
     from . import cache
 
     request = _request(fields)
@@ -182,7 +183,7 @@ def finish(fields: list[str]) -> str:
         if request is None:
             cache.flush_deferred()
         else:
-            with _as_hook(*request):
+            with _as_hook(None, *request[1:]):  # (the cache's paths are absolute: not in the repository)
                 cache.flush_deferred()
     except Exception as exc:  # noqa: BLE001 - see above
         return f"{type(exc).__name__}: {str(exc)[:200]}"

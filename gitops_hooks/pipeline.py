@@ -664,8 +664,8 @@ class _Pool:
     they recorded (encoded, or in the gate server the values themselves: the parent encodes them after
     its answer, see cache.defer_writes). Phase 2, only when phase 1 found CRDs: each registers all of
     them as the parent did and checks again the blobs whose key changed (the parse of files with custom
-    kinds is kept, so those go back to whoever parsed them). A failed worker's blobs are left to the parent's sequential path;
-    nothing a failed worker sent is kept."""
+    kinds is kept, so those go back to whoever parsed them). A failed worker's blobs are left to the
+    parent's sequential path; nothing a failed worker sent is kept."""
 
     def __init__(self, run: _Run, workers: Workers, queue: Queue, order: list[tuple[str, bool]]) -> None:
         self.run = run

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gitops_hooks.gateclient import settle as settle_gate_servers  # what a test looks at after a push is written
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
@@ -57,13 +59,6 @@ def stop_gate_servers(runtime: str | Path) -> None:
             os.kill(int(pid_file.read_text(encoding="ascii")), signal.SIGTERM)
         except (OSError, ValueError):
             continue
-
-
-def settle_gate_servers() -> None:
-    """What a test looks at after a push (the result cache) is written: see gateclient.settle."""
-    from gitops_hooks import gateclient
-
-    gateclient.settle()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
