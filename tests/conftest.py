@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +168,33 @@ def clone(server: Server, tmp_path: Path) -> Clone:
 def need_corpus() -> None:
     if not CORPUS.is_dir():
         pytest.skip(f"the shared corpus is not at {CORPUS}")
+
+
+TOOLS = SHARED / "tools"
+
+
+def real_kubeconform() -> str:
+    """The real kubeconform (v0.7.0) of ../shared/tools, or a skip saying why it cannot be had."""
+    wrapper = TOOLS / "kubeconform"
+    if not wrapper.is_file():
+        pytest.skip(f"the real kubeconform is not here: {wrapper} is missing (a clone without ../shared)")
+    return str(wrapper)
+
+
+@pytest.fixture(scope="session")
+def realk8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager 1.25) on loopback ports, one
+    per test session; yields its kubeconfig. Tests use namespaces of their own. Skips with the reason where
+    etcd or ../shared/tools cannot be had."""
+    script = TOOLS / "realk8s"
+    if not script.is_file():
+        pytest.skip(f"the real API server is not here: {script} is missing (a clone without ../shared)")
+    state = tmp_path_factory.mktemp("realk8s")
+    proc = subprocess.run([str(script), "start", str(state)], capture_output=True, text=True, timeout=240)
+    if proc.returncode == 3:
+        pytest.skip(f"the real API server cannot start here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        yield Path(proc.stdout.strip().splitlines()[-1].split("=", 1)[1])
+    finally:
+        subprocess.run([str(script), "stop", str(state)], capture_output=True, timeout=60)

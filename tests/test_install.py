@@ -40,7 +40,8 @@ def test_existing_hook_is_kept_and_still_runs(tmp_path: Path) -> None:
     repo = tmp_path / "r.git"
     git("init", "-q", "--bare", str(repo))
     old = repo / "hooks" / "pre-receive"
-    old.write_text("#!/bin/sh\necho 'legacy hook ran'\nwhile read o n r; do git log -1 --format=%s $n | grep -q FORBIDDEN && exit 1; done\nexit 0\n")
+    old.write_text("#!/bin/sh\necho 'legacy hook ran'\n"
+                   "while read o n r; do git log -1 --format=%s $n | grep -q FORBIDDEN && exit 1; done\nexit 0\n")
     old.chmod(0o755)
     proc = run_suite("install", str(repo))
     assert proc.returncode == 0

@@ -19,7 +19,8 @@ def test_kustomization_with_patches_is_rendered_and_patch_files_not_checked_alon
     clone.write("base/kustomization.yaml", "resources: [deploy.yaml]\n")
     clone.write("prod/kustomization.yaml", "resources: [../base]\npatches:\n  - path: replicas.yaml\n")
     # A strategic-merge patch is not a whole object: alone it would fail the schema (no selector, template).
-    clone.write("prod/replicas.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: apps\nspec:\n  replicas: 5\n")
+    clone.write("prod/replicas.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: apps\nspec:\n  replicas: 5\n")
     clone.commit()
     push = clone.push()
     assert push.accepted, push.output
@@ -33,7 +34,8 @@ def test_rendered_error_points_back_to_source_file(server: Server, clone: Clone)
     push = clone.push()
     assert not push.accepted
     found = lines_with(push.remote_lines(), "schema-invalid")
-    assert found == ["base/deploy.yaml:8:11: error [schema-invalid] deployment.apps/prod-web: spec.paused: 'maybe' is not of type boolean"]
+    assert found == [
+        "base/deploy.yaml:8:11: error [schema-invalid] deployment.apps/prod-web: spec.paused: 'maybe' is not of type boolean"]
 
 
 def test_remote_resources_and_helm_inflation_are_refused(server: Server, clone: Clone) -> None:
@@ -51,13 +53,15 @@ def test_remote_resources_and_helm_inflation_are_refused(server: Server, clone: 
 
 def test_helm_chart_folder_is_reported_as_a_chart(server: Server, clone: Clone) -> None:
     clone.write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n")
-    clone.write("charts/web/templates/deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n")
+    clone.write("charts/web/templates/deploy.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n")
     clone.write("charts/web/values.yaml", "replicas: 2\n")
     clone.commit()
     push = clone.push()
     assert push.accepted, push.output
     assert lines_with(push.remote_lines(), "helm-chart") == [
-        "charts/web/Chart.yaml:1:1: info [helm-chart] Helm chart charts/web: recognised as a chart; its templates are not validated"
+        "charts/web/Chart.yaml:1:1: info [helm-chart] Helm chart charts/web: recognised as a chart; "
+        "its templates are not validated"
     ]
 
 

@@ -92,14 +92,14 @@ def only_for(kinds: Iterable[str] | None = None,
 
 def document_checks(kind: str, ctx: CheckContext) -> list[DocumentCheck]:
     """The document checks to call for an object of this kind in this run (see `only_for`)."""
-    memo = ctx.extra.get("document_checks")
+    memo: tuple[int, list[DocumentCheck], dict[str, list[DocumentCheck]]] | None = ctx.extra.get("document_checks")
     if memo is None or memo[0] != len(DOCUMENT_CHECKS):  # (a check registered since: start over)
-        active = [c for c in DOCUMENT_CHECKS if getattr(c, "when", None) is None or c.when(ctx)]  # type: ignore[attr-defined]
-        memo = ctx.extra["document_checks"] = (len(DOCUMENT_CHECKS), active, {})
+        active = [c for c in DOCUMENT_CHECKS if (when := getattr(c, "when", None)) is None or when(ctx)]
+        memo = (len(DOCUMENT_CHECKS), active, {})
+        ctx.extra["document_checks"] = memo
     found = memo[2].get(kind)
     if found is None:
-        found = memo[2][kind] = [c for c in memo[1] if getattr(c, "kinds", None) is None
-                                 or kind in c.kinds]  # type: ignore[attr-defined]
+        found = memo[2][kind] = [c for c in memo[1] if (kinds := getattr(c, "kinds", None)) is None or kind in kinds]
     return found
 
 

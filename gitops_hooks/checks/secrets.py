@@ -283,7 +283,7 @@ def _search(text: str) -> tuple[list[int], list[list[int]]]:
     """Offsets of the keyword stems (in any case), and for each STRONG pattern the offsets of its markers
     (in their own case). Overlapping hits are all reported; only the lines they are on matter."""
     low = _lowered(text)
-    if _AUTOMATON is not None:
+    if _AUTOMATON is not None and _BYTES_AUTOMATON is not None:
         try:
             if low.isascii():
                 hits = _BYTES_AUTOMATON.find_matches_as_indexes(low.encode("ascii"), overlapping=True)
@@ -292,7 +292,8 @@ def _search(text: str) -> tuple[list[int], list[list[int]]]:
         except UnicodeEncodeError:  # a lone surrogate: the automaton reads UTF-8
             hits = None
         if hits is not None:
-            stems, marks = [], [[] for _ in STRONG]
+            stems: list[int] = []
+            marks: list[list[int]] = [[] for _ in STRONG]
             count = len(KEYWORD_STEMS)
             for index, start, _ in hits:
                 if index < count:
