@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, Clone, Server
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -137,3 +137,53 @@ def test_github_anchor_rules() -> None:
     assert slug("Before the push: `validate`, the pre-commit hook and CI") == \
         "before-the-push-validate-the-pre-commit-hook-and-ci"
     assert slug("Audit trail, history, rollback") == "audit-trail-history-rollback"
+
+
+# ---------------------------------------------------------------------------- the README's own promises
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"\n## {title}\n" in text, f"README.md has no section '## {title}'"
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, content) of each fenced block."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)]
+
+
+def test_the_readme_has_exactly_the_two_set_up_commands() -> None:
+    commands = [body.strip() for lang, body in fenced_blocks(readme_section("Set up on a new machine")) if lang == "sh"]
+    assert commands == [
+        "./install.sh /srv/git/platform.git",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest -q",
+    ]
+    assert (ROOT / "install.sh").stat().st_mode & 0o111, "install.sh must stay executable"
+
+
+def remote_text(output: str) -> list[str]:
+    """The `remote:` lines of a push, with commit ids and timings made neutral."""
+    lines = [line[len("remote:"):].strip() for line in output.splitlines() if line.startswith("remote:")]
+    lines = [re.sub(r"\b[0-9a-f]{12}\b", "<commit>", line) for line in lines]
+    return [re.sub(r"\(\d+\.\d+ s\)", "(<time>)", line) for line in lines]
+
+
+def test_the_walkthrough_output_is_what_a_push_prints(server: Server, clone: Clone) -> None:
+    section = readme_section("Walkthrough")
+    blocks = fenced_blocks(section)
+    web, config = [body for lang, body in blocks if lang == "yaml"]
+    pushes = [body for lang, body in blocks if lang == "text" and "$ git push" in body]
+    assert len(pushes) == 2, "the walkthrough shows a good push and a refused one"
+
+    clone.write("apps/web.yaml", web)
+    clone.commit("web")
+    good = clone.push()
+    assert good.accepted, good.output
+    assert remote_text(good.output) == remote_text(pushes[0])
+
+    clone.write("apps/web.yaml", web.replace("replicas: 2", 'replicas: "2"').replace("protocol: TCP", "protocl: TCP"))
+    clone.write("apps/config.yaml", config)
+    clone.commit("broken")
+    bad = clone.push()
+    assert not bad.accepted
+    assert remote_text(bad.output) == remote_text(pushes[1])
