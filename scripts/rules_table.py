@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Print the README's rule table (markdown) from the rule catalogue in the code.
+"""Print the rule table of docs/rules.md (markdown) from the rule catalogue in the code.
 
     python scripts/rules_table.py            # print the table
-    python scripts/rules_table.py --check    # exit 1 if README.md's rules block differs
+    python scripts/rules_table.py --check    # exit 1 if docs/rules.md's rules block differs
 
-The README keeps the table between `<!-- rules:start -->` and `<!-- rules:end -->`.
+docs/rules.md keeps the table between `<!-- rules:start -->` and `<!-- rules:end -->`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- rules:start -->", "<!-- rules:end -->"
-README = Path(__file__).resolve().parent.parent / "README.md"
+RULES_DOC = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 
 
 def table() -> str:
@@ -27,7 +27,7 @@ def table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def readme_block(text: str) -> str | None:
+def rules_block(text: str) -> str | None:
     """The text between the markers (without them), or None when the markers are missing."""
     if START not in text or END not in text:
         return None
@@ -38,9 +38,9 @@ def main(argv: list[str]) -> int:
     if "--check" not in argv:
         sys.stdout.write(table())
         return 0
-    block = readme_block(README.read_text(encoding="utf-8"))
+    block = rules_block(RULES_DOC.read_text(encoding="utf-8"))
     if block != table():
-        sys.stderr.write(f"{README}: the rules table is out of date; regenerate it with scripts/rules_table.py\n")
+        sys.stderr.write(f"{RULES_DOC}: the rules table is out of date; regenerate it with scripts/rules_table.py\n")
         return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""The rule catalogue: every rule is complete, `rules` and `explain` show it, the README table is generated."""
+"""The rule catalogue: every rule is complete, `rules` and `explain` show it, docs/rules.md's table is generated."""
 
 from __future__ import annotations
 
@@ -59,14 +59,14 @@ def test_generator_prints_one_row_per_rule() -> None:
         in rows
 
 
-def test_readme_rules_table_is_generated_from_the_code() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_docs_rules_table_is_generated_from_the_code() -> None:
+    doc = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     start, end = "<!-- rules:start -->", "<!-- rules:end -->"
-    assert start in readme and end in readme, \
-        "README.md needs the rule table between <!-- rules:start --> and <!-- rules:end -->: " \
+    assert start in doc and end in doc, \
+        "docs/rules.md needs the rule table between <!-- rules:start --> and <!-- rules:end -->: " \
         "paste the output of scripts/rules_table.py"
-    block = readme.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
-    assert block == _generated(), "README.md's rule table is out of date: regenerate it with scripts/rules_table.py"
+    block = doc.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    assert block == _generated(), "docs/rules.md's rule table is out of date: regenerate it with scripts/rules_table.py"
     check = subprocess.run([sys.executable, str(ROOT / "scripts" / "rules_table.py"), "--check"],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
