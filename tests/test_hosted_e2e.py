@@ -3,7 +3,10 @@ GitHub double for the platform, GitHub's documented payloads signed with the doc
 
 from __future__ import annotations
 
+import http.client
 import sqlite3
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,50 @@ def test_kill_9_during_a_job_then_the_job_completes_once_after_a_restart(
     assert len(double.comments_on(REPO, 2)) == 1
     assert queue.execute("SELECT state, attempts FROM jobs").fetchall() == [("done", 2)]
     assert "queued again" in again.text()
+
+
+def test_bad_input_over_http_gets_the_right_answers_and_sigterm_finishes_the_running_job(
+        tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service]) -> None:
+    double.tokens["ghp_test"] = Account("gitops-bot", 7)
+    base = remote.rev("refs/heads/master")
+    assert base
+    svc = Service(write_config(tmp_path, remote.url, double.url, token="ghp_test")).start()
+    service.append(svc)
+    good = encode(pull_request(open_request(remote, BROKEN, "scale web"), base))
+
+    host, port = svc.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/webhook")
+    conn.putheader("Content-Length", str(26 * 1024 * 1024))
+    conn.putheader("X-GitHub-Event", "push")
+    conn.endheaders()
+    assert conn.getresponse().status == 413  # answered before the body is read
+    conn.close()
+    assert svc.deliver("pull_request", b"{not json")[0] == 400
+    assert svc.deliver("pull_request", good, github_headers("pull_request", good, secret="another"))[0] == 401
+    assert svc.deliver("pull_request", good, {**github_headers("pull_request", good), "Content-Type": "text/html"})[0] == 415
+    assert svc.deliver("issues", good)[0] == 204
+    replayed = github_headers("pull_request", good)
+    double.hold(r"^POST /repos/.*/statuses/", then_answer=True)
+    assert svc.deliver("pull_request", good, replayed)[0] == 202  # the next valid delivery is served
+    assert svc.deliver("pull_request", good, replayed)[0] == 200  # replayed: known, nothing posted again
+
+    assert double.wait_held(60), svc.text()
+    assert svc.proc is not None
+    svc.proc.send_signal(15)
+    time_left = 20.0
+    while time_left > 0:  # the listener closes at once; the process waits for its worker's job
+        try:
+            urllib.request.urlopen(svc.url + "/healthz", timeout=1)
+        except OSError:
+            break
+        time.sleep(0.1)
+        time_left -= 0.1
+    assert svc.proc.poll() is None
+    double.release()
+    assert svc.proc.wait(30) == 0
+    assert [s["state"] for s in double.statuses] == ["failure"]
+    log = svc.text()
+    for answer in ("answer=413", "answer=400", "answer=401", "answer=415", "answer=204", "answer=202", "answer=200"):
+        assert answer in log
+    assert "outcome=failed" in log and "stopped" in log and "Traceback" not in log

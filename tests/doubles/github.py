@@ -76,8 +76,9 @@ class GitHubDouble:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._ids = iter(range(1000, 10**9))
-        self._holds: list[tuple[re.Pattern[str], threading.Event]] = []
+        self._holds: list[tuple[re.Pattern[str], threading.Event, bool]] = []
         self._held = threading.Event()
+        self._waiting: list[threading.Event] = []
         self._fails: list[list[Any]] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -105,15 +106,18 @@ class GitHubDouble:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     # -- faults
-    def hold(self, pattern: str) -> None:
+    def hold(self, pattern: str, then_answer: bool = False) -> None:
+        """The next matching request waits for `release()`; then it is dropped, or answered."""
         self._held.clear()
-        self._holds.append((re.compile(pattern), threading.Event()))
+        self._holds.append((re.compile(pattern), threading.Event(), then_answer))
 
     def wait_held(self, timeout: float) -> bool:
         return self._held.wait(timeout)
 
     def release(self) -> None:
-        for _, ev in self._holds:
+        for _, ev, _ in self._holds:
+            ev.set()
+        for ev in self._waiting:
             ev.set()
 
     def fail(self, pattern: str, status: int, count: int = 1) -> None:
@@ -318,13 +322,16 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        for pattern, ev in list(d._holds):
+        for pattern, ev, then_answer in list(d._holds):
             if pattern.search(f"{method} {path}"):
-                d._holds.remove((pattern, ev))
+                d._holds.remove((pattern, ev, then_answer))
+                d._waiting.append(ev)
                 d._held.set()
                 ev.wait(120)
-                self.close_connection = True
-                return  # dropped: no answer, nothing recorded
+                if not then_answer:
+                    self.close_connection = True
+                    return  # dropped: no answer, nothing recorded
+                break
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
