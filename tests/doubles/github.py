@@ -49,6 +49,7 @@ class Call:
     body: Any
     token: str
     status: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it was answered
 
 
 @dataclass
