@@ -18,6 +18,7 @@ credentials allow.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,21 @@ class Outcome:
     result: str  # passed, failed, skipped, applied, not-applied, reconcile-failed, not-checked
     sha: str = ""
     detail: str = ""
+    phases: str = ""  # seconds per phase, for the job's log line: fetch=0.05 check=0.40 report=0.08
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.parts: list[str] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.parts.append(f"{name}={now - self.last:.2f}")
+        self.last = now
+
+    def text(self) -> str:
+        return " ".join(self.parts)
 
 
 # ---------------------------------------------------------------------------- the verdict
@@ -153,23 +169,29 @@ def _judge(mirror: Mirror, fetched: Fetched, ref: str) -> tuple[Any, dict[str, A
 
 
 def request_job(state_dir: Path, config: Repository, event: Event, reporter: Reporter) -> Outcome:
+    clock = Clock()
     mirror = Mirror(state_dir, config, reporter.git_auth_header())
     mirror.ensure()
     fetched = mirror.fetch_request(event.head_ref, event.head_sha, event.base_ref)
+    clock.lap("fetch")
     if fetched is None:
         return Outcome("skipped", event.head_sha, f"{event.head_ref} no longer has {event.head_sha[:12]}")
     repo, server, result = _judge(mirror, fetched, event.base_ref)
+    clock.lap("check")
     plan: list[str] = []
     if result is not None and config.plans and (config.plan_forks or not event.from_fork):
         plan = plan_lines(repo, fetched.head, event.base_ref, server)
+        clock.lap("plan")
     if result is None:
         report = Report(fetched.head, "success", f"not checked: {event.base_ref} is not in refs.check", "")
     else:
         report = make_report(result, fetched.head)
     reporter.report(event, report)
+    clock.lap("status")
     reporter.comment(event, comment_body(event, fetched.head, result, plan))
+    clock.lap("comment")
     return Outcome("not-checked" if result is None else ("passed" if result.ok else "failed"), fetched.head,
-                   report.title)
+                   report.title, clock.text())
 
 
 def push_job(state_dir: Path, config: Repository, event: Event, reporter: Reporter) -> Outcome:

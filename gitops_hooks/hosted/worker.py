@@ -89,8 +89,8 @@ class Worker:
             self._error_status(repo, job, one)
             return self._retry(job, fields, one, started)
         self.queue.done(job, "done", f"{outcome.result}: {outcome.detail}")
-        log.info("job %s outcome=%s seconds=%.3f%s", fields, outcome.result, time.monotonic() - started,
-                 f" ({outcome.detail})" if outcome.detail else "")
+        log.info("job %s outcome=%s seconds=%.3f%s%s", fields, outcome.result, time.monotonic() - started,
+                 f" {outcome.phases}" if outcome.phases else "", f" ({outcome.detail})" if outcome.detail else "")
         return outcome.result
 
     def _retry(self, job: Job, fields: str, error: str, started: float) -> str:
