@@ -122,6 +122,9 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - one line
         log.error("worker: %s", str(exc).splitlines()[0])
         return 2
+    from ..gateserver import warm_up
+
+    warm_up()  # a resident process, as the gate server: decoded cache rows and tree results stay in memory
     worker = Worker(config, Queue(config.state_dir / "queue.sqlite3"))
 
     def stop(signum: int, frame: Any) -> None:
