@@ -181,3 +181,25 @@ def test_the_plan_is_in_the_request_comment_and_a_fork_gets_no_cluster_call(
         assert kube.requests == []  # a fork's request makes no cluster call
     finally:
         svc.stop()
+
+
+def test_a_failed_reconcile_is_reported_kept_pending_and_retried(tmp_path: Path, double: GitHubDouble,
+                                                                  kube: KubeAPI, remote: Remote) -> None:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
+    env = environment(kubeconfig, "prod")
+    env["environments"]["prod"]["retries"] = 0
+    svc = Service(write_config(tmp_path, remote.url, double.url, token=TOKEN, policy=env)).start()
+    try:
+        kube.down()
+        first = git("rev-parse", "HEAD", cwd=remote.work).stdout.strip()
+        remote.push("refs/heads/master")
+        assert svc.deliver("push", encode(push("refs/heads/master", ZERO, first)))[0] == 202
+        double.wait_for(lambda: deploy_states(double, first) == ["in_progress", "failure"])
+        pending = run_suite("history", "prod", "--repo", str(mirror_of(tmp_path)))
+        assert f"pending: {first[:12]}" in pending.stdout and "failed attempts: 1" in pending.stdout
+        kube.up()
+        double.wait_for(lambda: deploy_states(double, first)[-1:] == ["success"], timeout=60)
+        assert kube.object("apps/v1", "Deployment", "web", "apps") is not None
+        assert "outcome=error retry-in=5s" in svc.text()
+    finally:
+        svc.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_suite
-from hostedkit import REPO, SECRET, encode, github_headers, payload, pull_request, push, write_config
+from hostedkit import REPO, SECRET, WEBHOOKS, encode, github_headers, payload, pull_request, push, write_config
 
 from gitops_hooks.hosted.config import ServeConfigError, load
 from gitops_hooks.hosted.platforms import detect
@@ -60,8 +60,8 @@ def test_a_newer_commit_supersedes_the_queued_older_one(receiver: Receiver) -> N
 def test_ping_and_a_deleted_tag_are_not_acted_on(receiver: Receiver) -> None:
     ping = json.dumps({"zen": "Design for failure.", "hook_id": 1, "repository": {"full_name": REPO}}).encode()
     assert deliver(receiver, "ping", ping) == 204
-    assert deliver(receiver, "push", (Path(__file__).parent.parent.parent / "shared/webhooks/github-push.json")
-                   .read_bytes()) == 204  # GitHub's example: refs/tags/simple-tag deleted
+    example = (WEBHOOKS / "github-push.json").read_bytes()  # GitHub's example: refs/tags/simple-tag deleted
+    assert deliver(receiver, "push", example) == 204
     assert receiver.queue.jobs() == []
 
 
@@ -99,7 +99,7 @@ def test_bad_bodies_get_the_right_answers_and_the_next_delivery_is_served(receiv
 
 
 def test_gitea_headers_are_not_taken_for_github() -> None:
-    body = (Path(__file__).parent.parent.parent / "shared/webhooks/gitea-push.json").read_bytes()
+    body = (WEBHOOKS / "gitea-push.json").read_bytes()
     headers = lower(github_headers("push", body))
     headers.update({"x-gitea-event": "push", "x-gitea-delivery": "d", "x-gitea-signature": "00"})
     found = detect(headers)
@@ -108,7 +108,7 @@ def test_gitea_headers_are_not_taken_for_github() -> None:
 
 
 def test_github_parses_its_documented_payloads() -> None:
-    body = (Path(__file__).parent.parent.parent / "shared/webhooks/github-pull_request-synchronize.json").read_bytes()
+    body = (WEBHOOKS / "github-pull_request-synchronize.json").read_bytes()
     event = GitHub().parse(lower(github_headers("pull_request", body, delivery="d-1")), body)
     assert event is not None
     assert (event.kind, event.number, event.head_ref, event.base_ref, event.from_fork, event.delivery_id) == \
