@@ -150,3 +150,20 @@ def test_serve_check_accepts_a_good_file_and_names_the_field_of_a_bad_one(tmp_pa
     config.write_text("listen: 127.0.0.1:8080\nrepositories: []\n")
     empty = run_suite("serve", "--config", str(config), "--check")
     assert empty.returncode == 2 and "repositories" in empty.stderr
+
+
+def test_serve_refuses_a_state_folder_in_use_or_unusable_with_one_line(tmp_path: Path) -> None:
+    from hostedkit import Service
+
+    config = write_config(tmp_path, "file:///x.git", "http://127.0.0.1:9", token="t")
+    first = Service(config).start()
+    try:
+        second = run_suite("serve", "--config", str(config))
+        assert second.returncode == 2
+        assert "is in use by another gitops-hooks serve" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        assert first.terminate() == 0
+    (tmp_path / "state").rename(tmp_path / "moved")
+    (tmp_path / "state").write_text("a file, not a folder")
+    broken = run_suite("serve", "--config", str(config))
+    assert broken.returncode == 2 and "cannot be used" in broken.stderr and "Traceback" not in broken.stderr

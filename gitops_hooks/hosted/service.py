@@ -8,9 +8,11 @@ queued again at the next start. A worker that dies is started again (its running
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from typing import IO
@@ -97,8 +99,17 @@ def run(config: ServeConfig) -> int:
     from .worker import setup_logging
 
     setup_logging()
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    queue = Queue(config.state_dir / "queue.sqlite3")
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(config.state_dir / "serve.lock", "a")  # noqa: SIM115 - held for the life of the service
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        queue = Queue(config.state_dir / "queue.sqlite3")
+    except BlockingIOError:
+        log.error("state_dir %s is in use by another gitops-hooks serve", config.state_dir)
+        return 2
+    except (OSError, sqlite3.Error) as exc:
+        log.error("state_dir %s cannot be used: %s", config.state_dir, getattr(exc, "strerror", None) or exc)
+        return 2
     back = queue.recover()
     if back:
         log.info("%d job(s) left running by a previous process queued again", back)
@@ -112,6 +123,7 @@ def run(config: ServeConfig) -> int:
     finally:
         workers.stop()
         queue.close()
+        lock.close()
     log.info("stopped")
     return 0
 
