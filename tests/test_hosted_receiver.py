@@ -167,3 +167,14 @@ def test_serve_refuses_a_state_folder_in_use_or_unusable_with_one_line(tmp_path:
     (tmp_path / "state").write_text("a file, not a folder")
     broken = run_suite("serve", "--config", str(config))
     assert broken.returncode == 2 and "cannot be used" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_the_hook_path_never_loads_the_services_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, gitops_hooks.cli, gitops_hooks.prereceive, gitops_hooks.postreceive, "
+            "gitops_hooks.hosted.receiver, gitops_hooks.hosted.platforms.github, gitops_hooks.hosted.jobs\n"
+            "print(sorted(m for m in ('aiohttp', 'jwt', 'cryptography') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
