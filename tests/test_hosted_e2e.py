@@ -4,8 +4,11 @@ GitHub double for the platform, GitHub's documented payloads signed with the doc
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +210,31 @@ def test_bad_input_over_http_gets_the_right_answers_and_sigterm_finishes_the_run
     for answer in ("answer=413", "answer=400", "answer=401", "answer=415", "answer=204", "answer=202", "answer=200"):
         assert answer in log
     assert "outcome=failed" in log and "stopped" in log and "Traceback" not in log
+
+
+def test_a_worker_that_dies_is_started_again_and_its_job_completes(
+        tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service]) -> None:
+    double.tokens["ghp_test"] = Account("gitops-bot", 7)
+    base = remote.rev("refs/heads/master")
+    assert base
+    svc = Service(write_config(tmp_path, remote.url, double.url, token="ghp_test")).start()
+    service.append(svc)
+    assert svc.proc is not None
+    children = Path(f"/proc/{svc.proc.pid}/task/{svc.proc.pid}/children").read_text().split()
+    assert len(children) == 1  # one worker process
+    broken = open_request(remote, BROKEN, "scale web")
+    double.hold(r"^POST /repos/.*/statuses/")
+    assert svc.deliver("pull_request", encode(pull_request(broken, base)))[0] == 202
+    assert double.wait_held(60)
+    os.kill(int(children[0]), signal.SIGKILL)
+    double.release()
+    with pytest.raises(urllib.error.HTTPError) as down:  # noticed within a second
+        for _ in range(30):
+            urllib.request.urlopen(svc.url + "/healthz", timeout=2)
+            time.sleep(0.1)
+    assert down.value.code == 503
+    double.wait_for(lambda: [s for s in double.statuses if s["sha"] == broken], timeout=60)
+    assert [s["state"] for s in double.statuses] == ["failure"]
+    assert urllib.request.urlopen(svc.url + "/healthz", timeout=2).status == 200
+    assert svc.terminate() == 0
+    assert "starting another (1 job(s) queued again)" in svc.text()

@@ -13,12 +13,15 @@ commit on the same request or ref supersedes an older job that has not started.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from .model import Event
 
@@ -67,8 +70,21 @@ def sha_of(event: Event) -> str:
     return event.head_sha if event.kind == "request" else event.after
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def locked(method: F) -> F:
+    """One SQLite connection, used by the receiver's threads and the service's loop: one call at a time."""
+    @functools.wraps(method)
+    def run(self: Queue, *args: Any, **kw: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kw)
+    return run  # type: ignore[return-value]
+
+
 class Queue:
     def __init__(self, path: Path) -> None:
+        self.lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
@@ -76,9 +92,11 @@ class Queue:
         self.db.execute("PRAGMA synchronous=FULL")  # a 202 promises the delivery is on disk
         self.db.executescript(SCHEMA)
 
+    @locked
     def close(self) -> None:
         self.db.close()
 
+    @locked
     def put(self, repository: str, event: Event) -> Outcome:
         """Store a delivery's job (committed when this returns), or say it is a duplicate."""
         now = time.time()
@@ -104,6 +122,7 @@ class Queue:
             raise
         return "queued"
 
+    @locked
     def claim(self, owner: int) -> Job | None:
         """The oldest ready job of a repository that has none running, marked running by `owner` (a pid);
         None when there is none. One job at a time per repository: they share its mirror."""
@@ -126,10 +145,12 @@ class Queue:
             return None
         return Job(row[0], row[1], row[2], row[3], Event(**json.loads(row[4])), row[5] + 1, row[6])
 
+    @locked
     def done(self, job: Job, state: str = "done", note: str = "") -> None:
         self.db.execute("UPDATE jobs SET state = ?, last_error = ?, updated = ? WHERE id = ?",
                         (state, note[:1000], time.time(), job.id))
 
+    @locked
     def retry(self, job: Job, error: str, max_attempts: int, delay: float) -> bool:
         """Put a failed job back for later; False (and `failed`) once it has had its attempts."""
         if job.attempts >= max_attempts:
@@ -139,19 +160,23 @@ class Queue:
                         (time.time() + delay, error[:1000], time.time(), job.id))
         return True
 
+    @locked
     def recover(self, owner: int = 0) -> int:
         """Jobs a dead process (`owner`, or any when 0) left running go back to the queue; how many."""
         cur = self.db.execute("UPDATE jobs SET state = 'queued', updated = ? WHERE state = 'running' "
                               "AND (? = 0 OR owner = ?)", (time.time(), owner, owner))
         return cur.rowcount
 
+    @locked
     def superseded(self, job: Job) -> bool:
         row = self.db.execute("SELECT 1 FROM jobs WHERE repository = ? AND purpose = ? AND id > ? LIMIT 1",
                               (job.repository, job.purpose, job.id)).fetchone()
         return row is not None
 
+    @locked
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
 
+    @locked
     def jobs(self) -> list[tuple[int, str, str, str, str, int]]:
         return self.db.execute("SELECT id, repository, purpose, sha, state, attempts FROM jobs ORDER BY id").fetchall()

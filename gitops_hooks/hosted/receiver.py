@@ -15,7 +15,6 @@ itself is plain code, so it is tested without sockets too.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,7 +44,6 @@ class Answer:
 class Receiver:
     def __init__(self, config: ServeConfig, queue: Queue, notify: Callable[[], None] = lambda: None) -> None:
         self.config, self.queue, self.notify = config, queue, notify
-        self._lock = threading.Lock()  # one SQLite connection, used from the executor's threads
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         """The answer to one delivery (headers with lower-cased names). Never raises."""
@@ -85,16 +83,14 @@ class Receiver:
     def _enqueue(self, repo: Repository, event: Event, fields: tuple[tuple[str, str], ...]) -> Answer:
         if event.clone_url and event.clone_url != repo.clone_url:
             fields += (("note", "payload-clone-url-ignored"),)
-        with self._lock:
-            outcome = self.queue.put(repo.key, event)
+        outcome = self.queue.put(repo.key, event)
         if outcome == "duplicate":
             return Answer(200, "already received\n", (*fields, ("outcome", "duplicate")))
         self.notify()
         return Answer(202, "queued\n", (*fields, ("outcome", "queued")))
 
     def health(self) -> dict[str, Any]:
-        with self._lock:
-            return {"status": "ok", "jobs": self.queue.counts()}
+        return {"status": "ok", "jobs": self.queue.counts()}
 
 
 def make_app(receiver: Receiver, workers_alive: Callable[[], bool]) -> Any:

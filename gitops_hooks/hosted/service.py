@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from typing import IO
 
 from .config import ServeConfig
@@ -22,12 +23,14 @@ from .queue import Queue
 from .receiver import Receiver, make_app
 
 log = logging.getLogger("gitops_hooks.serve")
+RESTART_EVERY = 10.0  # seconds between starts of one worker slot (a worker that cannot start is not spun)
 
 
 class Workers:
     def __init__(self, config: ServeConfig, queue: Queue) -> None:
         self.config, self.queue = config, queue
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.started: list[float] = []
         self.stopping = False
 
     def _start(self) -> subprocess.Popen[bytes]:
@@ -36,6 +39,7 @@ class Workers:
 
     def start(self) -> None:
         self.procs = [self._start() for _ in range(self.config.workers)]
+        self.started = [time.monotonic()] * len(self.procs)
 
     def notify(self) -> None:
         for p in self.procs:
@@ -55,13 +59,13 @@ class Workers:
         return bool(self.procs) and all(p.poll() is None for p in self.procs)
 
     def watch(self) -> None:
-        """Start again a worker that died (its running job back to the queue)."""
+        """Start again a worker that died (its running job back to the queue), at most every 10 s."""
         for i, p in enumerate(self.procs):
-            if p.poll() is not None and not self.stopping:
+            if p.poll() is not None and not self.stopping and time.monotonic() - self.started[i] >= RESTART_EVERY:
                 back = self.queue.recover(p.pid)
                 log.warning("worker %d exited with %s; starting another (%d job(s) queued again)", p.pid,
                             p.returncode, back)
-                self.procs[i] = self._start()
+                self.procs[i], self.started[i] = self._start(), time.monotonic()
 
     def stop(self) -> None:
         self.stopping = True
