@@ -178,3 +178,14 @@ def test_the_hook_path_never_loads_the_services_libraries() -> None:
             "print(sorted(m for m in ('aiohttp', 'jwt', 'cryptography') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_old_finished_jobs_and_delivery_ids_are_forgotten(receiver: Receiver) -> None:
+    assert deliver(receiver, "pull_request", encode(pull_request(HEAD, BASE))) == 202
+    job = receiver.queue.claim(1)
+    assert job is not None
+    receiver.queue.done(job)
+    assert receiver.queue.prune(days=30) == 0  # recent: kept, a redelivery is still a duplicate
+    assert deliver(receiver, "pull_request", encode(pull_request(HEAD, BASE))) == 200
+    assert receiver.queue.prune(days=-1) == 1
+    assert receiver.queue.jobs() == []

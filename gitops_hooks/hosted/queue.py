@@ -168,6 +168,15 @@ class Queue:
         return cur.rowcount
 
     @locked
+    def prune(self, days: float = 30) -> int:
+        """Forget finished jobs and delivery ids older than `days` (a redelivery that late is new work)."""
+        cutoff = time.time() - days * 86400
+        gone = self.db.execute("DELETE FROM jobs WHERE state IN ('done', 'superseded', 'dropped', 'failed') "
+                               "AND updated < ?", (cutoff,)).rowcount
+        self.db.execute("DELETE FROM deliveries WHERE received < ?", (cutoff,))
+        return int(gone)
+
+    @locked
     def superseded(self, job: Job) -> bool:
         row = self.db.execute("SELECT 1 FROM jobs WHERE repository = ? AND purpose = ? AND id > ? LIMIT 1",
                               (job.repository, job.purpose, job.id)).fetchone()

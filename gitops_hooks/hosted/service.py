@@ -114,6 +114,7 @@ def run(config: ServeConfig) -> int:
     except (OSError, sqlite3.Error) as exc:
         log.error("state_dir %s cannot be used: %s", config.state_dir, getattr(exc, "strerror", None) or exc)
         return 2
+    queue.prune()
     back = queue.recover()
     if back:
         log.info("%d job(s) left running by a previous process queued again", back)
