@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from hostedkit import Remote
+from hostedkit import GitHttp, Remote
 
 from gitops_hooks.hosted.config import Repository
 from gitops_hooks.hosted.mirror import Mirror, MirrorError
@@ -79,3 +79,31 @@ def test_credentials_reach_git_through_its_environment_never_argv(tmp_path: Path
     assert all(AUTH not in line for line in lines if line.startswith("argv: "))
     assert f"key: http.extraHeader value: Authorization: {AUTH}" in lines
     assert AUTH not in str(err.value) and "pw@" not in str(err.value)
+
+
+def test_fetch_and_notes_push_over_smart_http_with_the_header_from_the_environment(tmp_path: Path,
+                                                                                  remote: Remote) -> None:
+    git("--git-dir", str(remote.path), "config", "http.receivepack", "true")
+    server = GitHttp(tmp_path, AUTH)
+    try:
+        url = server.url("remote.git")
+        mirror = Mirror(tmp_path / "state", repository(url), AUTH)
+        mirror.ensure()
+        head = remote.rev("refs/heads/master") or ""
+        fetched = mirror.fetch_push("refs/heads/master", head)
+        assert fetched is not None and fetched.head == head
+        git("--git-dir", str(mirror.path), "-c", "user.name=gitops-hooks", "-c", "user.email=g@h",
+            "notes", "--ref=refs/notes/gitops", "add", "-m", "environment: prod", head)
+        assert mirror.push_notes()
+        assert git("--git-dir", str(remote.path), "notes", "--ref=refs/notes/gitops", "show", head).stdout.strip() \
+            == "environment: prod"
+        assert AUTH in server.seen
+
+        refused = Mirror(tmp_path / "other", repository(url), "Basic d3Jvbmc6d3Jvbmc=")
+        refused.ensure()
+        with pytest.raises(MirrorError) as err:
+            refused.fetch_push("refs/heads/master", head)
+        assert "d3Jvbmc6d3Jvbmc=" not in str(err.value)
+        assert Mirror(tmp_path / "anon", repository(url)).push_notes() is False  # no notes, nothing pushed
+    finally:
+        server.stop()
