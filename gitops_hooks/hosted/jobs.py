@@ -17,7 +17,6 @@ credentials allow.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from .config import Repository
 from .mirror import ZERO, Fetched, Mirror
 from .model import Annotation, Event, Report, Reporter, State
 
-log = logging.getLogger("gitops_hooks.serve")
 MARKER = "<!-- gitops-hooks:summary -->"
 COMMENT_LIMIT = 60000  # below every platform's own limit (GitHub 65,536; Bitbucket, GitLab, Gitea larger)
 ANNOTATION_LEVEL = {Severity.ERROR: "failure", Severity.WARNING: "warning", Severity.INFO: "notice"}
@@ -231,16 +229,16 @@ def _reconcile(mirror: Mirror, server: dict[str, Any], envs: list[Any], event: E
         request(mirror.path, env, head, who)
         outcomes = drive(mirror.path, server, env, emit, Options(who, wait=env.wait))
         last = next((o for o in reversed(outcomes) if o.result != "coalesced"), None)
-        ok = last is not None and last.result != "failed"
-        summary = last.summary if last is not None else "a reconcile is running; it applies the newest commit"
-        reporter.deployment(event, env.name, "success" if ok else "failure", summary)
-        if not ok:
-            failed.append(f"{env.name}: {summary}")
-    pushed = mirror.push_notes()
-    log.info("audit notes %s", "pushed to refs/notes/gitops" if pushed else "kept in the mirror only")
+        if last is None:  # another process holds the environment: it applies the newest commit
+            failed.append(f"{env.name}: a reconcile is running elsewhere; this job reports after it")
+            continue
+        reporter.deployment(event, env.name, "failure" if last.result == "failed" else "success", last.summary)
+        if last.result == "failed":
+            failed.append(f"{env.name}: {last.summary}")
+    notes = "audit notes pushed" if mirror.push_notes() else "audit notes kept in the mirror"
     if failed:
         raise ReconcileFailed("; ".join(failed)[:500])
-    return Outcome("applied", head, ", ".join(e.name for e in envs))
+    return Outcome("applied", head, f"{', '.join(e.name for e in envs)}; {notes}")
 
 
 def run(state_dir: Path, config: Repository, event: Event, reporter: Reporter) -> Outcome:
