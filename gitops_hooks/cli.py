@@ -317,3 +317,30 @@ def diff(name: str, repo: Path | None) -> None:
     from .reconcile.commands import diff as show
 
     sys.exit(show(_repo(repo), name, sys.stdout))
+
+
+# ---------------------------------------------------------------------------- hosted git
+
+@main.command("serve")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The service's YAML configuration (schemas/serve.schema.json).")
+@click.option("--check", is_flag=True, help="Check the configuration (and read its secret files), then exit.")
+def serve(config_file: Path, check: bool) -> None:
+    """The webhook service for GitHub, GitLab, Bitbucket, Gitea and Forgejo: POST deliveries to /webhook."""
+    try:
+        from .hosted.config import ServeConfigError, load
+        from .hosted.service import describe, run
+    except Exception as exc:  # noqa: BLE001 - one line
+        click.echo(f"gitops-hooks serve: cannot load the service ({_broken(exc)})", err=True)
+        sys.exit(2)
+    try:
+        config = load(config_file)
+        lines = describe(config)
+    except (ServeConfigError, ValueError) as exc:
+        click.echo(f"gitops-hooks serve: {exc}", err=True)
+        sys.exit(2)
+    if check:
+        for line in lines:
+            click.echo(line)
+        sys.exit(0)
+    sys.exit(run(config))
