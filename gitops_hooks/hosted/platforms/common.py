@@ -92,7 +92,7 @@ def fit(text: str, limit: int) -> str:
     kept: list[str] = []
     size = 0
     for n, line in enumerate(lines):
-        note = f"\n\n… {len(lines) - n} more lines not shown (this platform keeps {limit:,} characters)."
+        note = f"\n\n… {len(lines) - n:,} more lines not shown (this platform keeps {limit:,} characters)."
         if size + len(line) + 1 + len(note) > limit:
             return "\n".join(kept) + note
         kept.append(line)
