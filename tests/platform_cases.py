@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from conftest import SHARED
 
 from gitops_hooks.hosted.http import Http
 from gitops_hooks.hosted.model import Event, Report, Reporter
 
-WEBHOOKS = Path(__file__).resolve().parent.parent.parent / "shared" / "webhooks"
+WEBHOOKS = SHARED / "webhooks"
 MARKER = "<!-- gitops-hooks:summary -->"
 
 

@@ -19,7 +19,7 @@ from gitops_hooks.hosted.http import HttpError
 from gitops_hooks.hosted.model import Credentials, PayloadError
 from gitops_hooks.hosted.platforms import gitlab
 
-TOKEN = "gitlab-secret-token"
+TOKEN = "gitlab secret token"  # a secret token may hold spaces
 KEY = bytes(range(32))
 SIGNING = "whsec_" + base64.b64encode(KEY).decode()
 NOW = 1_765_000_000

@@ -53,7 +53,7 @@ class GitLab:
         return "x-gitlab-event" in headers
 
     def verify(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> bool:
-        parts = secret.decode("utf-8", "replace").split()
+        parts = [p.strip() for p in secret.decode("utf-8", "replace").splitlines() if p.strip()]
         keys = [k for k in (common.standard_webhooks_key(p) for p in parts) if k is not None]
         tokens = [p for p in parts if common.standard_webhooks_key(p) is None]
         if not parts:
