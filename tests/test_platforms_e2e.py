@@ -52,8 +52,8 @@ class Case:
     passed: str
 
 
-def _gitlab() -> GitLabDouble:
-    d = GitLabDouble()
+def _gitlab(project: str = "gitlabhq/gitlab-test") -> GitLabDouble:
+    d = GitLabDouble(project=project)
     d.add_user(TOKEN, "project_14_bot", 41, bot=True)
     d.add_merge_request(1, "changes", "")
     return d
@@ -240,3 +240,132 @@ def test_the_bitbucket_cloud_report_carries_the_annotation(tmp_path: Path, start
     wait_for(lambda: report["annotations"], service)
     notes = [(a["path"], a.get("line"), a["severity"]) for a in report["annotations"].values()]
     assert ("apps/web.yaml", 7, "HIGH") in notes and report["result"] == "FAILED"
+
+
+# ---------------------------------------------------------------------------- pushes to a deployed ref
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"
+ZERO = "0" * 40
+
+
+@dataclass
+class PushCase:
+    platform: str
+    repository: str
+    double: Callable[[], Any]
+    body: Callable[[str, str], bytes]  # (before, after)
+    headers: Callable[[bytes], dict[str, str]]
+    states: Callable[[Any, str, str], list[str]]  # every state posted for (commit, context), in order
+    ok: str
+    bad: str
+    running: str
+
+
+def _posted(double: Any, key: str, state: str) -> Callable[[Any, str, str], list[str]]:
+    """The states the double was sent for a commit and context, read from its request log."""
+    def states(d: Any, sha: str, context: str) -> list[str]:
+        return [r.json[state] for r in d.calls("POST") if isinstance(r.json, dict) and sha in r.path
+                and r.json.get(key) == context]
+    return states
+
+
+def _gitlab_push(before: str, after: str) -> bytes:
+    return edited("gitlab-push.json", lambda d: d.update(ref="refs/heads/master", before=before, after=after,
+                                                         checkout_sha=after))
+
+
+def _cloud_push(before: str, after: str) -> bytes:
+    def change(d: dict[str, Any]) -> None:
+        first = d["push"]["changes"][0]
+        first["new"]["name"], first["new"]["target"]["hash"] = "master", after
+        first["old"] = None if before == ZERO else {**first["old"], "name": "master",
+                                                     "target": {**first["old"]["target"], "hash": before}}
+    return edited("bitbucket-cloud-repo_push.json", change)
+
+
+def _dc_push(before: str, after: str) -> bytes:
+    def change(d: dict[str, Any]) -> None:
+        repo = d["pullRequest"]["toRef"]["repository"]
+        d.clear()
+        d.update({"eventKey": "repo:refs_changed", "date": "2019-03-01T10:31:15+0100",
+                  "actor": {"name": "gopher", "slug": "gopher", "id": 3231}, "repository": repo,
+                  "changes": [{"ref": {"id": "refs/heads/master", "displayId": "master", "type": "BRANCH"},
+                               "refId": "refs/heads/master", "fromHash": before, "toHash": after,
+                               "type": "ADD" if before == ZERO else "UPDATE"}]})
+    return edited("bitbucket-dc-pr_opened.json", change)
+
+
+def _gitea_push(before: str, after: str) -> bytes:
+    return edited("gitea-push.json", lambda d: d.update(ref="refs/heads/master", before=before, after=after))
+
+
+PUSHES = [
+    PushCase("gitlab", "mike/diaspora", lambda: _gitlab("mike/diaspora"), _gitlab_push,
+             lambda b: {**_gitlab_headers(b, False), "X-Gitlab-Event": "Push Hook"},
+             _posted(None, "name", "state"), "success", "failed", "running"),
+    PushCase("bitbucket-cloud", "team_name/repo_name", _cloud, _cloud_push,
+             lambda b: {**_cloud_headers(b, False), "X-Event-Key": "repo:push"},
+             _posted(None, "key", "state"), "SUCCESSFUL", "FAILED", "INPROGRESS"),
+    PushCase("bitbucket-datacenter", "~gopher/webhook-test", _dc, _dc_push,
+             lambda b: {**_dc_headers(b, False), "X-Event-Key": "repo:refs_changed"},
+             _posted(None, "key", "state"), "SUCCESSFUL", "FAILED", "INPROGRESS"),
+    PushCase("gitea", "example/example", _gitea, _gitea_push,
+             lambda b: {**_gitea_headers(b, False), "X-Gitea-Event": "push", "X-GitHub-Event": "push"},
+             _posted(None, "context", "state"), "success", "failure", "pending"),
+]
+
+
+@pytest.mark.parametrize("case", PUSHES, ids=[c.platform for c in PUSHES])
+def test_pushes_apply_only_good_commits_with_deployment_statuses(case: PushCase, tmp_path: Path,
+                                                                 started: list[Any]) -> None:
+    kubeapi = pytest.importorskip("kubeapi")
+    kube = kubeapi.KubeAPI(token="kube-token").start()
+    started.append(kube)
+    double = case.double()
+    started.append(double)
+    remote = hostedkit.Remote(tmp_path)
+    remote.write("apps/namespace.yaml", NAMESPACE)
+    remote.write("apps/web.yaml", GOOD)
+    first = remote.commit("web")
+    remote.push("refs/heads/master")
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
+    (tmp_path / "secret").write_text(SECRET, encoding="utf-8")
+    (tmp_path / "token").write_text(TOKEN, encoding="utf-8")
+    env = {"prod": {"ref": "master", "path": "apps", "namespace": "apps", "health_timeout": 5,
+                    "cluster": {"kubeconfig": str(kubeconfig), "context": "prod"}}}
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump({
+        "listen": f"127.0.0.1:{hostedkit.free_port()}", "state_dir": "state",
+        "repositories": [{"platform": case.platform, "repository": case.repository, "clone_url": remote.url,
+                          "api_url": double.api_url, "webhook_secret_file": "secret", "token_file": "token",
+                          "environments": env}]}))
+    service = hostedkit.Service(tmp_path / "serve.yaml").start()
+    started.append(service)
+
+    def replicas() -> int:
+        dep = kube.object("apps/v1", "Deployment", "web", "apps")
+        return int(dep["spec"]["replicas"]) if dep else 0
+
+    def deliver(before: str, after: str) -> None:
+        body = case.body(before, after)
+        assert service.deliver("", body, case.headers(body))[0] == 202
+
+    deliver(ZERO, first)
+    wait_for(lambda: case.states(double, first, "gitops-hooks/prod") == [case.running, case.ok], service)
+    assert case.states(double, first, "gitops-hooks") == [case.ok] and replicas() == 2
+
+    remote.write("apps/web.yaml", BROKEN)
+    broken = remote.commit("scale web")
+    remote.push("refs/heads/master")
+    deliver(first, broken)
+    wait_for(lambda: case.states(double, broken, "gitops-hooks") == [case.bad], service)
+    assert case.states(double, broken, "gitops-hooks/prod") == [] and replicas() == 2  # not applied
+
+    remote.write("apps/web.yaml", GOOD.replace("replicas: 2", "replicas: 3"))
+    fixed = remote.commit("scale web, properly")
+    remote.push("refs/heads/master")
+    deliver(broken, fixed)
+    wait_for(lambda: case.states(double, fixed, "gitops-hooks/prod") == [case.running, case.ok], service)
+    assert replicas() == 3 and not double.rejected
+    assert service.terminate() == 0
+    assert "outcome=not-applied" in service.text() and "outcome=applied" in service.text()
+    assert TOKEN not in service.text() and SECRET not in service.text()
