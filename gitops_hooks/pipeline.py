@@ -450,7 +450,8 @@ class _Run:
         dirs = sorted({posixpath.dirname(p) for p in kustomize.closure(kplan, d)})
         inputs = sorted((e.path, e.oid, e.mode) for e in entries
                         if _in_dirs(e.path, dirs) or e.path in kplan.consumed)
-        key = f"render:{fingerprint(d, self.policy.config['kustomize'], inputs)}"
+        kubectl = kustomize.kubectl_command(self.policy.config["kustomize"]["kubectl"])  # which one renders
+        key = f"render:{fingerprint(d, self.policy.config['kustomize'], kubectl, inputs)}"
         cached = self.cache.get(key)
         if cached is None:
             text, problems = kustomize.kubectl_build(

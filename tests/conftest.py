@@ -185,11 +185,13 @@ def real_kubeconform() -> str:
 def realk8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real control plane (etcd, kube-apiserver, kube-controller-manager 1.25) on loopback ports, one
     per test session; yields its kubeconfig. Tests use namespaces of their own. Skips with the reason where
-    etcd or ../shared/tools cannot be had."""
+    etcd or ../shared/tools cannot be had. GITOPS_HOOKS_TEST_REALK8S=DIR keeps the cluster of state folder DIR
+    running between sessions (started if need be, never stopped here: `realk8s stop DIR` ends it)."""
     script = TOOLS / "realk8s"
     if not script.is_file():
         pytest.skip(f"the real API server is not here: {script} is missing (a clone without ../shared)")
-    state = tmp_path_factory.mktemp("realk8s")
+    kept = os.environ.get("GITOPS_HOOKS_TEST_REALK8S", "")
+    state = Path(kept) if kept else tmp_path_factory.mktemp("realk8s")
     proc = subprocess.run([str(script), "start", str(state)], capture_output=True, text=True, timeout=240)
     if proc.returncode == 3:
         pytest.skip(f"the real API server cannot start here: {proc.stderr.strip()}")
@@ -197,4 +199,5 @@ def realk8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield Path(proc.stdout.strip().splitlines()[-1].split("=", 1)[1])
     finally:
-        subprocess.run([str(script), "stop", str(state)], capture_output=True, timeout=60)
+        if not kept:
+            subprocess.run([str(script), "stop", str(state)], capture_output=True, timeout=60)

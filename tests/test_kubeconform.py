@@ -1,10 +1,11 @@
 """The kubeconform engine.
 
 Contract tests read kubeconform's real recorded output (../shared/kubeconform-recorded, see its README)
-through the mapper and assert the findings a user would see. Tests that need the kubeconform binary skip
-when it is absent. The engine's wiring (command line, generated schema folder, mapping back to the pushed
-files) is exercised through a real push with a stand-in executable that replies with kubeconform's
-recorded report.
+through the mapper and assert the findings a user would see. The real kubeconform (v0.7.0, from
+../shared/tools) then checks the recorded inputs and the three corpora, broken on purpose, and must find what
+the built-in engine finds; those tests skip, saying so, where ../shared is absent. The engine's wiring
+(command line, generated schema folder, mapping back to the pushed files) is also exercised through a real
+push with a stand-in executable that replies with kubeconform's recorded report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import jsonschema_rs
 import pytest
-from conftest import SHARED, Clone, Server, git, run_suite
+from conftest import CORPUS, SHARED, Clone, Server, git, need_corpus, real_kubeconform, run_suite
 
 from gitops_hooks import kubeconform as kc
 from gitops_hooks.report import finding_line
@@ -276,6 +277,23 @@ def test_push_with_the_kubeconform_engine_maps_results_to_the_pushed_files(
     assert server.rev() is None
 
 
+def test_push_checked_by_the_real_kubeconform_is_refused_at_the_lines(server: Server, clone: Clone) -> None:
+    need_recorded()
+    server.configure(f"version: 1\nengine: kubeconform\nkubernetes_version: '1.33'\n"
+                     f"kubeconform:\n  command: {real_kubeconform()}\n")
+    clone.write("apps/web.yaml", (RECORDED / "inputs/bad-types.yaml").read_text())
+    clone.write("apps/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n")
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    assert [line for line in push.remote_lines() if "] " in line] == [
+        "apps/web.yaml:6:13: error [schema-invalid] deployment.apps/web: spec.replicas: 'three' is not of type integer",
+        "apps/web.yaml:17:30: error [schema-invalid] deployment.apps/web: "
+        "spec.template.spec.containers[0].ports[0].containerPort: 'http' is not of type integer",
+    ], push.output
+    assert server.rev() is None
+
+
 def test_generated_schemas_refuse_what_the_builtin_engine_refuses(tmp_path: Path) -> None:
     from gitops_hooks import config, pipeline
     from gitops_hooks.documents import parse
@@ -296,37 +314,83 @@ def test_generated_schemas_refuse_what_the_builtin_engine_refuses(tmp_path: Path
 # ---------------------------------------------------------------------------- with the real binary
 
 
-def need_binary() -> str:
-    found = shutil.which("kubeconform")
-    if found is None:
-        pytest.skip(
-            "kubeconform is not on PATH (it cannot be installed here); the contract tests above cover "
-            "its recorded output"
-        )
-    return found
+def kubeconform_policy(folder: Path, engine: str) -> Path:
+    """A policy file selecting an engine; kubeconform is the real one of ../shared/tools."""
+    policy = folder / f"{engine}.yaml"
+    policy.write_text(f"version: 1\nengine: {engine}\nkubernetes_version: '1.33'\n"
+                      f"kubeconform:\n  command: {real_kubeconform()}\n")
+    return policy
+
+
+def validate_findings(work: Path, engine: str, policy_dir: Path) -> list[str]:
+    """What `gitops-hooks validate` reports with an engine: each finding's line and its hint."""
+    proc = run_suite("validate", ".", "--policy", str(kubeconform_policy(policy_dir, engine)), cwd=work)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert "kubeconform-error" not in proc.stdout and "kubeconform-missing" not in proc.stdout, proc.stdout
+    return sorted(line.strip() for line in proc.stdout.splitlines()
+                  if "] " in line or line.lstrip().startswith("hint:"))
 
 
 def test_real_kubeconform_gives_the_builtin_engines_findings(tmp_path: Path) -> None:
-    need_binary()
     need_recorded()
     work = tmp_path / "repo"
     shutil.copytree(RECORDED / "inputs", work)
     for name in ("duplicate-key.yaml", "not-yaml.yaml", "missing-kind.yaml"):
         (work / name).unlink()  # YAML and object errors are the suite's own, whatever the engine
-    policy = tmp_path / "policy.yaml"
-    outputs = {}
-    for engine in ("builtin", "kubeconform"):
-        policy.write_text(f"version: 1\nengine: {engine}\nkubernetes_version: '1.33'\n")
-        proc = run_suite("validate", ".", "--policy", str(policy), cwd=work)
-        outputs[engine] = sorted(line for line in proc.stdout.splitlines() if "] " in line)
+    outputs = {engine: [line for line in validate_findings(work, engine, tmp_path) if "] " in line]
+               for engine in ("builtin", "kubeconform")}
     assert outputs["kubeconform"] == outputs["builtin"]
     assert any("[schema-invalid]" in line for line in outputs["kubeconform"])
 
 
 def test_real_kubeconform_version_runs() -> None:
-    binary = need_binary()
-    proc = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0 and proc.stdout.strip()
+    proc = subprocess.run([real_kubeconform(), "-v"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "development"  # built without version ldflags
+
+
+# The corpora of test_corpora.py, each with fields broken the ways pushes break them (a wrong type, an unknown
+# field), in built-in kinds, in custom resources checked against the CRDs of the tree, and in objects that
+# only a kustomize render produces.
+BREAKS = {
+    "kube-prometheus": [
+        ("manifests/prometheusOperator-deployment.yaml", "  replicas: 1\n", "  replicas: one\n"),
+        ("manifests/grafana-service.yaml", "spec:\n", "spec:\n  portz: []\n"),
+        ("manifests/prometheus-prometheus.yaml", "  replicas: 2\n", "  replicas: two\n"),  # a Prometheus
+    ],
+    "microservices-demo": [
+        ("kubernetes-manifests/frontend.yaml", "- containerPort: 8080", "- containerPort: web"),
+    ],
+    "flux2-kustomize-helm-example": [
+        ("apps/base/podinfo/release.yaml", "interval: 50m", "interval: 50"),  # a HelmRelease, through two overlays
+        ("apps/base/podinfo/namespace.yaml", "metadata:\n", "metadata:\n  nam: podinfo\n"),
+    ],
+}
+# Where the engines' reports differ by design: the hint for a kind without a schema names the setting that
+# gives it one, which is schema_dirs for the built-in engine and kubeconform.schema_locations for kubeconform.
+HINTS = {
+    "builtin": "hint: commit its CustomResourceDefinition, or ask the administrator to add it to schema_dirs",
+    "kubeconform": "hint: commit its CustomResourceDefinition, or ask the administrator to add a schema location "
+                   "for it (kubeconform.schema_locations)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BREAKS))
+def test_real_kubeconform_finds_what_the_builtin_engine_finds_in_the_corpora(name: str, tmp_path: Path) -> None:
+    need_corpus()
+    work = tmp_path / name
+    shutil.copytree(CORPUS / name, work)
+    for rel, old, new in BREAKS[name]:
+        text = (work / rel).read_text(encoding="utf-8")
+        assert old in text, (rel, old)
+        (work / rel).write_text(text.replace(old, new, 1), encoding="utf-8")
+    found = {engine: validate_findings(work, engine, tmp_path) for engine in ("builtin", "kubeconform")}
+    unknown_kinds = sum("[schema-unknown-kind]" in line for line in found["builtin"])
+    assert found["builtin"].count(HINTS["builtin"]) == unknown_kinds
+    assert found["kubeconform"].count(HINTS["kubeconform"]) == unknown_kinds
+    assert [HINTS["builtin"] if line == HINTS["kubeconform"] else line for line in found["kubeconform"]] == \
+        found["builtin"]
+    invalid = {line.split(":", 1)[0] for line in found["kubeconform"] if "[schema-invalid]" in line}
+    assert invalid == {rel for rel, _, _ in BREAKS[name]}, found["kubeconform"]
 
 
 def test_missing_properties_read_as_missing_required_fields() -> None:

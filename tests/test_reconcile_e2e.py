@@ -1,16 +1,28 @@
-"""Reconciliation end to end: real `git push` into a bare repository with the hooks installed, applied to
-the loopback API server (tests/kubeapi.py) through the real `kubernetes` client."""
+"""Reconciliation end to end: real `git push` into a bare repository with the hooks installed, applied through
+the real `kubernetes` client to a real API server (../shared/tools/realk8s: etcd, kube-apiserver and
+kube-controller-manager of Kubernetes 1.25, one per test session) and to the loopback fake (tests/kubeapi.py).
+
+Tests marked BOTH run twice, `[fake]` and `[real]`; on the real server each test works in a namespace of its own.
+Faults (a server that is down, 5xx and 429 answers, slow answers) and what controllers the real server lacks
+would do (a Deployment rolling out) are the fake's alone.
+"""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import Clone, Server, git, run_suite
 from kubeapi import KubeAPI
+from realcluster import RealCluster
+
+from gitops_hooks import kustomize
 
 TOKEN = "tok-3f9a1c-very-secret"
 
@@ -20,6 +32,8 @@ kind: Namespace
 metadata:
   name: apps
 """
+BOTH = pytest.mark.parametrize("cluster", ["fake", "real"], indirect=True)
+Cluster = KubeAPI | RealCluster
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -58,13 +72,34 @@ def kube() -> Iterator[KubeAPI]:
 
 
 @pytest.fixture
-def env(server: Server, kube: KubeAPI, tmp_path: Path) -> str:
-    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The fake (the `kube` of the test), or with BOTH's `real` the session's real API server."""
+    if getattr(request, "param", "fake") == "real":
+        return RealCluster(request.getfixturevalue("realk8s"))
+    return request.getfixturevalue("kube")
+
+
+@pytest.fixture
+def ns(cluster: Cluster) -> str:
+    """The environment's namespace: `apps` on a fake of the test's own, a new one on the shared real server."""
+    return "apps" if isinstance(cluster, KubeAPI) else f"apps-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def env(server: Server, cluster: Cluster, ns: str, tmp_path: Path) -> str:
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
     proc = run_suite("env", "add", str(server.path), "prod", "--ref", "main", "--path", "clusters/prod",
-                     "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "apps",
+                     "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", ns,
                      "--var", "CLUSTER_NAME=prod-eu", "--health-timeout", "5")
     assert proc.returncode == 0, proc.stderr
     return "prod"
+
+
+def set_env(server: Server, name: str, **settings: object) -> None:
+    """Set fields of an environment in the server's configuration file (as an administrator edits it)."""
+    data = yaml.safe_load(server.config_path.read_text(encoding="utf-8"))
+    data["environments"][name].update(settings)
+    server.configure(yaml.safe_dump(data))
 
 
 def history(server: Server, env: str = "prod") -> str:
@@ -77,30 +112,35 @@ def note(server: Server, commit: str) -> str:
     return git("--git-dir", str(server.path), "notes", "--ref=refs/notes/gitops", "show", commit, check=False).stdout
 
 
-def base_tree(clone: Clone) -> None:
-    clone.write("clusters/prod/namespace.yaml", NAMESPACE)
+def namespace(name: str) -> str:
+    return NAMESPACE.replace("name: apps", f"name: {name}")
+
+
+def base_tree(clone: Clone, ns: str = "apps") -> None:
+    clone.write("clusters/prod/namespace.yaml", namespace(ns))
     clone.write("clusters/prod/web.yaml", DEPLOYMENT)
     clone.write("clusters/prod/settings.yaml", CONFIGMAP)
 
 
-def test_push_creates_objects_streams_progress_and_records_a_note(server: Server, clone: Clone, kube: KubeAPI,
-                                                                   env: str) -> None:
-    base_tree(clone)
+@BOTH
+def test_push_creates_objects_streams_progress_and_records_a_note(server: Server, clone: Clone, cluster: Cluster,
+                                                                   ns: str, env: str) -> None:
+    base_tree(clone, ns)
     sha = clone.commit("first")
     push = clone.push()
     assert push.accepted, push.output
     lines = push.remote_lines()
-    assert "namespace/apps created" in lines
+    assert f"namespace/{ns} created" in lines
     assert "deployment.apps/web created" in lines
     assert "configmap/settings created" in lines
     assert any(line.startswith("gitops-hooks: prod: applied: 3 created") for line in lines), lines
-    cm = kube.object("v1", "ConfigMap", "settings", "apps")
+    cm = cluster.object("v1", "ConfigMap", "settings", ns)
     assert cm is not None and cm["data"] == {"cluster": "prod-eu", "region": "eu-west-1"}
-    dep = kube.object("apps/v1", "Deployment", "web", "apps")
+    dep = cluster.object("apps/v1", "Deployment", "web", ns)
     assert dep is not None
     assert dep["metadata"]["managedFields"][0]["manager"] == "gitops-hooks"
     text = note(server, sha)
-    assert "environment: prod" in text and "result: applied" in text and "deployment.apps/web -n apps" in text
+    assert "environment: prod" in text and "result: applied" in text and f"deployment.apps/web -n {ns}" in text
     assert "Test Pusher" in text or "pusher:" in text
     assert TOKEN not in push.output + text
     # Pushing the same state again changes nothing.
@@ -110,13 +150,15 @@ def test_push_creates_objects_streams_progress_and_records_a_note(server: Server
     assert "deployment.apps/web unchanged" in again.remote_lines()
 
 
-def test_removed_file_is_pruned_and_opt_out_is_kept(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
-    base_tree(clone)
+@BOTH
+def test_removed_file_is_pruned_and_opt_out_is_kept(server: Server, clone: Clone, cluster: Cluster, ns: str,
+                                                     env: str) -> None:
+    base_tree(clone, ns)
     clone.write("clusters/prod/keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n"
                 "    gitops-hooks.io/prune: disabled\ndata: {a: b}\n")
     clone.commit("first")
     assert clone.push().accepted
-    parent = kube.object("v1", "Secret", "gitops-hooks-prod", "apps")
+    parent = cluster.object("v1", "Secret", "gitops-hooks-prod", ns)
     assert parent is not None
     kinds = parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
     assert kinds == "ConfigMap,Deployment.apps,Namespace"
@@ -127,8 +169,8 @@ def test_removed_file_is_pruned_and_opt_out_is_kept(server: Server, clone: Clone
     lines = push.remote_lines()
     assert "deployment.apps/web pruned" in lines, push.output
     assert "configmap/keep kept: pruning is disabled by annotation" in lines
-    assert kube.object("apps/v1", "Deployment", "web", "apps") is None
-    assert kube.object("v1", "ConfigMap", "keep", "apps") is not None
+    assert cluster.object("apps/v1", "Deployment", "web", ns) is None
+    assert cluster.object("v1", "ConfigMap", "keep", ns) is not None
     assert "pruned: 1" not in history(server)  # history prints counts as "1 pruned"
     assert "1 pruned" in history(server)
 
@@ -175,28 +217,33 @@ spec:
 """
 
 
-def test_crd_and_its_custom_resource_in_one_commit(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
-    clone.write("clusters/prod/namespace.yaml", NAMESPACE)
-    clone.write("clusters/prod/widget.yaml", WIDGET)  # sorts before the CRD by file name
-    clone.write("clusters/prod/zz-crd.yaml", CRD)
+@BOTH
+def test_crd_and_its_custom_resource_in_one_commit(server: Server, clone: Clone, cluster: Cluster, ns: str,
+                                                   env: str) -> None:
+    clone.write("clusters/prod/namespace.yaml", namespace(ns))
+    group = f"{ns}.example.com"  # CRDs are cluster-wide: one group per test on the shared real server
+    clone.write("clusters/prod/widget.yaml", WIDGET.replace("example.com", group))  # sorts before the CRD
+    clone.write("clusters/prod/zz-crd.yaml", CRD.replace("example.com", group))
     clone.commit("crd")
     push = clone.push()
     lines = push.remote_lines()
-    assert "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created" in lines, push.output
-    assert "widget.example.com/blue created" in lines, push.output
-    assert lines.index("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created") < \
-        lines.index("widget.example.com/blue created")
-    widget = kube.object("example.com/v1", "Widget", "blue", "apps")
+    assert f"customresourcedefinition.apiextensions.k8s.io/widgets.{group} created" in lines, push.output
+    assert f"widget.{group}/blue created" in lines, push.output
+    assert lines.index(f"customresourcedefinition.apiextensions.k8s.io/widgets.{group} created") < \
+        lines.index(f"widget.{group}/blue created")
+    widget = cluster.object(f"{group}/v1", "Widget", "blue", ns)
     assert widget is not None and widget["spec"] == {"size": 3}
 
 
+@BOTH
 def test_conflict_with_another_manager_fails_naming_it_and_next_push_can_force(
-        server: Server, clone: Clone, kube: KubeAPI, env: str, tmp_path: Path) -> None:
-    base_tree(clone)
+        server: Server, clone: Clone, cluster: Cluster, ns: str, env: str, tmp_path: Path) -> None:
+    set_env(server, env, force_conflicts=False)  # refusing is what this test is about, whatever the default
+    base_tree(clone, ns)
     clone.commit("first")
     assert clone.push().accepted
-    kube.put({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "apps"},
-              "spec": {"replicas": 5}}, manager="kubectl-edit")
+    cluster.put({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+                 "spec": {"replicas": 5}}, manager="kubectl-edit")
     clone.write("clusters/prod/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 3"))
     sha = clone.commit("scale")
     push = clone.push()
@@ -206,19 +253,19 @@ def test_conflict_with_another_manager_fails_naming_it_and_next_push_can_force(
     assert failed and 'conflict with "kubectl-edit" using apps/v1: .spec.replicas' in failed[0], push.output
     assert "clusters/prod/web.yaml:1" in failed[0]
     assert any("nothing was pruned" in line for line in lines)
-    assert kube.object("apps/v1", "Deployment", "web", "apps")["spec"]["replicas"] == 5  # type: ignore[index]
+    assert cluster.object("apps/v1", "Deployment", "web", ns)["spec"]["replicas"] == 5  # type: ignore[index]
     assert "result: failed" in note(server, sha)
     assert "pending:" in history(server)
     # The administrator allows force; `gitops-hooks reconcile` applies the pending commit.
     kubeconfig = tmp_path / "kubeconfig"
     proc = run_suite("env", "add", str(server.path), "prod", "--replace", "--ref", "main", "--path", "clusters/prod",
-                     "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "apps",
+                     "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", ns,
                      "--var", "CLUSTER_NAME=prod-eu", "--force-conflicts")
     assert proc.returncode == 0, proc.stderr
     rec = run_suite("reconcile", "prod", "--repo", str(server.path))
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert "deployment.apps/web configured" in rec.stdout
-    assert kube.object("apps/v1", "Deployment", "web", "apps")["spec"]["replicas"] == 3  # type: ignore[index]
+    assert cluster.object("apps/v1", "Deployment", "web", ns)["spec"]["replicas"] == 3  # type: ignore[index]
     assert "pending:" not in history(server)
 
 
@@ -263,8 +310,9 @@ def test_unknown_variable_refuses_the_push(server: Server, clone: Clone, kube: K
     assert kube.names("ConfigMap") == []
 
 
-def test_dry_run_prints_the_plan_and_refuses(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
-    base_tree(clone)
+@BOTH
+def test_dry_run_prints_the_plan_and_refuses(server: Server, clone: Clone, cluster: Cluster, ns: str, env: str) -> None:
+    base_tree(clone, ns)
     clone.commit("first")
     assert clone.push().accepted
     clone.write("clusters/prod/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 4"))
@@ -274,11 +322,11 @@ def test_dry_run_prints_the_plan_and_refuses(server: Server, clone: Clone, kube:
     assert not push.accepted
     lines = push.remote_lines()
     assert "deployment.apps/web configured (server dry run)" in lines, push.output
-    assert "namespace/apps unchanged (server dry run)" in lines
+    assert f"namespace/{ns} unchanged (server dry run)" in lines
     assert "configmap/settings pruned (server dry run)" in lines
     assert any("push refused so that nothing changes" in line for line in lines)
-    assert kube.object("apps/v1", "Deployment", "web", "apps")["spec"]["replicas"] == 2  # type: ignore[index]
-    assert kube.object("v1", "ConfigMap", "settings", "apps") is not None
+    assert cluster.object("apps/v1", "Deployment", "web", ns)["spec"]["replicas"] == 2  # type: ignore[index]
+    assert cluster.object("v1", "ConfigMap", "settings", ns) is not None
 
 
 def test_wait_option_keeps_the_pusher_until_healthy(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
@@ -291,9 +339,12 @@ def test_wait_option_keeps_the_pusher_until_healthy(server: Server, clone: Clone
     assert "health: healthy" in note(server, sha)
 
 
-def test_background_health_timeout_is_recorded(server: Server, clone: Clone, env: str, kube: KubeAPI) -> None:
-    kube.store.controllers = False  # nobody rolls the Deployment out
-    base_tree(clone)
+@BOTH
+def test_background_health_timeout_is_recorded(server: Server, clone: Clone, cluster: Cluster, ns: str,
+                                               env: str) -> None:
+    if isinstance(cluster, KubeAPI):
+        cluster.store.controllers = False  # nobody rolls the Deployment out (the real server has no such controller)
+    base_tree(clone, ns)
     sha = clone.commit("first")
     push = clone.push()
     assert any("continues in the background" in line for line in push.remote_lines()), push.output
@@ -305,6 +356,7 @@ def test_background_health_timeout_is_recorded(server: Server, clone: Clone, env
 
 
 def test_diff_shows_drift_and_reconcile_corrects_it(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
+    set_env(server, env, force_conflicts=False)  # the reconcile below must meet the conflict, whatever the default
     base_tree(clone)
     clone.commit("first")
     assert clone.push().accepted
@@ -418,3 +470,84 @@ def test_periodic_reconcile_without_changes_does_not_grow_the_note(server: Serve
     assert "deployment.apps/web configured" in rec.stdout, rec.stdout
     assert note(server, sha).count("environment: prod") == 2  # a run that changed something is its own record
     assert kube.object("v1", "ConfigMap", "extra", "apps") is not None  # not ours: never pruned
+
+
+@BOTH
+def test_namespace_that_leaves_git_is_deleted_with_what_it_holds(server: Server, clone: Clone, cluster: Cluster,
+                                                                 ns: str, env: str) -> None:
+    extra = f"{ns}-old"
+    clone.write("clusters/prod/namespace.yaml", namespace(ns))
+    clone.write("clusters/prod/old/namespace.yaml", namespace(extra))
+    clone.write("clusters/prod/old/leftover.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leftover\n"
+                f"  namespace: {extra}\ndata: {{a: b}}\n")
+    clone.commit("two namespaces")
+    push = clone.push()
+    assert f"namespace/{extra} created" in push.remote_lines(), push.output
+    clone.remove("clusters/prod/old")
+    clone.commit("drop the old namespace")
+    push = clone.push()
+    lines = push.remote_lines()
+    assert f"namespace/{extra} pruned" in lines and "configmap/leftover pruned" in lines, push.output
+    # The real server finalizes a deleted namespace (its controller empties it first): wait until it is gone.
+    deadline = time.monotonic() + 30
+    while cluster.object("v1", "Namespace", extra) is not None and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert cluster.object("v1", "Namespace", extra) is None
+    assert cluster.object("v1", "ConfigMap", "leftover", extra) is None
+    assert cluster.object("v1", "Namespace", ns) is not None  # the environment's own stays, with the inventory
+    assert "result: applied" in note(server, server.rev() or "")
+
+
+@BOTH
+def test_wait_reports_health_a_real_server_can_give(server: Server, clone: Clone, cluster: Cluster, ns: str,
+                                                    env: str) -> None:
+    # A CRD is healthy once Established; no Deployment here (no controller rolls one out on the real server:
+    # see test_background_health_timeout_is_recorded).
+    clone.write("clusters/prod/namespace.yaml", namespace(ns))
+    clone.write("clusters/prod/settings.yaml", CONFIGMAP)
+    group = f"{ns}.example.com"  # CRDs are cluster-wide: one group per test on the shared real server
+    clone.write("clusters/prod/crd.yaml", CRD.replace("example.com", group).replace("widget", "gadget")
+                .replace("Widget", "Gadget"))
+    sha = clone.commit("definitions")
+    push = clone.push("-o", "gitops.wait")
+    lines = push.remote_lines()
+    # Only the CRD has a state to wait for; the Namespace and the ConfigMap are healthy once stored.
+    assert "gitops-hooks: prod: waiting up to 5 s for 1 object to be healthy" in lines, push.output
+    assert f"customresourcedefinition.apiextensions.k8s.io/gadgets.{group} healthy" in lines
+    assert "gitops-hooks: prod: health: healthy" in lines
+    assert "health: healthy" in note(server, sha)
+    crd = cluster.object("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"gadgets.{group}")
+    assert crd is not None and {"type": "Established", "status": "True"}.items() <= \
+        next(c for c in crd["status"]["conditions"] if c["type"] == "Established").items()
+
+
+@pytest.mark.parametrize("cluster", ["real"], indirect=True)  # the fake's counterpart: test_reconcile_units.py
+def test_real_kubectl_reads_the_applyset_of_a_push(server: Server, clone: Clone, cluster: Cluster, ns: str,
+                                                   env: str, tmp_path: Path) -> None:
+    base_tree(clone, ns)
+    clone.commit("first")
+    assert clone.push().accepted
+    kubectl = kustomize.kubectl_command("")  # the suite's own kubectl
+    assert kubectl is not None
+    kc = str(tmp_path / "kubeconfig")
+    parent = cluster.object("v1", "Secret", "gitops-hooks-prod", ns)
+    assert parent is not None
+    ident = parent["metadata"]["labels"]["applyset.kubernetes.io/id"]
+    listed = subprocess.run([kubectl, "--kubeconfig", kc, "get", "deployments,configmaps", "-n", ns, "-o", "name",
+                             "-l", f"applyset.kubernetes.io/part-of={ident}"], capture_output=True, text=True, timeout=60)
+    assert listed.stdout.split() == ["deployment.apps/web", "configmap/settings"], listed.stderr
+    (tmp_path / "x.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n  namespace: {ns}\n")
+    command = [kubectl, "--kubeconfig", kc, "apply", "--server-side", "--prune", "--applyset=secrets/gitops-hooks-prod",
+               "-n", ns, "-f", str(tmp_path / "x.yaml"), "--dry-run=server"]
+    environ = {"KUBECTL_APPLYSET": "true", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environ)
+    assert 'is managed by tooling "gitops-hooks" instead of "kubectl"' in refused.stderr, refused.stderr
+    # Handed to kubectl, the set is kubectl's to prune: it accepts our id and finds the members by our
+    # contains-group-kinds annotation.
+    cluster.put({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "gitops-hooks-prod", "namespace": ns, "annotations": {"applyset.kubernetes.io/tooling": "kubectl/v1.37.1"}}},
+        manager="admin")
+    taken = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environ)
+    assert "deployment.apps/web pruned (server dry run)" in taken.stdout, taken.stdout + taken.stderr
+    assert "configmap/settings pruned (server dry run)" in taken.stdout
+    assert cluster.object("apps/v1", "Deployment", "web", ns) is not None  # a dry run

