@@ -314,9 +314,11 @@ def test_diff_shows_drift_and_reconcile_corrects_it(server: Server, clone: Clone
     d = run_suite("diff", "prod", "--repo", str(server.path))
     assert d.returncode == 1, d.stdout + d.stderr
     assert "-  cluster: hand-edited" in d.stdout and "+  cluster: prod-eu" in d.stdout
-    # The hand edit took the field over, so correcting it needs force: the reconcile reports the conflict.
+    # The fields in git win (force_conflicts defaults to true): the reconcile takes the field back and says so.
     rec = run_suite("reconcile", "prod", "--repo", str(server.path))
-    assert rec.returncode == 1 and 'conflict with "kubectl-edit"' in rec.stdout
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "configmap/settings configured: took back .data.cluster from kubectl-edit" in rec.stdout, rec.stdout
+    assert run_suite("diff", "prod", "--repo", str(server.path)).returncode == 0
 
 
 def test_concurrent_pushes_coalesce_to_the_newest_commit(server: Server, clone: Clone, kube: KubeAPI, env: str,
