@@ -5,7 +5,7 @@
     python bench/bench_converge.py                       # starts ../shared/tools/realk8s, stops it at the end
     python bench/bench_converge.py --kubeconfig FILE     # a cluster of yours (namespaces bench-*-<pid>)
     python bench/bench_converge.py --code /tmp/main-src  # time another checkout's source (e.g. `git archive main`)
-    python bench/bench_converge.py --runs 5 --kubectl-runs 1
+    python bench/bench_converge.py --runs 5 --kubectl-runs 1  # --kubectl-runs 0: the suite only
 
 The suite's figures are the wall time of `gitops-hooks reconcile ENV --repo BARE` (a new process each
 time, as cron or a push would start it), its environment following a bare repository whose folder holds
@@ -169,15 +169,17 @@ def measure(kubeconfig: str, code: Path, runs: int, kubectl_runs: int, work: Pat
     write_tree(kfolder, f"bench-k-{tag}")
     print(f"# 1,001 objects ({FILES + 1} files); kubectl {kubectl_version()}; server {kubeconfig}", flush=True)
     line("suite first apply", [timed(lambda: suite.reconcile())], commit)
-    line("kubectl first apply", [timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder))], "kubectl")
+    if kubectl_runs:
+        line("kubectl first apply", [timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder))], "kubectl")
     line("suite no-op reconcile", [timed(lambda: suite.reconcile()) for _ in range(runs)], commit)
     one_round = in_process_round(code, suite)
     if one_round is not None:
         results: list[str] = []
         times = [timed(lambda: results.append(one_round())) for _ in range(runs)]
         line("suite no-op round (in-process)", times, commit, f"results {sorted(set(results))}")
-    line("kubectl no-op apply", [timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder))
-                                 for _ in range(kubectl_runs)], "kubectl")
+    if kubectl_runs:
+        line("kubectl no-op apply", [timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder))
+                                     for _ in range(kubectl_runs)], "kubectl")
     times = []
     for r in range(runs):
         change_one(suite.folder, r)
@@ -195,7 +197,8 @@ def measure(kubeconfig: str, code: Path, runs: int, kubectl_runs: int, work: Pat
     for r in range(kubectl_runs):
         change_one(kfolder, r)
         times.append(timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder)))
-    line("kubectl one-change apply", times, "kubectl")
+    if times:
+        line("kubectl one-change apply", times, "kubectl")
     print(f"# last reconcile said: {suite.reconcile().strip().splitlines()[-1]}", flush=True)
 
 

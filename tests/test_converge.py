@@ -105,7 +105,7 @@ def test_kubectl_scale_and_edit_are_taken_back_naming_the_manager(server: Server
     push = clone.push()
     assert "deployment.apps/web created" in push.remote_lines(), push.output
     kubectl(kc, "scale", "-n", ns, "deployment/web", "--replicas=5")
-    kubectl(kc, "edit", "-n", ns, "configmap/settings", editor="sed -i s/colour:.blue/colour: red/")
+    kubectl(kc, "edit", "-n", ns, "configmap/settings", editor="sed -i s/blue/red/")
     kubectl(kc, "label", "-n", ns, "deployment/web", "team=payments")  # a label git does not mention
     assert live(kc, ns, "deployment/web")["spec"]["replicas"] == 5
     assert live(kc, ns, "configmap/settings")["data"]["colour"] == "red"
@@ -159,7 +159,7 @@ def test_objects_marked_to_be_left_alone_are_not_corrected(server: Server, clone
     assert "configmap/theirs unchanged: left alone (ssa: Ignore)" in lines, push.output
     assert subprocess.run(["kubectl", "--kubeconfig", str(kc), "get", "-n", ns, "configmap/theirs"],
                           capture_output=True, check=False).returncode != 0  # never created
-    kubectl(kc, "edit", "-n", ns, "configmap/seed", editor="sed -i s/colour:.blue/colour: green/")
+    kubectl(kc, "edit", "-n", ns, "configmap/seed", editor="sed -i s/blue/green/")
     rec = reconcile(server)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     assert "configmap/seed unchanged: left alone: it exists (ssa: IfNotPresent)" in rec.stdout, rec.stdout

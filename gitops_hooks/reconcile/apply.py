@@ -100,7 +100,7 @@ class Applier:
         self.dry_run = dry_run
         self.force = force or env.force_conflicts  # a diff forces, to show desired against live in any case
         self.known = known  # what was last applied: objects still in place are skipped; None applies all
-        self.applied: dict[str, memo.Entry] = {}  # what this run leaves in place, for the next one
+        self.applied: dict[str, memo.Entry] = dict(known or {})  # what this run leaves in place, for the next one
         self.redact = Redactor()
         self.live: dict[Key, dict[str, Any]] = {}
         self.targets: list[Target] = []
