@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from . import inventory as inv
@@ -45,7 +46,7 @@ class Target:
     namespaced: bool
     digest: str = ""  # of obj, when the run compares with what was last applied
 
-    @property
+    @cached_property
     def memo_key(self) -> str:
         return memo.key_text(*self.key)
 
@@ -53,11 +54,11 @@ class Target:
     def namespace(self) -> str:
         return str(self.obj["metadata"].get("namespace", ""))
 
-    @property
+    @cached_property
     def key(self) -> Key:
         return (self.desired.group, self.desired.kind, self.namespace, self.desired.name)
 
-    @property
+    @cached_property
     def subject(self) -> str:
         d = self.desired
         kind = d.kind.lower()
@@ -168,6 +169,7 @@ class Applier:
     # -- preparing
     def _targets(self, objects: Iterable[Desired]) -> list[Target]:
         crd_scopes = self._crd_scopes(objects)
+        member = inv.applyset_id(self.env.parent_name, self.env.parent_namespace)
         out = []
         for d in objects:
             namespaced = crd_scopes.get((d.group, d.kind))
@@ -178,15 +180,14 @@ class Applier:
                     if exc.status != 404:
                         raise
                     namespaced = bool(d.namespace)  # reported as not served when applied
-            obj = copy.deepcopy(d.obj)
-            meta = obj.setdefault("metadata", {})
+            obj = {k: v for k, v in d.obj.items() if k != "status"}  # nested values are shared, never changed
+            meta = obj["metadata"] = dict(obj.get("metadata") or {})
             if namespaced:
                 meta["namespace"] = d.namespace or self.env.namespace
             else:
                 meta.pop("namespace", None)
-            obj.pop("status", None)
             labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-            meta["labels"] = {**labels, inv.PART_OF: inv.applyset_id(self.env.parent_name, self.env.parent_namespace)}
+            meta["labels"] = {**labels, inv.PART_OF: member}
             out.append(Target(d, obj, namespaced, memo.desired_digest(obj) if self.known is not None else ""))
         return sorted(out, key=lambda t: sort_key(t.desired.kind, t.namespace, t.desired.name))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,5 +90,5 @@ def load(git_dir: Path, env: str) -> Memo:
 
 def save(git_dir: Path, env: str, memo: Memo) -> None:
     data = {"commit": memo.commit, "time": memo.time,
-            "objects": {k: list(asdict(e).values()) for k, e in sorted(memo.entries.items())}}
+            "objects": {k: [e.desired, e.version, e.live] for k, e in sorted(memo.entries.items())}}
     atomic_write(path(git_dir, env), json.dumps(data, separators=(",", ":")))

@@ -105,7 +105,7 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
     else:
         if not folder_exists(snapshot, env):
             emit(f"gitops-hooks: {env.name}: warning: {env.path} does not exist at {commit[:12]}: the desired set is empty")
-        dset = desired_set(snapshot, env, server)
+        dset = _desired(git_dir, snapshot, env, server, commit)
     watch: list[dict[str, str]] = []
     if not dset.ok:
         first = next(f for f in dset.findings if str(f.severity) == "error")
@@ -136,6 +136,22 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
     if watch and not quiet:
         _health(git_dir, env, commit, watch, emit, opts)
     return Outcome(env.name, commit, result, summary, cs, last.commit)
+
+
+_DESIRED: dict[str, tuple[str, DesiredSet]] = {}  # per repository and environment: the last desired set built
+
+
+def _desired(git_dir: Path, snapshot: Any, env: Environment, server: Mapping[str, Any], commit: str) -> DesiredSet:
+    """The desired set of a commit, built once per process: rounds of the same commit reuse it."""
+    fingerprint = commit + repr(env) + json.dumps(server, sort_keys=True, default=str)
+    slot = f"{git_dir}|{env.name}"
+    hit = _DESIRED.get(slot)
+    if hit is not None and hit[0] == fingerprint:
+        return hit[1]
+    dset = desired_set(snapshot, env, server)
+    if dset.ok:
+        _DESIRED[slot] = (fingerprint, dset)
+    return dset
 
 
 def _remember(git_dir: Path, env: Environment, commit: str, cs: ChangeSet, applier: Any, last: memo.Memo) -> None:
