@@ -415,7 +415,10 @@ def test_periodic_reconcile_without_changes_does_not_grow_the_note(server: Serve
     assert text.count("environment: prod") == 1 and "checked: " in text
     kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra", "namespace": "apps",
               "labels": {"applyset.kubernetes.io/part-of": "someone-elses"}}}, manager="other")
-    kube.store.objects[("apps", "deployments", "apps", "web")]["spec"]["replicas"] = 9  # drift nobody owns
+    web = kube.store.objects[("apps", "deployments", "apps", "web")]
+    web["spec"]["replicas"] = 9  # drift nobody owns; like every write, it moves the resourceVersion
+    kube.store.rv += 1
+    web["metadata"]["resourceVersion"] = str(kube.store.rv)
     rec = run_suite("reconcile", "prod", "--repo", str(server.path))
     assert "deployment.apps/web configured" in rec.stdout, rec.stdout
     assert note(server, sha).count("environment: prod") == 2  # a run that changed something is its own record
