@@ -186,8 +186,8 @@ class Applier:
                 meta["namespace"] = d.namespace or self.env.namespace
             else:
                 meta.pop("namespace", None)
-            labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-            meta["labels"] = {**labels, inv.PART_OF: member}
+            labels = meta.get("labels")
+            meta["labels"] = {**(labels if isinstance(labels, dict) else {}), inv.PART_OF: member}
             out.append(Target(d, obj, namespaced, memo.desired_digest(obj) if self.known is not None else ""))
         return sorted(out, key=lambda t: sort_key(t.desired.kind, t.namespace, t.desired.name))
 

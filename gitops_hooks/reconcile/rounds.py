@@ -95,7 +95,7 @@ def _verdict(o: Outcome, done: Callable[..., RoundResult]) -> RoundResult:
     cs = o.changes
     if o.result == "failed":
         return done("failed", o.commit, o.summary.removeprefix("failed: "))
-    fixes = tuple(line for line in audit.changes_of(cs).get("corrected", []))
+    fixes = tuple(audit.changes_of(cs).get("corrected", []))
     if o.previous and o.previous != o.commit:
         return done("applied", o.commit, cs.summary(), cs.changed, fixes)
     if cs.changed:

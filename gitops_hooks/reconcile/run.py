@@ -156,6 +156,8 @@ def _desired(git_dir: Path, snapshot: Any, env: Environment, server: Mapping[str
 
 def _remember(git_dir: Path, env: Environment, commit: str, cs: ChangeSet, applier: Any, last: memo.Memo) -> None:
     """Keep what this run left in place; the commit only once every object of it is."""
+    if cs.ok and last.commit == commit and applier.applied == last.entries:
+        return  # a no-op: nothing to write
     if cs.ok:
         last = memo.Memo(commit, audit.now())
     memo.save(git_dir, env.name, memo.Memo(last.commit, last.time, applier.applied))
