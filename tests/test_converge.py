@@ -300,3 +300,45 @@ def test_every_survives_an_api_server_that_is_down_for_a_round(server: Server, c
     st = run_suite("status", "prod", "--repo", str(server.path))
     assert st.returncode == 0 and "last round: " in st.stdout and " unchanged" in st.stdout, st.stdout + st.stderr
     assert "pending:" not in st.stdout
+
+
+# ---------------------------------------------------------------------------- units
+
+def test_taken_back_names_fields_and_managers_from_managed_fields() -> None:
+    from gitops_hooks.reconcile.fields import summary, taken_back
+
+    container = {'k:{"name":"web"}': {".": {}, "f:image": {}, "f:name": {}}}
+    before = {"metadata": {"managedFields": [
+        {"manager": "gitops-hooks", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {
+            "f:containers": {'k:{"name":"web"}': {".": {}, "f:name": {}}}}}}}},
+        {"manager": "kubectl", "operation": "Update", "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {
+            "f:containers": {'k:{"name":"web"}': {"f:image": {}}}}}}, "f:metadata": {"f:labels": {"f:team": {}}}}},
+    ]}}
+    after = {"metadata": {"managedFields": [
+        {"manager": "gitops-hooks", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {
+            "f:spec": {"f:containers": container}}}}},
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:metadata": {"f:labels": {"f:team": {}}}}},
+    ]}}
+    taken = taken_back(before, after, "gitops-hooks")
+    assert [t.text() for t in taken] == ['.spec.replicas from kubectl (scale)',
+                                         '.spec.template.spec.containers[name="web"].image from kubectl-edit']
+    assert summary(taken) == ('took back .spec.replicas from kubectl (scale); '
+                              '.spec.template.spec.containers[name="web"].image from kubectl-edit')
+    assert taken_back(after, after, "gitops-hooks") == ()  # the label kubectl-edit keeps is not ours: left alone
+
+
+def test_every_takes_durations_and_refuses_nonsense() -> None:
+    from gitops_hooks.reconcile.commands import duration
+
+    assert duration("5m") == 300 and duration("30s") == 30 and duration("1h") == 3600 and duration("90") == 90
+    for bad in ("five", "0.5s", "-1m"):
+        with pytest.raises(ValueError):
+            duration(bad)
+
+
+def test_every_with_a_bad_duration_or_environment_says_so(server: Server) -> None:
+    proc = run_suite("reconcile", "--every", "soon", "--repo", str(server.path))
+    assert proc.returncode == 2 and "'soon' is not a duration: write 30s, 5m or 1h" in proc.stderr
+    proc = run_suite("reconcile", "--every", "5m", "nowhere", "--repo", str(server.path))
+    assert proc.returncode == 2 and "no environment 'nowhere'" in proc.stderr
