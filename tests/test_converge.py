@@ -342,3 +342,22 @@ def test_every_with_a_bad_duration_or_environment_says_so(server: Server) -> Non
     assert proc.returncode == 2 and "'soon' is not a duration: write 30s, 5m or 1h" in proc.stderr
     proc = run_suite("reconcile", "--every", "5m", "nowhere", "--repo", str(server.path))
     assert proc.returncode == 2 and "no environment 'nowhere'" in proc.stderr
+
+
+def test_an_object_deleted_by_hand_is_listed_missing_then_created_again(server: Server, clone: Clone,
+                                                                        kube: KubeAPI, tmp_path: Path) -> None:
+    loopback_env(server, kube, tmp_path)
+    clone.write("clusters/prod/namespace.yaml", namespace("apps"))
+    clone.write("clusters/prod/settings.yaml", configmap("settings"))
+    clone.commit("settings")
+    assert clone.push().accepted
+    req = urllib.request.Request(f"{kube.url}/api/v1/namespaces/apps/configmaps/settings", method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+    st = run_suite("status", "--repo", str(server.path))
+    assert st.returncode == 1 and "live: drifted" in st.stdout and "configmap/settings -n apps is missing" in st.stdout, \
+        st.stdout + st.stderr
+    line = one_round(server)
+    assert "prod: corrected 1" in line and "configmap/settings created" in line, line
+    assert kube.object("v1", "ConfigMap", "settings", "apps") is not None
+    assert run_suite("status", "--repo", str(server.path)).returncode == 0

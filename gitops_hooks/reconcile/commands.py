@@ -390,7 +390,8 @@ def _drift(repo: Path, server: Mapping[str, Any], env: environments.Environment,
         kube.close()
     if cs.error:
         return [], cs.error
-    drifted = [c.line() for c in cs.changes if c.action in ("created", "failed")]
+    drifted = [f"{c.subject}" + (f" -n {c.namespace}" if c.namespace else "") + " is missing"
+               for c in cs.of("created")] + [c.line() for c in cs.of("failed")]
     for (group, kind, ns, name), (live, would) in sorted(applier.dry_results.items()):
         if live is not None and normalized(live) != normalized(would):
             label = f"{kind.lower()}.{group}/{name}" if group else f"{kind.lower()}/{name}"
