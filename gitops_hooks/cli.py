@@ -227,7 +227,8 @@ def env_group() -> None:
 @click.option("--backend", type=click.Choice(["direct", "flux", "argocd"]), default="direct", show_default=True)
 @click.option("--prune/--no-prune", default=None, help="Delete objects that left git (default: on).")
 @click.option("--allow-empty-prune", is_flag=True, default=None, help="Let an empty desired set prune everything.")
-@click.option("--force-conflicts", is_flag=True, default=None, help="Take over fields owned by other managers.")
+@click.option("--force-conflicts/--no-force-conflicts", default=None,
+              help="Take back fields of git changed by other managers (default: on); off fails on a conflict.")
 @click.option("--health-timeout", type=float, help="Seconds to wait for health (default 300).")
 @click.option("--wait", is_flag=True, default=None, help="Always keep the pusher until healthy.")
 @click.option("--flux", "flux", help="KIND/NAMESPACE/NAME of the Flux GitRepository or Kustomization to trigger.")
@@ -298,15 +299,38 @@ def history(name: str, repo: Path | None, limit: int) -> None:
 
 
 @main.command("reconcile")
-@click.argument("name")
+@click.argument("names", nargs=-1)
 @REPO_OPTION
 @click.option("--wait", is_flag=True, help="Wait until the applied objects are healthy.")
+@click.option("--every", "every", metavar="DURATION",
+              help="Keep reconciling (all environments, or NAMES) every DURATION (30s, 5m, 1h) until stopped.")
+@click.option("--rounds", type=int, default=0, hidden=True, help="With --every: stop after this many rounds.")
 @click.option("--health-of", hidden=True, help="Internal: the background health check of a commit.")
-def reconcile(name: str, repo: Path | None, wait: bool, health_of: str | None) -> None:
-    """Apply environment NAME's newest accepted commit now (corrects drift; picks up pending work)."""
+def reconcile(names: tuple[str, ...], repo: Path | None, wait: bool, every: str | None, rounds: int,
+              health_of: str | None) -> None:
+    """Apply environment NAME's newest accepted commit now (corrects drift; picks up pending work); with
+    --every, run rounds over NAMES (or every environment) until stopped."""
     from .reconcile.commands import reconcile as run
+    from .reconcile.commands import reconcile_every
 
-    sys.exit(run(_repo(repo), name, wait, health_of, sys.stdout))
+    if every:
+        sys.exit(reconcile_every(_repo(repo), list(names), every, rounds, sys.stdout))
+    if len(names) != 1:
+        click.echo("gitops-hooks reconcile: name one environment (or give --every to reconcile several)", err=True)
+        sys.exit(2)
+    sys.exit(run(_repo(repo), names[0], wait, health_of, sys.stdout))
+
+
+@main.command("status")
+@click.argument("names", nargs=-1)
+@REPO_OPTION
+@click.option("--output", "-o", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(names: tuple[str, ...], repo: Path | None, output: str) -> None:
+    """Per environment (NAMES, or all): the last applied commit, whether the live state matches it, the last
+    round and any pending record. Exit 0 when all are in place, 1 otherwise."""
+    from .reconcile.commands import status as show
+
+    sys.exit(show(_repo(repo), list(names), output, sys.stdout))
 
 
 @main.command("diff")

@@ -16,7 +16,7 @@ import pytest
 from gitops_hooks.gateclient import settle as settle_gate_servers  # what a test looks at after a push is written
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("GITOPS_HOOKS_SHARED") or ROOT.parent / "shared")  # a worktree elsewhere: set it
 CORPUS = SHARED / "corpus"
 CRDS = SHARED / "crds"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")

@@ -14,7 +14,9 @@ documented behaviour of the real API server for:
   `FieldManagerConflict` causes, unless `force=true`, which transfers ownership; fields the applier no
   longer sends and nobody else owns are removed; a no-op apply keeps the resourceVersion; 201 on create;
 - PATCH `application/merge-patch+json` (an `Update` operation that takes ownership of what it changes),
-  also on the `/status` subresource, which tests use to play a controller;
+  also on the `/status` subresource, which tests use to play a controller, and on `/scale` (its
+  `spec.replicas`; the managedFields entry carries `subresource: scale`, as `kubectl scale` or a
+  HorizontalPodAutoscaler leave it);
 - DELETE with `propagationPolicy` (query or DeleteOptions body); deleting a namespace removes its objects;
 - namespaces: `default`, `kube-system`, `kube-public` and `kube-node-lease` exist from the start; a
   namespaced object in a missing namespace is refused with 404 `namespaces "x" not found`;
@@ -223,8 +225,17 @@ class Ownership:
                 self.managers[m] = (op, av, now(), kept)
 
     def render(self) -> list[dict[str, Any]]:
-        return [{"manager": m, "operation": op, "apiVersion": av, "time": t, "fieldsType": "FieldsV1",
-                 "fieldsV1": fields_v1(ps)} for m, (op, av, t, ps) in self.managers.items() if ps]
+        out = []
+        for m, (op, av, t, ps) in self.managers.items():
+            if not ps:
+                continue
+            name, _, sub = m.partition("|")  # `kubectl|scale`: the manager kubectl, through the scale subresource
+            entry = {"manager": name, "operation": op, "apiVersion": av, "time": t, "fieldsType": "FieldsV1",
+                     "fieldsV1": fields_v1(ps)}
+            if sub:
+                entry["subresource"] = sub
+            out.append(entry)
+        return out
 
 
 def merge(base: Any, patch: Any, null_deletes: bool = False) -> Any:
@@ -392,6 +403,9 @@ class Store:
             raise not_found(r, name)
         if subresource == "status":
             patch = {"status": patch.get("status", {})}
+        elif subresource == "scale":  # a Scale's spec.replicas is the object's; the entry names the subresource
+            patch = {"spec": {"replicas": (patch.get("spec") or {}).get("replicas")}}
+            manager = f"{manager}|scale"
         elif "status" in patch:
             patch = {k: v for k, v in patch.items() if k != "status"}
         new = merge(live, patch, null_deletes=True)
@@ -515,16 +529,20 @@ def not_found(r: Resource, name: str) -> ApiError:
 
 
 def conflict_error(conflicts: list[tuple[str, Path_]], api_version: str) -> ApiError:
-    causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{m}" using {api_version}',
+    def who(m: str) -> str:
+        name, _, sub = m.partition("|")
+        return f'"{name}" with subresource "{sub}"' if sub else f'"{name}"'
+
+    causes = [{"reason": "FieldManagerConflict", "message": f'conflict with {who(m)} using {api_version}',
                "field": field_text(p)} for m, p in conflicts]
     if len(conflicts) == 1:
         m, p = conflicts[0]
-        message = f'Apply failed with 1 conflict: conflict with "{m}" using {api_version}: {field_text(p)}'
+        message = f'Apply failed with 1 conflict: conflict with {who(m)} using {api_version}: {field_text(p)}'
     else:
         managers = sorted({m for m, _ in conflicts})
-        who = ", ".join(f'"{m}"' for m in managers)
+        names = ", ".join(who(m) for m in managers)
         lines = "\n".join(f"- {field_text(p)}" for _, p in conflicts)
-        message = f"Apply failed with {len(conflicts)} conflicts: conflicts with {who} using {api_version}:\n{lines}"
+        message = f"Apply failed with {len(conflicts)} conflicts: conflicts with {names} using {api_version}:\n{lines}"
     return ApiError(409, "Conflict", message, {"causes": causes})
 
 

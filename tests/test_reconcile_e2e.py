@@ -366,9 +366,11 @@ def test_diff_shows_drift_and_reconcile_corrects_it(server: Server, clone: Clone
     d = run_suite("diff", "prod", "--repo", str(server.path))
     assert d.returncode == 1, d.stdout + d.stderr
     assert "-  cluster: hand-edited" in d.stdout and "+  cluster: prod-eu" in d.stdout
-    # The hand edit took the field over, so correcting it needs force: the reconcile reports the conflict.
+    # The fields in git win (force_conflicts defaults to true): the reconcile takes the field back and says so.
     rec = run_suite("reconcile", "prod", "--repo", str(server.path))
-    assert rec.returncode == 1 and 'conflict with "kubectl-edit"' in rec.stdout
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert "configmap/settings configured: took back .data.cluster from kubectl-edit" in rec.stdout, rec.stdout
+    assert run_suite("diff", "prod", "--repo", str(server.path)).returncode == 0
 
 
 def test_concurrent_pushes_coalesce_to_the_newest_commit(server: Server, clone: Clone, kube: KubeAPI, env: str,
@@ -465,7 +467,10 @@ def test_periodic_reconcile_without_changes_does_not_grow_the_note(server: Serve
     assert text.count("environment: prod") == 1 and "checked: " in text
     kube.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra", "namespace": "apps",
               "labels": {"applyset.kubernetes.io/part-of": "someone-elses"}}}, manager="other")
-    kube.store.objects[("apps", "deployments", "apps", "web")]["spec"]["replicas"] = 9  # drift nobody owns
+    web = kube.store.objects[("apps", "deployments", "apps", "web")]
+    web["spec"]["replicas"] = 9  # drift nobody owns; like every write, it moves the resourceVersion
+    kube.store.rv += 1
+    web["metadata"]["resourceVersion"] = str(kube.store.rv)
     rec = run_suite("reconcile", "prod", "--repo", str(server.path))
     assert "deployment.apps/web configured" in rec.stdout, rec.stdout
     assert note(server, sha).count("environment: prod") == 2  # a run that changed something is its own record

@@ -6,21 +6,31 @@
     succeeded: prune members that left git (reverse order), then record exactly the new kinds.
 
 A stage with a failure stops the run: later stages are skipped and nothing is pruned.
+
+Every apply forces ownership of the fields in git (unless the environment sets `force_conflicts: false`):
+a field changed by hand or by another tool is taken back, and the change names the fields and the
+manager that had them, read from `managedFields` before (the member LIST) and after (the apply's answer).
+Given what was last applied (`memo`), an object whose desired content and live state are unchanged is not
+sent at all. `gitops-hooks.io/ssa` (or Flux's `kustomize.toolkit.fluxcd.io/ssa`) `IfNotPresent` creates an
+object once and never corrects it; `Ignore` never touches it.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from . import inventory as inv
+from . import memo
 from .changes import Change, ChangeSet
 from .desired import Desired, DesiredSet
 from .environments import Environment
+from .fields import taken_back
 from .kube import APPLY, Kube, KubeError, ResourceInfo, preferred_version
 from .order import STAGES, sort_key, stage_of
 from .redact import Redactor
@@ -34,20 +44,28 @@ class Target:
     desired: Desired
     obj: dict[str, Any]  # namespace defaulted, member label added
     namespaced: bool
+    digest: str = ""  # of obj, when the run compares with what was last applied
+
+    @cached_property
+    def memo_key(self) -> str:
+        return memo.key_text(*self.key)
 
     @property
     def namespace(self) -> str:
         return str(self.obj["metadata"].get("namespace", ""))
 
-    @property
+    @cached_property
     def key(self) -> Key:
         return (self.desired.group, self.desired.kind, self.namespace, self.desired.name)
 
-    @property
+    @cached_property
     def subject(self) -> str:
         d = self.desired
         kind = d.kind.lower()
         return f"{kind}.{d.group}/{d.name}" if d.group else f"{kind}/{d.name}"
+
+
+LEFT_ALONE = {"Ignore": "left alone (ssa: Ignore)", "IfNotPresent": "left alone: it exists (ssa: IfNotPresent)"}
 
 
 def subject_of(obj: dict[str, Any]) -> str:
@@ -76,12 +94,14 @@ def normalized(obj: dict[str, Any] | None) -> dict[str, Any] | None:
 
 class Applier:
     def __init__(self, kube: Kube, env: Environment, emit: Callable[[str], None], dry_run: bool = False,
-                 force: bool = False) -> None:
+                 force: bool = False, known: Mapping[str, memo.Entry] | None = None) -> None:
         self.kube = kube
         self.env = env
         self.emit = emit
         self.dry_run = dry_run
         self.force = force or env.force_conflicts  # a diff forces, to show desired against live in any case
+        self.known = known  # what was last applied: objects still in place are skipped; None applies all
+        self.applied: dict[str, memo.Entry] = dict(known or {})  # what this run leaves in place, for the next one
         self.redact = Redactor()
         self.live: dict[Key, dict[str, Any]] = {}
         self.targets: list[Target] = []
@@ -99,6 +119,8 @@ class Applier:
         env = self.env
         old = inv.read(self.kube, env)
         targets = self.targets = self._targets(dset.objects)
+        if self.known is not None:
+            self.applied = {t.memo_key: self.known[t.memo_key] for t in targets if t.memo_key in self.known}
         new_kinds = {inv.group_kind(t.desired.api_version, t.desired.kind) for t in targets}
         new_spaces = {t.namespace for t in targets if t.namespaced} | {env.parent_namespace}
         infos = self._member_infos(old.group_kinds | new_kinds, targets)
@@ -120,12 +142,17 @@ class Applier:
             wanted = {t.key for t in targets}
             kept = [m for m in members if key_of(m) not in wanted and subject_of(m) + "|" + key_of(m)[2] not in pruned]
             kinds = {inv.group_kind(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in kept}
-            inv.write(self.kube, env, new_kinds | kinds, new_spaces | {key_of(m)[2] for m in kept})
+            kinds |= new_kinds
+            spaces = new_spaces | {key_of(m)[2] for m in kept}
+            if not inv.current(old, env, kinds, spaces):
+                inv.write(self.kube, env, kinds, spaces)
         return changes
 
     def _record_union(self, old: inv.Inventory, kinds: set[str], spaces: set[str], targets: list[Target],
                       changes: ChangeSet) -> ChangeSet:
         """Record old and new kinds before applying, so a crash mid-apply leaves nothing untracked."""
+        if inv.current(old, self.env, old.group_kinds | kinds, old.namespaces | spaces):
+            return changes  # already recorded: no write
         try:
             inv.write(self.kube, self.env, old.group_kinds | kinds, old.namespaces | spaces)
             return changes
@@ -142,6 +169,7 @@ class Applier:
     # -- preparing
     def _targets(self, objects: Iterable[Desired]) -> list[Target]:
         crd_scopes = self._crd_scopes(objects)
+        member = inv.applyset_id(self.env.parent_name, self.env.parent_namespace)
         out = []
         for d in objects:
             namespaced = crd_scopes.get((d.group, d.kind))
@@ -152,16 +180,15 @@ class Applier:
                     if exc.status != 404:
                         raise
                     namespaced = bool(d.namespace)  # reported as not served when applied
-            obj = copy.deepcopy(d.obj)
-            meta = obj.setdefault("metadata", {})
+            obj = {k: v for k, v in d.obj.items() if k != "status"}  # nested values are shared, never changed
+            meta = obj["metadata"] = dict(obj.get("metadata") or {})
             if namespaced:
                 meta["namespace"] = d.namespace or self.env.namespace
             else:
                 meta.pop("namespace", None)
-            obj.pop("status", None)
-            labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
-            meta["labels"] = {**labels, inv.PART_OF: inv.applyset_id(self.env.parent_name, self.env.parent_namespace)}
-            out.append(Target(d, obj, namespaced))
+            labels = meta.get("labels")
+            meta["labels"] = {**(labels if isinstance(labels, dict) else {}), inv.PART_OF: member}
+            out.append(Target(d, obj, namespaced, memo.desired_digest(obj) if self.known is not None else ""))
         return sorted(out, key=lambda t: sort_key(t.desired.kind, t.namespace, t.desired.name))
 
     @staticmethod
@@ -204,14 +231,34 @@ class Applier:
         return changes
 
     def _apply_batch(self, batch: list[Target], changes: ChangeSet) -> ChangeSet:
-        with ThreadPoolExecutor(max_workers=max(1, min(self.env.concurrency, len(batch)))) as pool:
-            results = list(pool.map(self._apply_one, batch))
+        decided = {t.key: self._in_place(t) for t in batch}
+        send = [t for t in batch if decided[t.key] is None]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.env.concurrency, len(send) or 1))) as pool:
+            sent = dict(zip([t.key for t in send], pool.map(self._apply_one, send), strict=True))
+        results = [decided[t.key] or sent[t.key] for t in batch]
         for change in results:
             self.emit(change.line())
         return changes.plus(*results)
 
+    def _in_place(self, t: Target) -> Change | None:
+        """The change of an object that needs no request (left alone, or in place since the last apply)."""
+        policy = t.desired.ssa
+        live = self.live.get(t.key)
+        if policy == "Ignore":
+            return Change("unchanged", t.subject, t.namespace, LEFT_ALONE["Ignore"])
+        if policy == "IfNotPresent" and live is not None:
+            return Change("unchanged", t.subject, t.namespace, LEFT_ALONE["IfNotPresent"])
+        entry = self.known.get(t.memo_key) if self.known is not None else None
+        if live is not None and entry is not None and memo.in_place(entry, t.digest, live):
+            if memo.version_of(live) != entry.version:
+                self.applied[t.memo_key] = memo.Entry(entry.desired, memo.version_of(live), entry.live)
+            return Change("unchanged", t.subject, t.namespace)
+        return None
+
     def _apply_one(self, t: Target) -> Change:
         try:
+            if t.desired.ssa == "IfNotPresent" and t.key not in self.live and self._get(t) is not None:
+                return Change("unchanged", t.subject, t.namespace, LEFT_ALONE["IfNotPresent"])
             info = self.kube.resource(t.desired.api_version, t.desired.kind)
             query = {"fieldManager": inv.FIELD_MANAGER}
             if self.force:
@@ -222,8 +269,14 @@ class Applier:
         except KubeError as exc:
             if self.dry_run and exc.status == 404 and "does not serve" in exc.message:
                 return Change("created", t.subject, t.namespace, "after its CustomResourceDefinition is established")
+            self.applied.pop(t.memo_key, None)
             return Change("failed", t.subject, t.namespace, self._failure(exc, t))
-        return Change(self._classify(t, status, result), t.subject, t.namespace)
+        action = self._classify(t, status, result)
+        if not self.dry_run:
+            self.applied[t.memo_key] = memo.entry_for(t.obj, result)
+        before = self.live.get(t.key)
+        taken = taken_back(before, result, inv.FIELD_MANAGER) if action == "configured" and before else ()
+        return Change(action, t.subject, t.namespace, taken=taken)
 
     def _classify(self, t: Target, status: int, result: dict[str, Any]) -> str:
         live = self.live.get(t.key)
@@ -253,7 +306,8 @@ class Applier:
     def _failure(self, exc: KubeError, t: Target) -> str:
         text = exc.message
         if exc.status == 409 and "conflict" in text.lower():
-            text += " (another manager owns these fields: change them there, or set force_conflicts for this environment)"
+            text += (" (another manager owns these fields: change them there, or let git win with "
+                     "force_conflicts: true, the default)")
         return self.redact(f"{text} [{t.desired.where}]")
 
     def _wait_established(self, crds: list[Target], changes: ChangeSet) -> ChangeSet:

@@ -93,6 +93,8 @@ def changes_of(cs: ChangeSet) -> dict[str, list[str]]:
         if c.action in ("failed", "skipped", "triggered") and c.message:
             text += f": {c.message}"
         out.setdefault(c.action, []).append(text)
+        if c.taken:
+            out.setdefault("corrected", []).append(f"{text}: {c.correction()}")
     return out
 
 

@@ -9,7 +9,7 @@ records the trigger; the token never leaves this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .apply import Applier
 from .audit import now
@@ -18,6 +18,7 @@ from .desired import DesiredSet
 from .environments import Environment
 from .inventory import FIELD_MANAGER
 from .kube import MERGE, Kube, KubeError, preferred_version
+from .memo import Entry
 
 FLUX_GROUPS = {"GitRepository": "source.toolkit.fluxcd.io", "Kustomization": "kustomize.toolkit.fluxcd.io"}
 
@@ -27,7 +28,7 @@ def needs_cluster(env: Environment) -> bool:
 
 
 def run(kube: Kube | None, env: Environment, dset: DesiredSet, emit: Callable[[str], None],
-        dry_run: bool = False) -> tuple[ChangeSet, Applier | None]:
+        dry_run: bool = False, known: Mapping[str, Entry] | None = None) -> tuple[ChangeSet, Applier | None]:
     if kube is None:
         return _receiver(env, emit, dry_run), None
     if env.backend == "flux":
@@ -38,7 +39,7 @@ def run(kube: Kube | None, env: Environment, dset: DesiredSet, emit: Callable[[s
         return _annotate(kube, "argoproj.io", "Application", str(env.argocd["application"]),
                          str(env.argocd.get("namespace") or "argocd"), "argocd.argoproj.io/refresh",
                          str(env.argocd.get("refresh") or "normal"), emit, dry_run), None
-    applier = Applier(kube, env, emit, dry_run)
+    applier = Applier(kube, env, emit, dry_run, known=known)
     return applier.run(dset), applier
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .fields import Taken, summary
+
 ACTIONS = ("created", "configured", "unchanged", "pruned", "failed", "skipped", "triggered")
 
 
@@ -13,11 +15,17 @@ class Change:
     subject: str  # kubectl style: deployment.apps/web
     namespace: str = ""
     message: str = ""
+    taken: tuple[Taken, ...] = ()  # fields of git taken back from other managers by this apply
 
     def line(self) -> str:
-        """kubectl's progress line: `deployment.apps/web configured` (the note also keeps the namespace)."""
+        """kubectl's progress line: `deployment.apps/web configured` (the note also keeps the namespace);
+        a correction says what it took back: `...configured: took back .spec.replicas from kubectl (scale)`."""
         text = f"{self.subject} {self.action}"
-        return f"{text}: {self.message}" if self.message else text
+        note = "; ".join(x for x in (self.message, self.correction()) if x)
+        return f"{text}: {note}" if note else text
+
+    def correction(self) -> str:
+        return summary(self.taken) if self.taken else ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,15 @@ class ChangeSet:
 
     def of(self, action: str) -> list[Change]:
         return [c for c in self.changes if c.action == action]
+
+    @property
+    def corrections(self) -> list[Change]:
+        return [c for c in self.changes if c.taken]
+
+    @property
+    def changed(self) -> int:
+        """Objects created, configured or pruned."""
+        return sum(1 for c in self.changes if c.action in ("created", "configured", "pruned"))
 
     def summary(self) -> str:
         parts = [f"{len(self.of(a))} {a}" for a in ACTIONS if self.of(a) or a in ("created", "configured", "pruned")]

@@ -127,6 +127,8 @@ def history(repo: Path, name: str, limit: int, out: TextIO) -> int:
         out.write(f"    {_subject(repo, r.commit)}\n")
         if r.error:
             out.write(f"    error: {r.error}\n")
+        for item in r.changes.get("corrected", []):
+            out.write(f"    corrected: {item}\n")
         for item in r.changes.get("failed", []):
             out.write(f"    failed: {item}\n")
         for item in r.health_detail:
@@ -270,3 +272,145 @@ def environment_findings(repo: Any, update: Any, server: Mapping[str, Any]) -> l
         found = desired_set(GitTree(repo, update.new), env, server).findings
         out.extend(f for f in found if f.rule.startswith("reconcile-"))
     return out
+
+
+# ---------------------------------------------------------------------------- rounds and status
+
+def duration(text: str) -> float:
+    """`90`, `30s`, `5m`, `1h` in seconds; ValueError with the reason otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    scale = units.get(t[-1:], 0)
+    try:
+        value = float(t[:-1] if scale else t) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration: write 30s, 5m or 1h") from None
+    if value < 1:
+        raise ValueError(f"{text!r} is too short: rounds need at least 1 s between them")
+    return value
+
+
+@one_line_errors("reconcile")
+def reconcile_every(repo: Path, names: list[str], interval: str, rounds: int, out: TextIO) -> int:
+    """Rounds until stopped (SIGTERM or SIGINT end it after the round in progress)."""
+    import signal
+    import threading
+
+    from .rounds import every
+
+    try:
+        seconds = duration(interval)
+        server = _load(repo)
+        for n in names:
+            environments.named(server, n)
+    except (ValueError, configmod.ConfigError) as exc:
+        sys.stderr.write(f"gitops-hooks reconcile: {exc}\n")
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    which = ", ".join(names) if names else "every environment"
+    emit = emitter(out)
+    emit(f"{audit.now()} gitops-hooks: reconciling {which} of {repo} every {seconds:g} s")
+    every(repo, lambda: _load(repo), names, seconds, emit, stop, rounds)
+    emit(f"{audit.now()} gitops-hooks: stopped")
+    return 0
+
+
+@one_line_errors("status")
+def status(repo: Path, names: list[str], output: str, out: TextIO) -> int:
+    """Per environment: the last applied commit, whether the live state matches it, the last round and any
+    pending record. Exit 0 when every environment is in place, 1 otherwise, 2 on an error."""
+    import json
+
+    try:
+        server = _load(repo)
+        envs = [environments.named(server, n) for n in names] if names else environments.all_environments(server)
+    except configmod.ConfigError as exc:
+        sys.stderr.write(f"gitops-hooks status: {exc}\n")
+        return 2
+    reports = [_status_of(repo, server, env) for env in envs]
+    if output == "json":
+        out.write(json.dumps({"environments": reports}, indent=2) + "\n")
+    else:
+        for r in reports:
+            _status_text(r, out)
+    return 0 if all(r["in_place"] for r in reports) else 1
+
+
+def _status_of(repo: Path, server: Mapping[str, Any], env: environments.Environment) -> dict[str, Any]:
+    from . import memo
+    from .rounds import last_round
+    from .run import tip
+
+    last = memo.load(repo, env.name)
+    pending = state.read_pending(repo, env.name)
+    rnd = last_round(repo, env.name)
+    head = tip(repo, env.ref) or ""
+    report: dict[str, Any] = {
+        "environment": env.name, "ref": env.ref, "tip": head, "applied_commit": last.commit,
+        "applied_at": last.time, "live": "unknown", "drifted": [], "error": "",
+        "last_round": None if rnd is None else {"time": rnd.time, "result": rnd.result, "commit": rnd.commit,
+                                               "corrected": rnd.corrected, "summary": rnd.summary},
+        "pending": None if pending is None else {"commit": pending.commit, "since": pending.since,
+                                                 "attempts": pending.attempts, "last_error": pending.last_error},
+    }
+    if env.backend != "direct":
+        report["live"] = f"not checked (backend {env.backend})"
+    elif not last.commit:
+        report["live"] = "not checked: nothing applied yet"
+    else:
+        drifted, error = _drift(repo, server, env, last)
+        report.update(drifted=drifted, error=error, live="unknown" if error else ("drifted" if drifted else "in place"))
+    report["in_place"] = report["live"] == "in place" and pending is None and head == last.commit
+    return report
+
+
+def _drift(repo: Path, server: Mapping[str, Any], env: environments.Environment, last: Any) -> tuple[list[str], str]:
+    """Objects whose live state differs from the last applied commit: the memo's cheap check, then a
+    server-side dry run of the objects it cannot vouch for."""
+    from ..gitrepo import GitTree, open_repository
+    from .apply import Applier, normalized
+    from .desired import desired_set
+    from .kube import Kube, KubeError
+
+    dset = desired_set(GitTree(open_repository(repo), last.commit), env, server)
+    if not dset.ok:
+        return [], "the desired state of the applied commit cannot be built"
+    try:
+        kube = Kube(env)
+    except KubeError as exc:
+        return [], exc.message
+    pruned: list[str] = []
+    try:
+        applier = Applier(kube, env, lambda line: pruned.append(line) if " pruned" in line else None, dry_run=True,
+                          force=True, known=last.entries)
+        cs = applier.run(dset)
+    finally:
+        kube.close()
+    if cs.error:
+        return [], cs.error
+    drifted = [f"{c.subject}" + (f" -n {c.namespace}" if c.namespace else "") + " is missing"
+               for c in cs.of("created")] + [c.line() for c in cs.of("failed")]
+    for (group, kind, ns, name), (live, would) in sorted(applier.dry_results.items()):
+        if live is not None and normalized(live) != normalized(would):
+            label = f"{kind.lower()}.{group}/{name}" if group else f"{kind.lower()}/{name}"
+            drifted.append(label + (f" -n {ns}" if ns else "") + " differs")
+    return drifted + [f"{line.removesuffix(' pruned')} is no longer in git" for line in pruned], ""
+
+
+def _status_text(r: Mapping[str, Any], out: TextIO) -> None:
+    applied = f"{r['applied_commit'][:12]} at {r['applied_at']}" if r["applied_commit"] else "nothing yet"
+    out.write(f"{r['environment']} ({r['ref']}): applied {applied}\n")
+    if r["tip"] and r["tip"] != r["applied_commit"]:
+        out.write(f"    newer commit not applied yet: {r['tip'][:12]}\n")
+    out.write(f"    live: {r['live']}" + (f" ({r['error']})" if r["error"] else "") + "\n")
+    for item in r["drifted"]:
+        out.write(f"        {item}\n")
+    rnd = r["last_round"]
+    out.write("    last round: " + (f"{rnd['time']} {rnd['result']}" + (f" ({rnd['summary']})" if rnd["summary"] else "")
+                                    if rnd else "none") + "\n")
+    p = r["pending"]
+    if p:
+        out.write(f"    pending: {p['commit'][:12]} since {p['since']}, failed attempts: {p['attempts']}"
+                  + (f"; last error: {p['last_error']}" if p["last_error"] else "") + "\n")

@@ -35,6 +35,26 @@ register(
 )
 
 
+SSA_ANNOTATIONS = ("gitops-hooks.io/ssa", "kustomize.toolkit.fluxcd.io/ssa")
+SSA_POLICIES = {"override": "Override", "ifnotpresent": "IfNotPresent", "ignore": "Ignore"}
+
+
+def ssa_annotation(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The leave-alone annotation an object carries (ours first, then Flux's), with its value."""
+    ann = (obj.get("metadata") or {}).get("annotations")
+    if not isinstance(ann, dict):
+        return None
+    for key in SSA_ANNOTATIONS:
+        if key in ann:
+            return key, str(ann[key])
+    return None
+
+
+def ssa_policy(obj: Mapping[str, Any]) -> str:
+    found = ssa_annotation(obj)
+    return "Override" if found is None else SSA_POLICIES.get(found[1].strip().lower(), "")
+
+
 @dataclass(frozen=True)
 class Desired:
     """One object to apply, with the file and line it came from."""
@@ -66,6 +86,12 @@ class Desired:
     @property
     def where(self) -> str:
         return f"{self.path}:{self.line}"
+
+    @property
+    def ssa(self) -> str:
+        """How the object is applied: Override (the default), IfNotPresent, Ignore; '' when the annotation
+        holds something else."""
+        return ssa_policy(self.obj)
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,9 @@ def _shape_problem(d: Desired) -> str:
         return "apiVersion and kind are required to apply an object"
     if not d.name:
         return "metadata.name is required to apply an object (generateName cannot be applied)"
+    if not d.ssa:
+        key, value = ssa_annotation(d.obj) or ("", "")
+        return f"{key}: {value!r} is not a way to apply an object (write Override, IfNotPresent or Ignore)"
     return ""
 
 

@@ -25,7 +25,7 @@ ENV_DEFAULTS: dict[str, Any] = {
     "backend": "direct",
     "prune": True,
     "allow_empty_prune": False,
-    "force_conflicts": False,
+    "force_conflicts": True,  # the fields in git win: drift is taken back, as Flux and Argo CD do
     "health_timeout": 300,
     "wait": False,
     "concurrency": 8,
@@ -45,7 +45,7 @@ class Environment:
     backend: str = "direct"
     prune: bool = True
     allow_empty_prune: bool = False
-    force_conflicts: bool = False
+    force_conflicts: bool = True
     health_timeout: float = 300
     wait: bool = False
     concurrency: int = 8

@@ -45,6 +45,18 @@ class Inventory:
     group_kinds: frozenset[str]
     namespaces: frozenset[str]  # every namespace members may be in, the parent's included
     exists: bool
+    tooling: str = ""
+
+
+def tooling() -> str:
+    return f"gitops-hooks/v{__version__}"
+
+
+def current(inv: Inventory, env: Environment, group_kinds: Iterable[str], namespaces: Iterable[str]) -> bool:
+    """The parent already records exactly these kinds and namespaces (so writing it would change nothing)."""
+    spaces = (set(namespaces) - {""}) | {env.parent_namespace}
+    return inv.exists and inv.tooling == tooling() and inv.group_kinds == frozenset(group_kinds) and \
+        inv.namespaces == frozenset(spaces)
 
 
 def parent_path(env: Environment) -> str:
@@ -64,12 +76,12 @@ def read(kube: Kube, env: Environment) -> Inventory:
     if labels.get(ID) != ident:
         raise KubeError(409, "Conflict", f"secret {env.parent_namespace}/{env.parent_name} exists but is not "
                         "gitops-hooks' inventory for this environment (its applyset id differs); rename or remove it")
-    tooling = str(ann.get(TOOLING, ""))
-    if tooling and not tooling.startswith("gitops-hooks/"):
-        raise KubeError(409, "Conflict", f"the inventory secret {env.parent_name} is managed by {tooling}, not gitops-hooks")
+    tool = str(ann.get(TOOLING, ""))
+    if tool and not tool.startswith("gitops-hooks/"):
+        raise KubeError(409, "Conflict", f"the inventory secret {env.parent_name} is managed by {tool}, not gitops-hooks")
     kinds = frozenset(k for k in str(ann.get(GROUP_KINDS, "")).split(",") if k)
     spaces = frozenset(n for n in str(ann.get(NAMESPACES, "")).split(",") if n) | {env.parent_namespace}
-    return Inventory(ident, kinds, spaces, True)
+    return Inventory(ident, kinds, spaces, True, tool)
 
 
 def write(kube: Kube, env: Environment, group_kinds: Iterable[str], namespaces: Iterable[str], dry_run: bool = False) -> None:
@@ -77,7 +89,7 @@ def write(kube: Kube, env: Environment, group_kinds: Iterable[str], namespaces: 
     extra = sorted(set(namespaces) - {env.parent_namespace, ""})
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": env.parent_name, "namespace": env.parent_namespace, "labels": {ID: ident},
-                         "annotations": {TOOLING: f"gitops-hooks/v{__version__}",
+                         "annotations": {TOOLING: tooling(),
                                          GROUP_KINDS: ",".join(sorted(set(group_kinds))),
                                          NAMESPACES: ",".join(extra)}}}
     query = {"fieldManager": FIELD_MANAGER, "force": "true"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import audit, state
+from . import audit, memo, state
 from .changes import ChangeSet
 from .desired import DesiredSet, desired_set, folder_exists
 from .environments import Environment
@@ -29,6 +29,7 @@ class Options:
     pusher: str = "unknown"
     wait: bool = False  # wait for health here instead of in a background worker
     background: bool = True  # start the background health worker when not waiting
+    periodic: bool = False  # a round of `reconcile --every`: no note and no health check when nothing changed
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Outcome:
     commit: str
     result: str  # applied, failed, triggered, coalesced, nothing
     summary: str = ""
+    changes: ChangeSet = ChangeSet()
+    previous: str = ""  # the commit applied before this one ('' when unknown)
 
 
 def tip(git_dir: Path, ref: str) -> str | None:
@@ -95,13 +98,14 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
     from .kube import Kube, KubeError
 
     emit(f"gitops-hooks: {env.name}: applying {commit[:12]} ({env.ref}, {env.path or '.'})")
+    last = memo.load(git_dir, env.name)
     snapshot = GitTree(open_repository(git_dir), commit)
     if env.backend != "direct":
         dset = DesiredSet((), ())  # the operator reads the repository itself
     else:
         if not folder_exists(snapshot, env):
             emit(f"gitops-hooks: {env.name}: warning: {env.path} does not exist at {commit[:12]}: the desired set is empty")
-        dset = desired_set(snapshot, env, server)
+        dset = _desired(git_dir, snapshot, env, server, commit)
     watch: list[dict[str, str]] = []
     if not dset.ok:
         first = next(f for f in dset.findings if str(f.severity) == "error")
@@ -113,7 +117,9 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
             cs = ChangeSet(error=exc.message)
         else:
             try:
-                cs, applier = backends.run(kube, env, dset, emit)
+                cs, applier = backends.run(kube, env, dset, emit, known=last.entries)
+                if applier is not None:
+                    _remember(git_dir, env, commit, cs, applier, last)
                 if applier is not None and cs.ok:
                     watch = _watch_list(applier)
             finally:
@@ -122,12 +128,39 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
     result = ("triggered" if env.backend != "direct" else "applied") if cs.ok else "failed"
     record = audit.Record(env.name, commit, env.ref, opts.pusher, audit.now(), result, audit.changes_of(cs),
                           cs.error, "waiting" if watch else "", (), attempt)
-    audit.write(git_dir, record)
+    quiet = opts.periodic and audit.quiet(record) and last.commit == commit
+    if not quiet:
+        audit.write(git_dir, record)
     summary = _summary(cs, result)
     emit(f"gitops-hooks: {env.name}: {summary}")
-    if watch:
+    if watch and not quiet:
         _health(git_dir, env, commit, watch, emit, opts)
-    return Outcome(env.name, commit, result, summary)
+    return Outcome(env.name, commit, result, summary, cs, last.commit)
+
+
+_DESIRED: dict[str, tuple[str, DesiredSet]] = {}  # per repository and environment: the last desired set built
+
+
+def _desired(git_dir: Path, snapshot: Any, env: Environment, server: Mapping[str, Any], commit: str) -> DesiredSet:
+    """The desired set of a commit, built once per process: rounds of the same commit reuse it."""
+    fingerprint = commit + repr(env) + json.dumps(server, sort_keys=True, default=str)
+    slot = f"{git_dir}|{env.name}"
+    hit = _DESIRED.get(slot)
+    if hit is not None and hit[0] == fingerprint:
+        return hit[1]
+    dset = desired_set(snapshot, env, server)
+    if dset.ok:
+        _DESIRED[slot] = (fingerprint, dset)
+    return dset
+
+
+def _remember(git_dir: Path, env: Environment, commit: str, cs: ChangeSet, applier: Any, last: memo.Memo) -> None:
+    """Keep what this run left in place; the commit only once every object of it is."""
+    if cs.ok and last.commit == commit and applier.applied == last.entries:
+        return  # a no-op: nothing to write
+    if cs.ok:
+        last = memo.Memo(commit, audit.now())
+    memo.save(git_dir, env.name, memo.Memo(last.commit, last.time, applier.applied))
 
 
 def _summary(cs: ChangeSet, result: str) -> str:
