@@ -1,0 +1,258 @@
+"""Helm charts rendered at push: the real podinfo chart, pushed with real git into a guarded repository."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import CORPUS, Clone, Push, Server, need_corpus
+
+PODINFO = CORPUS / "charts" / "podinfo"
+CHART = "charts/podinfo"
+URL = "https://git.example.com/platform/fleet.git"
+
+SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {"replicaCount": {"type": "integer", "minimum": 0}},
+}
+
+FLUX_SYNC = """\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m
+  url: ssh://git@git.example.com/platform/fleet
+  ref:
+    branch: main
+"""
+
+HELM_RELEASE = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: apps
+spec:
+  interval: 10m
+  chart:
+    spec:
+      chart: ./charts/podinfo
+      sourceRef:
+        kind: GitRepository
+        name: flux-system
+        namespace: flux-system
+  valuesFrom:
+    - kind: ConfigMap
+      name: podinfo-values
+    - kind: Secret
+      name: podinfo-secret-values
+  values:
+    replicaCount: {replicas}
+"""
+
+VALUES_CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: podinfo-values
+  namespace: apps
+data:
+  values.yaml: |
+    ui:
+      message: from the ConfigMap
+"""
+
+APPLICATION = f"""\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: podinfo-prod
+  namespace: argocd
+spec:
+  project: default
+  source:
+    repoURL: {URL}
+    targetRevision: main
+    path: charts/podinfo
+    helm:
+      valueFiles:
+        - values-prod.yaml
+      parameters:
+        - name: replicaCount
+          value: "{{replicas}}"
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: prod
+"""
+
+APPLICATION_SET = f"""\
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: podinfo
+  namespace: argocd
+spec:
+  generators:
+    - list:
+        elements:
+          - env: staging
+          - env: qa
+  template:
+    metadata:
+      name: 'podinfo-{{{{env}}}}'
+    spec:
+      project: default
+      source:
+        repoURL: {URL}
+        path: charts/podinfo
+      destination:
+        server: https://kubernetes.default.svc
+        namespace: '{{{{env}}}}'
+"""
+
+
+@pytest.fixture
+def podinfo(server: Server, clone: Clone) -> Clone:
+    need_corpus()
+    clone.copy_tree(PODINFO, CHART)
+    return clone
+
+
+def lines(push: Push, rule: str) -> list[str]:
+    return [x for x in push.remote_lines() if f"[{rule}]" in x]
+
+
+def test_podinfo_renders_with_its_defaults_and_values_prod(podinfo: Clone) -> None:
+    podinfo.commit()
+    push = podinfo.push()
+    assert push.accepted, push.output
+    assert lines(push, "helm-chart") == [
+        f"{CHART}/Chart.yaml:1:1: info [helm-chart] Helm chart {CHART}: rendered as release podinfo of {CHART} "
+        f"(default values); release podinfo of {CHART} ({CHART}/values-prod.yaml)"]
+    # the test hooks were rendered and checked, at the template's line of the hook annotation
+    hooks = lines(push, "imperative-hook")
+    assert any(x.startswith(f"{CHART}/templates/tests/jwt.yaml:9:5: warning") and "(default values)]" in x for x in hooks)
+    # values-prod.yaml turns Redis on: its objects exist only in that release (14 objects in all)
+    assert "0 manifests, 14 objects: 0 errors" in push.output
+
+
+def test_a_wrong_type_in_a_values_file_is_refused_at_its_line(podinfo: Clone) -> None:
+    podinfo.write(f"{CHART}/values-staging.yaml", "# staging\nreplicaCount: \"two\"\n")
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    # no values.schema.json: the rendered Deployment is refused, at the template's line
+    assert [x for x in lines(push, "schema-invalid")] == [
+        f"{CHART}/templates/deployment.yaml:10:13: error [schema-invalid] deployment.apps/podinfo: spec.replicas: "
+        f"'two' is not of type integer [release podinfo of {CHART} ({CHART}/values-staging.yaml)]"]
+    # with a values.schema.json, the values file itself is refused at its line, as Helm would
+    podinfo.write(f"{CHART}/values.schema.json", json.dumps(SCHEMA, indent=2))
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    assert lines(push, "helm-values") == [
+        f"{CHART}/values-staging.yaml:2:1: error [helm-values] release podinfo of {CHART} "
+        f"({CHART}/values-staging.yaml): replicaCount: 'two' is not of type 'integer' (values.schema.json)"]
+
+
+def test_a_template_producing_an_unknown_field_is_refused_at_the_template_line(podinfo: Clone) -> None:
+    path = podinfo.path / CHART / "templates" / "deployment.yaml"
+    path.write_text(path.read_text().replace("terminationGracePeriodSeconds:", "terminationGracePeriodSecond:"))
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    found = [x for x in push.remote_lines() if x.startswith(f"{CHART}/templates/deployment.yaml:30:")]
+    assert len(found) == 2, push.output  # one per release: defaults and values-prod.yaml
+    assert all("terminationGracePeriodSecond" in x and "error [schema-" in x for x in found), found
+
+
+def test_a_plaintext_secret_from_values_is_refused_without_its_value(podinfo: Clone) -> None:
+    podinfo.write(f"{CHART}/templates/db-secret.yaml",
+                  'apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ include "podinfo.fullname" . }}-db\n'
+                  "type: Opaque\nstringData:\n  password: {{ .Values.db.password | quote }}\n")
+    podinfo.write(f"{CHART}/values.yaml", (PODINFO / "values.yaml").read_text() + "db:\n  password: \"\"\n")
+    podinfo.write(f"{CHART}/values-prod.yaml", (PODINFO / "values-prod.yaml").read_text()
+                  + "db:\n  password: Xq7-vR2pL9-wT4mZ8-kB3nY6\n")
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    secret = [x for x in push.remote_lines() if x.startswith(f"{CHART}/templates/db-secret.yaml:7:")]
+    assert any(": error [secret-plaintext] secret/podinfo-db holds plaintext values: stringData.password [release "
+               f"podinfo of {CHART} ({CHART}/values-prod.yaml)]" in x for x in secret), push.output
+    assert "Xq7-vR2pL9" not in push.output
+
+
+def test_a_helm_release_of_this_repository_is_rendered_with_its_values(podinfo: Clone) -> None:
+    podinfo.write("clusters/prod/flux-system/gotk-sync.yaml", FLUX_SYNC)
+    podinfo.write("apps/podinfo-values.yaml", VALUES_CONFIGMAP)
+    podinfo.write("apps/podinfo.yaml", HELM_RELEASE.format(replicas='"two"'))
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    label = f"release podinfo of {CHART} (ConfigMap podinfo-values (apps/podinfo-values.yaml), apps/podinfo.yaml spec.values)"
+    assert f"{CHART}/templates/deployment.yaml:10:13: error [schema-invalid] deployment.apps/podinfo: spec.replicas: " \
+        f"'two' is not of type integer [{label}]" in push.remote_lines()
+    # the Secret's values are not in git: said, not invented
+    assert "apps/podinfo.yaml:18:7: info [helm-not-rendered] HelmRelease apps/podinfo: values from Secret " \
+        "podinfo-secret-values (key values.yaml) are not in this commit: unknown at push, rendered without them" \
+        in push.remote_lines()
+    # the chart is rendered for the release, not also alone
+    assert lines(push, "helm-chart") == [f"{CHART}/Chart.yaml:1:1: info [helm-chart] Helm chart {CHART}: rendered as {label}"]
+    podinfo.write("apps/podinfo.yaml", HELM_RELEASE.format(replicas="2"))
+    podinfo.commit()
+    assert podinfo.push().accepted
+
+
+def test_an_argo_application_and_application_set_of_this_repository_are_rendered(server: Server, podinfo: Clone) -> None:
+    server.configure(f"helm:\n  repository_urls: [{URL}]\n")
+    podinfo.write("argocd/podinfo-prod.yaml", APPLICATION.replace("{replicas}", "2"))
+    podinfo.write("argocd/podinfo-envs.yaml", APPLICATION_SET)
+    podinfo.commit()
+    push = podinfo.push()
+    assert push.accepted, push.output
+    assert lines(push, "helm-chart") == [
+        f"{CHART}/Chart.yaml:1:1: info [helm-chart] Helm chart {CHART}: rendered as "
+        f"release podinfo-staging of {CHART} (default values); release podinfo-qa of {CHART} (default values); "
+        f"release podinfo-prod of {CHART} ({CHART}/values-prod.yaml, argocd/podinfo-prod.yaml helm.parameters)"]
+    podinfo.write("argocd/podinfo-prod.yaml", APPLICATION.replace("{replicas}", "two"))
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    # values-prod.yaml turns the HorizontalPodAutoscaler on: the replica count goes there
+    assert lines(push, "schema-invalid") == [
+        f"{CHART}/templates/hpa.yaml:14:16: error [schema-invalid] horizontalpodautoscaler.autoscaling/podinfo-prod: "
+        f"spec.minReplicas: 'two' is not of type integer [release podinfo-prod of {CHART} ({CHART}/values-prod.yaml, "
+        "argocd/podinfo-prod.yaml helm.parameters)]"]
+
+
+def test_missing_dependency_and_remote_charts_are_reported_not_fetched(podinfo: Clone) -> None:
+    chart_yaml = (PODINFO / "Chart.yaml").read_text() + (
+        "dependencies:\n  - name: redis\n    version: 20.1.0\n    repository: https://charts.bitnami.com/bitnami\n")
+    podinfo.write(f"{CHART}/Chart.yaml", chart_yaml)
+    podinfo.write("infra/sources.yaml",
+                  "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: bitnami\n"
+                  "  namespace: infra\nspec:\n  url: https://charts.bitnami.com/bitnami\n---\n"
+                  "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: ghcr\n"
+                  "  namespace: infra\nspec:\n  type: oci\n  url: oci://ghcr.io/stefanprodan/charts\n")
+    release = ("apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n"
+               "  namespace: infra\nspec:\n  interval: 1h\n  chart:\n    spec:\n      chart: {name}\n"
+               "      sourceRef:\n        kind: HelmRepository\n        name: {source}\n")
+    podinfo.write("infra/redis.yaml", release.format(name="redis", source="bitnami"))
+    podinfo.write("infra/podinfo-oci.yaml", release.format(name="podinfo", source="ghcr"))
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    assert lines(push, "helm-render") == [
+        f"{CHART}/Chart.yaml:14:1: error [helm-render] release podinfo of {CHART} ({CHART}/values-prod.yaml): "
+        "dependency redis is not vendored under charts/ (nothing is downloaded at push)",
+        f"{CHART}/Chart.yaml:14:1: error [helm-render] release podinfo of {CHART} (default values): dependency redis "
+        "is not vendored under charts/ (nothing is downloaded at push)"]
+    assert lines(push, "helm-not-rendered") == [
+        "infra/podinfo-oci.yaml:12:9: info [helm-not-rendered] HelmRelease infra/podinfo: chart podinfo comes from "
+        "an OCI registry: not downloaded at push, not rendered",
+        "infra/redis.yaml:12:9: info [helm-not-rendered] HelmRelease infra/redis: chart redis comes from "
+        "HelmRepository bitnami: not downloaded at push, not rendered"]
