@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
+from pathlib import Path
 
 import pytest
 from conftest import CORPUS, Clone, Push, Server, need_corpus
+
+from gitops_hooks import config, pipeline
+from gitops_hooks.gitrepo import FolderTree
+from gitops_hooks.render import helm
 
 PODINFO = CORPUS / "charts" / "podinfo"
 CHART = "charts/podinfo"
@@ -256,3 +263,52 @@ def test_missing_dependency_and_remote_charts_are_reported_not_fetched(podinfo: 
         "an OCI registry: not downloaded at push, not rendered",
         "infra/redis.yaml:12:9: info [helm-not-rendered] HelmRelease infra/redis: chart redis comes from "
         "HelmRepository bitnami: not downloaded at push, not rendered"]
+
+
+def helm_rows(server: Server) -> int:
+    db = server.path / "gitops-hooks" / "cache" / "cache.sqlite"
+    return int(sqlite3.connect(db).execute("SELECT count(*) FROM kv WHERE k LIKE 'v1:helm:%'").fetchone()[0])
+
+
+def test_renders_are_cached_by_chart_and_values(server: Server, podinfo: Clone) -> None:
+    podinfo.commit()
+    first = podinfo.push()
+    assert first.accepted, first.output
+    assert helm_rows(server) == 2  # defaults, values-prod.yaml
+    podinfo.write("README.md", "fleet\n")
+    podinfo.commit()
+    again = podinfo.push()
+    assert again.accepted and helm_rows(server) == 2  # nothing of the chart changed: no render
+    podinfo.write(f"{CHART}/values-prod.yaml", (PODINFO / "values-prod.yaml").read_text() + "podAnnotations: {a: b}\n")
+    podinfo.commit()
+    assert podinfo.push().accepted
+    # a file of the chart's folder changed (`.Files` may read any): its two releases are rendered again
+    assert helm_rows(server) == 4
+
+
+def test_without_an_engine_the_chart_is_said_not_rendered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_corpus()
+    shutil.copytree(PODINFO, tmp_path / CHART)
+    monkeypatch.setattr(helm, "engine_version", lambda: None)
+    result = pipeline.check_snapshot(FolderTree(tmp_path), config.Policy(config.checked({}, "test")))
+    assert [(f.path, f.line, str(f.severity), f.message, f.hint) for f in result.findings] == [
+        (f"{CHART}/Chart.yaml", 1, "info", f"Helm chart {CHART}: not rendered, no Helm engine is installed",
+         "install the engine: pip install 'gitops-hooks[helm]' (./install.sh does)")]
+
+
+def test_a_runaway_template_is_stopped_and_refused(server: Server, clone: Clone) -> None:
+    server.configure("limits:\n  timeout_seconds: 6\n")
+    clone.write("charts/spin/Chart.yaml", "apiVersion: v2\nname: spin\nversion: 1.0.0\n")
+    clone.write("charts/spin/templates/spin.yaml",
+                "{{- range $i := until 100000 }}{{- range $j := until 100000 }}{{- end }}{{- end }}\n")
+    clone.write("charts/escape/Chart.yaml", "apiVersion: v2\nname: escape\nversion: 1.0.0\n")
+    clone.write("charts/escape/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n"
+                "  passwd: {{ .Files.Get \"../../../../etc/passwd\" | quote }}\n"
+                "  found: {{ .Files.Glob \"**\" | len | quote }}\n")
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    assert "charts/spin/Chart.yaml:1:1: error [helm-render] release spin of charts/spin (default values): rendering " \
+        "took longer than 4 s (its share of limits.timeout_seconds)" in push.remote_lines()
+    assert "root:" not in push.output  # .Files reads the chart's own files only

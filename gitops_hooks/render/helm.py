@@ -164,10 +164,10 @@ def run_engine(jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any
             proc = subprocess.run(
                 [sys.executable, "-m", "gitops_hooks.render.helm_engine"], input=json.dumps({"jobs": jobs}),
                 capture_output=True, text=True, timeout=timeout, env=env, cwd=home, check=False,
-                preexec_fn=_bounded,
+                preexec_fn=lambda: _bounded(timeout),
             )
         except subprocess.TimeoutExpired:
-            return [{"error": f"rendering took longer than {timeout:.0f} s (limits.timeout_seconds)"}] * len(jobs)
+            return [{"error": f"rendering took longer than {timeout:.0f} s (its share of limits.timeout_seconds)"}] * len(jobs)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         reason = "out of memory" if "out of memory" in proc.stderr or "cannot allocate" in proc.stderr else last
@@ -177,8 +177,11 @@ def run_engine(jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any
     return results
 
 
-def _bounded() -> None:
+def _bounded(timeout: float) -> None:
+    """In the child: its memory, and its CPU time (it dies of it should the parent be gone)."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+    cpu = int(timeout) + 2
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 

@@ -60,7 +60,7 @@ class HelmStep:
         self.parse = parse
         self.config = config
         self.limits = limits
-        self.timeout = timeout
+        self.timeout = max(1.0, min(timeout * 0.8, timeout - 2))  # the push's own limit is the whole
         self.cache = cache
         self.texts: dict[str, ParsedFile] = {}
 
@@ -190,7 +190,7 @@ class HelmStep:
         schema_text = self.text(posixpath.join(release.chart, "values.schema.json"))
         if schema_text is not None:
             step.findings.extend(self.schema_problems(release, schema_text))
-        if "error" in result:
+        if "error" in result:  # (a render that took too long was bounded by its share of the push's time)
             step.findings.append(self.render_error(release, str(result["error"]), chart_path))
             return
         templates = {p: self.text(p) or "" for p in self._templates(release.chart)}
