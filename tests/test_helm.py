@@ -301,14 +301,27 @@ def test_a_runaway_template_is_stopped_and_refused(server: Server, clone: Clone)
     clone.write("charts/spin/Chart.yaml", "apiVersion: v2\nname: spin\nversion: 1.0.0\n")
     clone.write("charts/spin/templates/spin.yaml",
                 "{{- range $i := until 100000 }}{{- range $j := until 100000 }}{{- end }}{{- end }}\n")
-    clone.write("charts/escape/Chart.yaml", "apiVersion: v2\nname: escape\nversion: 1.0.0\n")
-    clone.write("charts/escape/templates/cm.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n"
-                "  passwd: {{ .Files.Get \"../../../../etc/passwd\" | quote }}\n"
-                "  found: {{ .Files.Glob \"**\" | len | quote }}\n")
     clone.commit()
     push = clone.push()
     assert not push.accepted
     assert "charts/spin/Chart.yaml:1:1: error [helm-render] release spin of charts/spin (default values): rendering " \
         "took longer than 4 s (its share of limits.timeout_seconds)" in push.remote_lines()
-    assert "root:" not in push.output  # .Files reads the chart's own files only
+
+
+def test_files_functions_stay_inside_the_chart(clone: Clone) -> None:
+    clone.write("charts/escape/Chart.yaml", "apiVersion: v2\nname: escape\nversion: 1.0.0\n")
+    clone.write("charts/escape/files/greeting.txt", "hello\n")
+    clone.write("charts/escape/templates/cm.yaml",
+                '{{- if .Files.Get "../../../../../etc/passwd" }}{{ fail "read outside the chart" }}{{ end }}\n'
+                '{{- if not (.Files.Get "files/greeting.txt") }}{{ fail "cannot read its own file" }}{{ end }}\n'
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: escape\n  namespace: apps\n"
+                "data:\n  files: {{ len (.Files.Glob \"**\") | quote }}\n")
+    clone.commit()
+    push = clone.push()
+    assert push.accepted, push.output
+    assert "[helm-render]" not in push.output
+    clone.write("charts/escape/files/greeting.txt", "")
+    clone.commit()
+    push = clone.push()  # (and a template's failure is reported at the template's line)
+    assert "charts/escape/templates/cm.yaml:2:1: error [helm-render] release escape of charts/escape (default " \
+        "values): execution error at (escape/templates/cm.yaml:2:50): cannot read its own file" in push.remote_lines()

@@ -26,7 +26,7 @@ from .helm_sources import CHART_KINDS, Sources
 
 FORMAT = "helm-v1"  # of cached renders
 _KINDS_RE = re.compile(rb"^\s*kind:\s*[\"']?(" + b"|".join(k.encode() for k in CHART_KINDS) + rb")\b", re.M)
-_ERROR_AT = re.compile(r"template: ([^:\s]+):(\d+):(?:\d+:)?\s*(.*)", re.S)
+_ERROR_AT = re.compile(r"(?:template: |error at \()([^:\s()]+):(\d+)")  # where Helm's message says it failed
 INSTALL_HINT = "install the engine: pip install 'gitops-hooks[helm]' (./install.sh does)"
 
 
