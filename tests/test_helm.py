@@ -325,3 +325,28 @@ def test_files_functions_stay_inside_the_chart(clone: Clone) -> None:
     push = clone.push()  # (and a template's failure is reported at the template's line)
     assert "charts/escape/templates/cm.yaml:2:1: error [helm-render] release escape of charts/escape (default " \
         "values): execution error at (escape/templates/cm.yaml:2:50): cannot read its own file" in push.remote_lines()
+
+
+def test_an_environment_applies_what_its_helm_releases_render_only_when_asked(tmp_path: Path) -> None:
+    from gitops_hooks.reconcile.desired import describe, desired_set
+    from gitops_hooks.reconcile.environments import from_config
+
+    need_corpus()
+    shutil.copytree(PODINFO, tmp_path / CHART)
+    (tmp_path / "clusters").mkdir()
+    (tmp_path / "clusters" / "gotk-sync.yaml").write_text(FLUX_SYNC)
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "podinfo.yaml").write_text(HELM_RELEASE.format(replicas=2).split("  valuesFrom:")[0]
+                                                    + "  values:\n    replicaCount: 2\n")
+    settings = {"ref": "main", "path": "apps", "cluster": {"in_cluster": True}}
+    server_config = config.checked({}, "test")
+
+    plain = desired_set(FolderTree(tmp_path), from_config("prod", settings), server_config)
+    assert [describe(d) for d in plain.objects] == ["helmrelease.helm.toolkit.fluxcd.io/podinfo"]
+
+    rendered = desired_set(FolderTree(tmp_path), from_config("prod", {**settings, "helm": "render"}), server_config)
+    assert sorted(describe(d) for d in rendered.objects) == ["deployment.apps/podinfo", "service/podinfo"]
+    deployment = next(d for d in rendered.objects if d.kind == "Deployment")
+    assert deployment.obj["spec"]["replicas"] == 2 and deployment.namespace == "apps"
+    assert deployment.where.startswith(f"{CHART}/templates/deployment.yaml:")
+    assert rendered.ok, rendered.findings

@@ -56,6 +56,7 @@ class Release:
     namespace: str
     layers: tuple[ValuesLayer, ...] = ()
     by: str = ""  # what asks for the render: "HelmRelease flux/podinfo.yaml:1", "" for a chart alone
+    origin: tuple[str, int] = ("", -1)  # the file and document index of the object that asks for it
 
     @property
     def label(self) -> str:
@@ -172,8 +173,10 @@ def run_engine(jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         reason = "out of memory" if "out of memory" in proc.stderr or "cannot allocate" in proc.stderr else last
         return [{"error": f"the Helm engine failed: {reason[:300]}"}] * len(jobs)
-    answer = json.loads(proc.stdout)
-    results: list[dict[str, Any]] = answer["results"]
+    try:
+        results: list[dict[str, Any]] = json.loads(proc.stdout)["results"]
+    except (ValueError, KeyError, TypeError):
+        return [{"error": "the Helm engine failed: its answer could not be read"}] * len(jobs)
     return results
 
 

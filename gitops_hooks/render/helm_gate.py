@@ -27,6 +27,10 @@ from .helm_sources import CHART_KINDS, Sources
 FORMAT = "helm-v1"  # of cached renders
 _KINDS_RE = re.compile(rb"^\s*kind:\s*[\"']?(" + b"|".join(k.encode() for k in CHART_KINDS) + rb")\b", re.M)
 _ERROR_AT = re.compile(r"(?:template: |error at \()([^:\s()]+):(\d+)")  # where Helm's message says it failed
+# blob id -> whether it may hold a HelmRelease, Application or ApplicationSet: in the resident gate server,
+# a later push reads no blob again to find them (blob ids name their content)
+_MAY_HOLD: dict[str, bool] = {}
+_MAY_HOLD_SIZE = 500_000
 INSTALL_HINT = "install the engine: pip install 'gitops-hooks[helm]' (./install.sh does)"
 
 
@@ -35,6 +39,7 @@ class Step:
     units: dict[str, list[Any]] = field(default_factory=dict)
     documents: list[Document] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    rendered_from: set[tuple[str, int]] = field(default_factory=set)  # (path, index) of objects whose releases rendered
 
 
 def chart_dirs(entries: Iterable[Entry]) -> list[str]:
@@ -52,7 +57,11 @@ def annotate(doc: Any, found: Iterable[Finding]) -> Iterable[Finding]:
 class HelmStep:
     def __init__(self, entries: list[Entry], manifests: list[Entry], read: Callable[[Entry], bytes],
                  parse: Callable[[str], ParsedFile], config: dict[str, Any], limits: Limits, timeout: float,
-                 cache: NullCache) -> None:
+                 cache: NullCache, asks: Callable[[str], bool] | None = None, alone: bool = True) -> None:
+        """asks: which files' HelmReleases and Applications count (all by default); alone: whether charts
+        that none of them renders are rendered with their own values files."""
+        self.asks = asks or (lambda _: True)
+        self.alone = alone
         self.entries = entries
         self.by_path = {e.path: e for e in entries}
         self.manifests = manifests
@@ -71,12 +80,12 @@ class HelmStep:
             step.findings.extend(finding("helm-chart", posixpath.join(d, "Chart.yaml"), 1, 1, f"Helm chart {d or '.'}: "
                                          "not rendered (helm.enabled is false)") for d in charts)
             return step
-        objects = [d for e in self.manifests if _KINDS_RE.search(self._bytes(e))
+        objects = [d for e in self.manifests if self.asks(e.path) and self._may_hold(e)
                    for d in self.parse(e.path).documents if d.kind in CHART_KINDS]
         if not charts and not objects:
             return step
         sources = Sources(charts, objects, self.lookup, self.config.get("repository_urls", []), self.text)
-        found = sources.find({e.path for e in self.entries})
+        found = sources.find({e.path for e in self.entries}, self.alone)
         step.findings.extend(found.findings)
         version = helm.engine_version()
         if version is None:
@@ -103,6 +112,14 @@ class HelmStep:
         if e.is_link or e.is_submodule or e.size > self.limits.max_file_bytes:
             return b""
         return self.read(e)
+
+    def _may_hold(self, e: Entry) -> bool:
+        found = _MAY_HOLD.get(e.oid)
+        if found is None:
+            if len(_MAY_HOLD) >= _MAY_HOLD_SIZE:
+                _MAY_HOLD.clear()
+            found = _MAY_HOLD[e.oid] = _KINDS_RE.search(self._bytes(e)) is not None
+        return found
 
     def text(self, path: str) -> str | None:
         e = self.by_path.get(path)
@@ -193,6 +210,7 @@ class HelmStep:
         if "error" in result:  # (a render that took too long was bounded by its share of the push's time)
             step.findings.append(self.render_error(release, str(result["error"]), chart_path))
             return
+        step.rendered_from.add(release.origin)
         templates = {p: self.text(p) or "" for p in self._templates(release.chart)}
         outcome = helm.documents_of(release, result["manifests"], templates, self.limits)
         crds = [d for p in self._crd_files(release.chart) for d in self.parsed(p).documents if d.is_object]

@@ -54,7 +54,7 @@ class Sources:
         self.values_text = values_text  # path in the tree -> text, or None if there is no such file
         self.out = Found([], [], set())
 
-    def find(self, files: set[str]) -> Found:
+    def find(self, files: set[str], alone: bool = True) -> Found:
         for doc in self.objects:
             if doc.kind == "HelmRelease" and doc.group == "helm.toolkit.fluxcd.io":
                 self.helm_release(doc)
@@ -62,7 +62,7 @@ class Sources:
                 self.application(doc, doc.obj, (), doc.name)
             elif doc.kind == "ApplicationSet" and doc.group == "argoproj.io":
                 self.application_set(doc)
-        for chart in self.charts:
+        for chart in self.charts if alone else []:
             if chart not in self.out.referenced and not _is_subchart(chart, self.charts):
                 self.alone(chart, files)
         return self.out
@@ -112,7 +112,7 @@ class Sources:
                 layers.extend(self.values_from(doc, who, i, item))
         if isinstance(spec.get("values"), dict):
             layers.append(ValuesLayer(f"{doc.path} spec.values", spec["values"], doc.path, doc.index, ("spec", "values")))
-        self.add(Release(chart, name, namespace, tuple(layers), f"{who} ({doc.path}:{doc.line})"))
+        self.add(Release(chart, name, namespace, tuple(layers), f"{who} ({doc.path}:{doc.line})", (doc.path, doc.index)))
 
     def _is_oci(self, ref: dict[str, Any], doc: Document) -> bool:
         repo = self.lookup("HelmRepository", str(ref.get("namespace") or doc.namespace), str(ref.get("name", "")))
@@ -194,7 +194,7 @@ class Sources:
                                           here + ("helm", "parameters")))
             release = str(helm.get("releaseName") or name)
             self.add(Release(chart, release, str(dest.get("namespace") or "default"), tuple(layers),
-                             f"{who} ({doc.path}:{doc.line})"))
+                             f"{who} ({doc.path}:{doc.line})", (doc.path, doc.index)))
 
     def application_set(self, doc: Document) -> None:
         spec = _map(doc.obj, "spec")
