@@ -350,3 +350,20 @@ def test_an_environment_applies_what_its_helm_releases_render_only_when_asked(tm
     assert deployment.obj["spec"]["replicas"] == 2 and deployment.namespace == "apps"
     assert deployment.where.startswith(f"{CHART}/templates/deployment.yaml:")
     assert rendered.ok, rendered.findings
+
+
+def test_two_templates_of_one_release_defining_one_object_are_refused(clone: Clone) -> None:
+    config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: apps\ndata:\n  a: \"1\"\n"
+    clone.write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n")
+    clone.write("charts/web/templates/a.yaml", config_map)
+    clone.write("charts/web/templates/b.yaml", config_map)
+    clone.write("charts/web/values-prod.yaml", "a: 1\n")
+    clone.commit()
+    push = clone.push()
+    assert not push.accepted
+    # once per release; each release is its own unit, so the two releases do not collide with each other
+    assert lines(push, "object-duplicate") == [
+        "charts/web/templates/b.yaml:1:1: error [object-duplicate] configmap/web in namespace apps is already "
+        "defined at charts/web/templates/a.yaml:1"] * 2
+    assert "hint: keep one definition (both are part of helm release web of charts/web (default values))" \
+        in push.output
