@@ -87,6 +87,8 @@ class Sources:
             return
         ref = _map(chart_spec, "sourceRef")
         kind, source = str(ref.get("kind", "")), str(ref.get("name", ""))
+        if kind not in ("GitRepository", "HelmRepository", "Bucket"):
+            return  # a partial HelmRelease (a kustomize patch), or a kind the schema check refuses
         if kind != "GitRepository":
             where = "an OCI registry" if kind == "HelmRepository" and self._is_oci(ref, doc) else f"{kind} {source}"
             self.note(doc, ("spec", "chart", "spec", "sourceRef"), f"{who}: chart {chart_spec.get('chart', '')!s} "
