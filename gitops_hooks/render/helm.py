@@ -67,7 +67,7 @@ class Release:
     def merged(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for layer in self.layers:
-            out = merge(out, layer.values)
+            out = merge(out, plain(layer.values))
         return out
 
 
@@ -112,6 +112,17 @@ def merge(base: dict[str, Any], over: Mapping[str, Any], drop_null: bool = False
     return out
 
 
+def plain(value: Any) -> Any:
+    """Values as JSON has them, which is what Helm sees of YAML: keys are text, dates are text."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
 def engine_version() -> str | None:
     """The engine's version (its distribution's), without loading its library; None if not installed."""
     if importlib.util.find_spec(MODULE) is None:
@@ -149,7 +160,7 @@ def missing_dependencies(chart: str, chart_yaml: dict[str, Any], files: list[Ent
             elif rest.endswith(".tgz"):
                 vendored.add(rest[:-4].rsplit("-", 1)[0])
     deps = chart_yaml.get("dependencies") or []
-    return [str(d.get("name")) for d in deps if isinstance(d, dict) and d.get("name") not in vendored]
+    return [str(d.get("name")) for d in deps if isinstance(d, dict) and str(d.get("name")) not in vendored]
 
 
 # ---------------------------------------------------------------------------- the engine
@@ -272,7 +283,7 @@ def values_problems(release: Release, schema: dict[str, Any], defaults: dict[str
     """Values that the chart's values.schema.json refuses, at the line of the layer that set them."""
     import jsonschema
 
-    merged = merge(defaults, release.merged(), drop_null=True)
+    merged = merge(plain(defaults), release.merged(), drop_null=True)
     try:
         validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
         validator = validator_cls(schema)
