@@ -154,8 +154,8 @@ def test_a_wrong_type_in_a_values_file_is_refused_at_its_line(podinfo: Clone) ->
     assert not push.accepted
     # no values.schema.json: the rendered Deployment is refused, at the template's line
     assert [x for x in lines(push, "schema-invalid")] == [
-        f"{CHART}/templates/deployment.yaml:10:13: error [schema-invalid] deployment.apps/podinfo: spec.replicas: "
-        f"'two' is not of type integer [release podinfo of {CHART} ({CHART}/values-staging.yaml)]"]
+        f"{CHART}/templates/deployment.yaml:10:13: error [schema-invalid] deployment.apps/podinfo [release podinfo of "
+        f"{CHART} ({CHART}/values-staging.yaml)]: spec.replicas: 'two' is not of type integer"]
     # with a values.schema.json, the values file itself is refused at its line, as Helm would
     podinfo.write(f"{CHART}/values.schema.json", json.dumps(SCHEMA, indent=2))
     podinfo.commit()
@@ -188,8 +188,8 @@ def test_a_plaintext_secret_from_values_is_refused_without_its_value(podinfo: Cl
     push = podinfo.push()
     assert not push.accepted
     secret = [x for x in push.remote_lines() if x.startswith(f"{CHART}/templates/db-secret.yaml:7:")]
-    assert any(": error [secret-plaintext] secret/podinfo-db holds plaintext values: stringData.password [release "
-               f"podinfo of {CHART} ({CHART}/values-prod.yaml)]" in x for x in secret), push.output
+    assert any(f": error [secret-plaintext] secret/podinfo-db [release podinfo of {CHART} ({CHART}/values-prod.yaml)] "
+               "holds plaintext values: stringData.password" in x for x in secret), push.output
     assert "Xq7-vR2pL9" not in push.output
 
 
@@ -201,8 +201,8 @@ def test_a_helm_release_of_this_repository_is_rendered_with_its_values(podinfo: 
     push = podinfo.push()
     assert not push.accepted
     label = f"release podinfo of {CHART} (ConfigMap podinfo-values (apps/podinfo-values.yaml), apps/podinfo.yaml spec.values)"
-    assert f"{CHART}/templates/deployment.yaml:10:13: error [schema-invalid] deployment.apps/podinfo: spec.replicas: " \
-        f"'two' is not of type integer [{label}]" in push.remote_lines()
+    assert f"{CHART}/templates/deployment.yaml:10:13: error [schema-invalid] deployment.apps/podinfo [{label}]: " \
+        "spec.replicas: 'two' is not of type integer" in push.remote_lines()
     # the Secret's values are not in git: said, not invented
     assert "apps/podinfo.yaml:18:7: info [helm-not-rendered] HelmRelease apps/podinfo: values from Secret " \
         "podinfo-secret-values (key values.yaml) are not in this commit: unknown at push, rendered without them" \
@@ -231,9 +231,9 @@ def test_an_argo_application_and_application_set_of_this_repository_are_rendered
     assert not push.accepted
     # values-prod.yaml turns the HorizontalPodAutoscaler on: the replica count goes there
     assert lines(push, "schema-invalid") == [
-        f"{CHART}/templates/hpa.yaml:14:16: error [schema-invalid] horizontalpodautoscaler.autoscaling/podinfo-prod: "
-        f"spec.minReplicas: 'two' is not of type integer [release podinfo-prod of {CHART} ({CHART}/values-prod.yaml, "
-        "argocd/podinfo-prod.yaml helm.parameters)]"]
+        f"{CHART}/templates/hpa.yaml:14:16: error [schema-invalid] horizontalpodautoscaler.autoscaling/podinfo-prod "
+        f"[release podinfo-prod of {CHART} ({CHART}/values-prod.yaml, argocd/podinfo-prod.yaml helm.parameters)]: "
+        "spec.minReplicas: 'two' is not of type integer"]
 
 
 def test_missing_dependency_and_remote_charts_are_reported_not_fetched(podinfo: Clone) -> None:
@@ -363,7 +363,22 @@ def test_two_templates_of_one_release_defining_one_object_are_refused(clone: Clo
     assert not push.accepted
     # once per release; each release is its own unit, so the two releases do not collide with each other
     assert lines(push, "object-duplicate") == [
-        "charts/web/templates/b.yaml:1:1: error [object-duplicate] configmap/web in namespace apps is already "
-        "defined at charts/web/templates/a.yaml:1"] * 2
+        f"charts/web/templates/b.yaml:1:1: error [object-duplicate] configmap/web [release web of charts/web ({values})] "
+        "in namespace apps is already defined at charts/web/templates/a.yaml:1"
+        for values in ("charts/web/values-prod.yaml", "default values")]
     assert "hint: keep one definition (both are part of helm release web of charts/web (default values))" \
         in push.output
+
+
+def test_admission_policies_judge_what_a_release_renders(podinfo: Clone) -> None:
+    from test_admission import POLICY_EVERYWHERE
+
+    podinfo.write("policies/limits.yaml", POLICY_EVERYWHERE)
+    podinfo.commit()
+    push = podinfo.push()
+    assert not push.accepted
+    denied = lines(push, "admission-denied")
+    # values.yaml leaves the memory limit out; values-prod.yaml sets it for podinfo (its Redis has none)
+    assert [x.split(" denied request")[0] for x in denied if "(podinfo)" in x] == [
+        f"{CHART}/templates/deployment.yaml:1:1: error [admission-denied] deployment.apps/podinfo [release podinfo of "
+        f"{CHART} (default values)]: ValidatingAdmissionPolicy 'require-limits' with binding 'require-limits-prod'"], denied

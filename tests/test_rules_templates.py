@@ -61,8 +61,8 @@ def test_the_same_template_inside_a_chart_is_rendered_and_checked(server: Server
     assert "[template-unrendered]" not in push.output
     # what it renders is checked: a Deployment without selector and pod template, at the template's line
     assert not push.accepted
-    assert "charts/web/templates/deployment.yaml:6:3: error [schema-invalid] deployment.apps/web-web: spec: missing " \
-        "required field 'selector' [release web of charts/web (default values)]" in push.output
+    assert "charts/web/templates/deployment.yaml:6:3: error [schema-invalid] deployment.apps/web-web [release web of " \
+        "charts/web (default values)]: spec: missing required field 'selector'" in push.output
 
 
 def test_braces_in_plain_yaml_values_are_not_templates(server: Server, clone: Clone) -> None:

@@ -91,6 +91,10 @@ class RenderedDocument(Document):
     def raw_scalar(self, pointer: Pointer) -> str | None:
         return None if self.rendered is None else self.rendered.raw_scalar(pointer)
 
+    def describe(self) -> str:
+        """The object and the release that rendered it: every check's message names both."""
+        return f"{Document.describe(self)} [{self.release}]"
+
 
 @dataclass
 class Outcome:

@@ -48,10 +48,12 @@ def chart_dirs(entries: Iterable[Entry]) -> list[str]:
 
 
 def annotate(doc: Any, found: Iterable[Finding]) -> Iterable[Finding]:
-    """Findings of an object, naming its release and values when a template produced it."""
+    """Findings of an object, naming its release and values when a template produced it (most messages
+    do already, through `RenderedDocument.describe`)."""
     if not isinstance(doc, RenderedDocument):
         return found
-    return [replace(f, message=f"{f.message} [{doc.release}]") for f in found]
+    label = f"[{doc.release}]"
+    return [f if label in f.message else replace(f, message=f"{f.message} {label}") for f in found]
 
 
 class HelmStep:
