@@ -382,3 +382,30 @@ def test_admission_policies_judge_what_a_release_renders(podinfo: Clone) -> None
     assert [x.split(" denied request")[0] for x in denied if "(podinfo)" in x] == [
         f"{CHART}/templates/deployment.yaml:1:1: error [admission-denied] deployment.apps/podinfo [release podinfo of "
         f"{CHART} (default values)]: ValidatingAdmissionPolicy 'require-limits' with binding 'require-limits-prod'"], denied
+
+
+def test_flux_values_files_and_argo_values_objects_are_merged_in_order(tmp_path: Path) -> None:
+    need_corpus()
+    shutil.copytree(PODINFO, tmp_path / CHART)
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "qa.yaml").write_text("replicaCount: 1\nui:\n  color: three\n")
+    flux = HELM_RELEASE.format(replicas=2).split("  valuesFrom:")[0].replace(
+        "      chart: ./charts/podinfo\n", "      chart: ./charts/podinfo\n      valuesFiles: [envs/qa.yaml]\n")
+    (tmp_path / "flux.yaml").write_text(FLUX_SYNC + "---\n" + flux + "  values:\n    hpa: {enabled: true, maxReplicas: many}\n")
+    argo = APPLICATION.replace("{replicas}", "3").replace(
+        "      valueFiles:\n        - values-prod.yaml\n",
+        "      values: |\n        service: {httpPort: eighty}\n      valuesObject:\n        service: {externalPort: 80}\n")
+    (tmp_path / "argo.yaml").write_text(argo)
+    policy = config.Policy(config.checked({"helm": {"repository_urls": [URL]}}, "test"))
+    result = pipeline.check_snapshot(FolderTree(tmp_path), policy)
+    found = [f"{f.path}:{f.line}: {f.message}" for f in result.findings if f.rule in ("schema-invalid", "helm-chart")]
+    flux_label = f"release podinfo of {CHART} (envs/qa.yaml, flux.yaml spec.values)"
+    argo_label = f"release podinfo-prod of {CHART} (argo.yaml helm.values, argo.yaml helm.valuesObject, " \
+        "argo.yaml helm.parameters)"
+    assert found == [
+        f"{CHART}/Chart.yaml:1: Helm chart {CHART}: rendered as {argo_label}; {flux_label}",
+        f"{CHART}/templates/deployment.yaml:126: deployment.apps/podinfo-prod [{argo_label}]: "
+        "spec.template.spec.containers[0].ports[0].containerPort: 'eighty' is not of type integer",
+        f"{CHART}/templates/hpa.yaml:15: horizontalpodautoscaler.autoscaling/podinfo [{flux_label}]: "
+        "spec.maxReplicas: 'many' is not of type integer",
+    ], found
