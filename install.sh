@@ -17,5 +17,6 @@ if [ ! -x "$home/venv/bin/python" ]; then
   "$python" -m venv "$home/venv"
 fi
 "$home/venv/bin/python" -m pip install --quiet --upgrade pip
-"$home/venv/bin/python" -m pip install --quiet --upgrade "$here"
+# [helm]: Helm's engine, so that the repository's charts are rendered and checked at push.
+"$home/venv/bin/python" -m pip install --quiet --upgrade "$here[helm]"
 exec "$home/venv/bin/gitops-hooks" install "$@"

@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "report": {"max_findings": 50},
     "cache": {"max_mb": 256},  # the result cache's rows; the least recently used go beyond it
     "kustomize": {"enabled": True, "kubectl": ""},  # empty: the suite's own kubectl, else PATH's
+    # Helm charts of the tree, rendered at push; repository_urls: git URLs by which HelmReleases'
+    # GitRepository and Argo CD Applications name this repository
+    "helm": {"enabled": True, "repository_urls": []},
     "environments": {},
 }
 

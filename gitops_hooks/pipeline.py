@@ -23,6 +23,7 @@ from .config import Policy, folder_stamp, matcher
 from .documents import Document, Limits, ParsedFile, parse
 from .findings import Finding, Severity, finding
 from .gitrepo import Entry, Snapshot
+from .render.helm_gate import HelmStep, annotate
 from .schemas import (
     GVK,
     CustomSchemas,
@@ -284,12 +285,15 @@ class _Run:
 
         out: list[Finding] = []
         charts = chart_dirs(self.entries)
-        for d in charts:
-            out.append(finding("helm-chart", posixpath.join(d, "Chart.yaml"), 1, 1,
-                               f"Helm chart {d or '.'}: recognised as a chart; its templates are not validated"))
         manifests = self.manifests(charts, out)
         self.stats.manifests = len(manifests)
         units, rendered, consumed = self.kustomize_units(charts, out)
+        helm = HelmStep(self.entries, manifests, self.read, self.parse, self.policy.config["helm"], self.limits,
+                        float(self.policy.limits["timeout_seconds"]), self.cache).run()  # Helm releases' objects
+        out.extend(helm.findings)
+        units.update(helm.units)
+        rendered.extend(helm.documents)
+        self.stats.rendered += len(helm.documents)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
         key = self._tree_key(manifests, direct_paths, consumed) if not rendered else None
         remembered = TREE_MEMO.get(key) if key is not None else None
@@ -323,7 +327,7 @@ class _Run:
             out.extend(self.blob_findings(e, e.path in direct_paths))
         for doc in rendered:
             for check in document_checks(doc.kind, self.ctx):
-                out.extend(check(doc, self.ctx))
+                out.extend(annotate(doc, check(doc, self.ctx)))  # (a Helm release's objects name it)
         if self.policy.config.get("engine") == "kubeconform":  # the schema check is delegated to kubeconform
             from . import kubeconform
 

@@ -50,16 +50,19 @@ def test_unrendered_template_is_refused_as_a_template(server: Server, clone: Clo
     assert "hint: commit the rendered manifests, or mark the folder as a Helm chart (Chart.yaml)" in push.output
 
 
-def test_the_same_template_inside_a_chart_is_accepted_as_a_chart(server: Server, clone: Clone) -> None:
+def test_the_same_template_inside_a_chart_is_rendered_and_checked(server: Server, clone: Clone) -> None:
     push = push_files(clone, {
         "charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
         "charts/web/templates/deployment.yaml": HELM_TEMPLATE,
     })
-    assert push.accepted, push.output
     assert rules_at(push, "charts/web/Chart.yaml") == [
-        "charts/web/Chart.yaml:1:1: info [helm-chart] Helm chart charts/web: recognised as a chart; its templates "
-        "are not validated"]
+        "charts/web/Chart.yaml:1:1: info [helm-chart] Helm chart charts/web: rendered as release web of charts/web "
+        "(default values)"]
     assert "[template-unrendered]" not in push.output
+    # what it renders is checked: a Deployment without selector and pod template, at the template's line
+    assert not push.accepted
+    assert "charts/web/templates/deployment.yaml:6:3: error [schema-invalid] deployment.apps/web-web [release web of " \
+        "charts/web (default values)]: spec: missing required field 'selector'" in push.output
 
 
 def test_braces_in_plain_yaml_values_are_not_templates(server: Server, clone: Clone) -> None:

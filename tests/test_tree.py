@@ -51,17 +51,18 @@ def test_remote_resources_and_helm_inflation_are_refused(server: Server, clone: 
     assert any(x.startswith("c/kustomization.yaml:2:1:") and "points outside the repository" in x for x in found)
 
 
-def test_helm_chart_folder_is_reported_as_a_chart(server: Server, clone: Clone) -> None:
+def test_helm_chart_folder_is_rendered_and_reported(server: Server, clone: Clone) -> None:
     clone.write("charts/web/Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n")
-    clone.write("charts/web/templates/deploy.yaml",
-                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n")
+    clone.write("charts/web/templates/config.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
+                "data:\n  replicas: {{ .Values.replicas | quote }}\n")
     clone.write("charts/web/values.yaml", "replicas: 2\n")
     clone.commit()
     push = clone.push()
     assert push.accepted, push.output
     assert lines_with(push.remote_lines(), "helm-chart") == [
-        "charts/web/Chart.yaml:1:1: info [helm-chart] Helm chart charts/web: recognised as a chart; "
-        "its templates are not validated"
+        "charts/web/Chart.yaml:1:1: info [helm-chart] Helm chart charts/web: rendered as release web of charts/web "
+        "(default values)"
     ]
 
 

@@ -35,9 +35,23 @@ register(
          "Helm or Jinja templates are not desired state until rendered. Commit the rendered manifests, "
          "or keep the chart in a folder with Chart.yaml (it is then recognised as a chart).",
          "image: registry.example.com/web:1.4.2\n"),
-    Rule("helm-chart", "helm", INFO, "A Helm chart folder: recognised as a chart, its templates are not validated.",
-         "Folders with a Chart.yaml hold templates, not manifests. Deploy the chart with a HelmRelease "
-         "(Flux) or an Application (Argo CD) whose values are in git.", ""),
+    Rule("helm-chart", "helm", INFO, "A Helm chart folder: which releases of it were rendered and checked.",
+         "Charts are rendered with Helm's own engine, offline: for each HelmRelease (Flux) and Application "
+         "(Argo CD) of this repository that points at the chart, and for a chart nothing points at, with its "
+         "default values and each values-*.yaml or ci/*-values.yaml beside it. Their objects are checked like "
+         "any manifest. Without an engine installed (pip install 'gitops-hooks[helm]') the chart is not rendered.",
+         ""),
+    Rule("helm-render", "helm", E, "A chart does not render: a template fails, or a dependency is not vendored.",
+         "The gate renders the chart as `helm template` would, offline: templates must render with the release's "
+         "values, and every dependency of Chart.yaml must be committed under charts/ (nothing is downloaded at "
+         "push). The message names the release and its values.", ""),
+    Rule("helm-values", "helm", E, "A release's values do not fit the chart's values.schema.json, or cannot be read.",
+         "Helm validates the merged values against values.schema.json before it renders; so does the gate, "
+         "at the line of the values file (or HelmRelease, Application) that sets the value.", "replicaCount: 2\n"),
+    Rule("helm-not-rendered", "helm", INFO, "A release whose chart is not in this repository, or whose values are not in git.",
+         "Charts from a HelmRepository, an OCI registry or another repository are never downloaded at push, "
+         "and values from a ConfigMap or Secret that is not in git are unknown: the gate says what it did not "
+         "render instead of guessing.", ""),
     Rule("tree-symlink", "tree", INFO, "A symbolic link where a manifest would be: listed, never followed.",
          "The gate never follows links, so their targets are not checked; kubectl and kustomize would "
          "read the target. Replace the link with the file itself.", ""),

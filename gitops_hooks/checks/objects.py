@@ -62,6 +62,6 @@ def duplicates(tree: TreeView, ctx: CheckContext) -> Iterable[Finding]:
             yield finding(
                 "object-duplicate", doc.path, doc.line, doc.column,
                 f"{doc.describe()}{ns} is already defined at {first.path}:{first.line}",
-                "keep one definition" + (f" (both are part of {unit})" if unit.startswith("kustomize") else ""),
+                "keep one definition" + (f" (both are part of {unit})" if unit.startswith(("kustomize", "helm")) else ""),
                 subject=doc.subject(),
             )

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import kustomize
-from ..config import matches
+from ..cache import NullCache
+from ..config import Policy, matches
 from ..documents import Document, ParsedFile, parse
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry, Snapshot
@@ -110,8 +111,6 @@ def _in(path: str, prefix: str) -> bool:
 
 def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> tuple[list[Document], list[Finding]]:
     """Objects of the environment's folder: kustomize roots inside it rendered, plain files read."""
-    from ..config import Policy
-
     policy = Policy(dict(config))
     limits = limits_of(policy)
     prefix = env.folder_prefix()
@@ -138,7 +137,32 @@ def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -
         if path in consumed or not _in(path, prefix):
             continue
         docs.extend(d for d in pf.documents if d.is_object)
+    if env.helm == "render":
+        docs = _helm_releases(docs, entries, parsed, read, prefix, config, findings)
     return docs, findings
+
+
+def _helm_releases(docs: list[Document], entries: list[Entry], parsed: dict[str, ParsedFile], read: Any, prefix: str,
+                   config: Mapping[str, Any], findings: list[Finding]) -> list[Document]:
+    """The folder's HelmReleases and Applications of this repository's charts replaced by what they render."""
+    from ..render.helm_gate import HelmStep, chart_dirs
+
+    charts = chart_dirs(entries)
+    manifests = [e for e in entries if e.path in parsed and not any(c == "" or e.path.startswith(c + "/") for c in charts)]
+    step = HelmStep(entries, manifests, read, parsed.__getitem__, config["helm"], limits_of(Policy(dict(config))),
+                    float(config["limits"]["timeout_seconds"]), NullCache(), asks=lambda p: _in(p, prefix),
+                    alone=False).run()
+    findings.extend(f for f in step.findings if f.rule != "helm-chart" or f.severity is not Severity.INFO
+                    or "not rendered" in f.message)
+    return [d for d in docs if (d.path, d.index) not in step.rendered_from] + \
+        [d for d in step.documents if d.is_object and not _helm_test(d)]
+
+
+def _helm_test(doc: Document) -> bool:
+    """A chart's test (helm.sh/hook: test...): run by `helm test`, never installed."""
+    annotations = doc.metadata.get("annotations")
+    hook = annotations.get("helm.sh/hook") if isinstance(annotations, dict) else None
+    return isinstance(hook, str) and any(h.strip().startswith("test") for h in hook.split(","))
 
 
 def _kustomize(entries: list[Entry], parsed: dict[str, ParsedFile], read: Any, prefix: str,

@@ -31,6 +31,7 @@ ENV_DEFAULTS: dict[str, Any] = {
     "concurrency": 8,
     "request_timeout": 30,
     "retries": 4,
+    "helm": "off",
 }
 
 
@@ -55,6 +56,7 @@ class Environment:
     substitute: bool | None = None  # None: substitute when variables are given, as Flux does with postBuild
     flux: Mapping[str, Any] = field(default_factory=dict)
     argocd: Mapping[str, Any] = field(default_factory=dict)
+    helm: str = "off"  # "render": apply the objects of the folder's HelmReleases and Applications, not them
 
     @property
     def substitutes(self) -> bool:
@@ -88,7 +90,7 @@ def from_config(name: str, data: Mapping[str, Any]) -> Environment:
         concurrency=int(d["concurrency"]), request_timeout=float(d["request_timeout"]), retries=int(d["retries"]),
         inventory_namespace=str(inventory.get("namespace", "")), flux=dict(d.get("flux") or {}),
         substitute=None if d.get("substitute") is None else bool(d["substitute"]),
-        argocd=dict(d.get("argocd") or {}),
+        argocd=dict(d.get("argocd") or {}), helm=str(d["helm"]),
     )
 
 
