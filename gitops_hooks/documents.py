@@ -128,6 +128,9 @@ class Document:
     column: int
     obj: dict[str, Any]
     source: SourceFile | None = field(default=None, compare=False, repr=False)
+    # Where the object sits inside its YAML document: () for the document itself, ("items", 3) for the
+    # fourth item of a List (see `expand_lists`); pointers given to `locate` are relative to it.
+    prefix: Pointer = ()
     # Read from obj once (the checks ask for them many times per object; nothing changes obj):
     api_version: str = field(init=False, compare=False, repr=False)  # "" unless a string
     kind: str = field(init=False, compare=False, repr=False)
@@ -149,7 +152,7 @@ class Document:
         put(self, "name", v if isinstance(v, str) else "")
         v = m.get("namespace")
         put(self, "namespace", v if isinstance(v, str) else "")
-        put(self, "is_object", "apiVersion" in obj or "kind" in obj)
+        put(self, "is_object", "apiVersion" in obj or "kind" in obj or bool(self.prefix))
 
     @property
     def group(self) -> str:
@@ -171,19 +174,20 @@ class Document:
         With key=True, a pointer that ends at a map entry gives the position of its key."""
         if self.source is None:
             return self.line, self.column
+        full = self.prefix + pointer
         if key and pointer:
-            parent, exact = self.source._walk(self.index, pointer[:-1])
+            parent, exact = self.source._walk(self.index, full[:-1])
             if exact and isinstance(parent, MappingNode):
                 for k, _ in parent.value:
                     if isinstance(k, ScalarNode) and k.value == str(pointer[-1]):
                         return k.start_mark.line + 1, k.start_mark.column + 1
-        return self.source.locate(self.index, pointer, (self.line, self.column))
+        return self.source.locate(self.index, full, (self.line, self.column))
 
     def raw_scalar(self, pointer: Pointer) -> str | None:
         """The scalar as written in the source, if the pointer names a scalar."""
         if self.source is None:
             return None
-        return self.source.raw_scalar(self.index, pointer)
+        return self.source.raw_scalar(self.index, self.prefix + pointer)
 
 
 class SourceFile:
@@ -447,6 +451,57 @@ class ParsedFile:
     source: SourceFile | None = None
 
 
+def is_list(obj: dict[str, Any]) -> bool:
+    """A document kubectl applies item by item: `kind: List`, or any `...List` kind with `items`."""
+    kind = obj.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and ("items" in obj or kind == "List")
+
+
+def expand_lists(parsed: ParsedFile) -> ParsedFile:
+    """Each List document replaced by its items, each an object at its own line (nested Lists too); a
+    List whose items are not a list of maps is a finding at the place that is not."""
+    if not any(d.kind.endswith("List") for d in parsed.documents):
+        return parsed
+    out: list[Document] = []
+    for doc in parsed.documents:
+        _expand(doc, out, parsed.findings)
+    parsed.documents[:] = out
+    return parsed
+
+
+def _expand(doc: Document, out: list[Document], findings: list[Finding]) -> None:
+    if not is_list(doc.obj):
+        out.append(doc)
+        return
+    items = doc.obj.get("items")
+    if items is None:
+        return  # an empty List
+    if not isinstance(items, list):
+        line, column = doc.locate(("items",))
+        findings.append(finding("list-items", doc.path, line, column,
+                                f"{doc.describe()}: items is {_what(items)}, not a list of objects", _LIST_HINT))
+        return
+    for i, item in enumerate(items):
+        line, column = doc.locate(("items", i))
+        if isinstance(item, dict):
+            _expand(Document(doc.path, doc.index, line, column, item, doc.source, (*doc.prefix, "items", i)),
+                    out, findings)
+        else:
+            findings.append(finding("list-items", doc.path, line, column,
+                                    f"{doc.describe()}: item {i} is {_what(item)}, not an object", _LIST_HINT))
+
+
+_LIST_HINT = "a List's items are objects, each with apiVersion, kind and metadata.name"
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    return f"the scalar {str(value)[:40]!r}"
+
+
 _TEMPLATE_RE = re.compile(r"\{\{-?\s*[.$a-zA-Z(]|\{%-?\s")
 
 
@@ -491,7 +546,7 @@ def parse_json(path: str, text: str) -> ParsedFile:
         return ParsedFile(path, [], [finding("yaml-limits", path, 1, 1, "JSON nested too deeply")])
     source = SourceFile(path, text)
     if isinstance(obj, dict):
-        return ParsedFile(path, [Document(path, 0, 1, 1, obj, source)], [], source)
+        return expand_lists(ParsedFile(path, [Document(path, 0, 1, 1, obj, source)], [], source))
     if isinstance(obj, list) and all(isinstance(o, dict) for o in obj) and not text.lstrip().startswith("{"):
         # A JSON array is not a manifest kubectl would apply as a list of objects; treat like `kind: List`.
         return ParsedFile(path, [], [finding("yaml-not-mapping", path, 1, 1, "a JSON array is not a Kubernetes object")])
@@ -683,7 +738,7 @@ def _fast(path: str, text: str, limits: Limits, source: SourceFile) -> ParsedFil
         line = counted_lines + 1
         result.documents.append(Document(path, index, line, len(first.group(1)) + 1, obj, source))
         index += 1
-    return result
+    return expand_lists(result)
 
 
 def parse_yaml(path: str, text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
@@ -732,7 +787,7 @@ def parse_yaml_careful(path: str, text: str, limits: Limits = DEFAULT_LIMITS, so
         result.findings.append(finding("yaml-limits", path, 1, 1, "the document is nested too deeply"))
     finally:
         loader.dispose()
-    return result
+    return expand_lists(result)
 
 
 def _document(path: str, index: int, node: Node, source: SourceFile, limits: Limits, has_anchors: bool) -> Document | None:

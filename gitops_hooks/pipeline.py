@@ -20,7 +20,7 @@ from . import __version__, kustomize
 from .cache import NullCache, fingerprint, row_name
 from .checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, TREE_CHECKS, CheckContext, TreeView, document_checks
 from .config import Policy, folder_stamp, matcher
-from .documents import Document, Limits, ParsedFile, parse
+from .documents import Document, Limits, ParsedFile, Pointer, parse
 from .findings import Finding, Severity, finding
 from .gitrepo import Entry, Snapshot
 from .schemas import (
@@ -137,11 +137,12 @@ def check_snapshot(
 class DocRef:
     """An object known by its identity, from a cached summary; the full document is parsed on demand."""
 
-    __slots__ = ("path", "index", "line", "column", "api_version", "kind", "namespace", "name", "_load")
+    __slots__ = ("path", "index", "line", "column", "api_version", "kind", "namespace", "name", "prefix", "_load")
 
-    def __init__(self, path: str, row: list[Any], load: Callable[[str, int], Document]) -> None:
+    def __init__(self, path: str, row: list[Any], load: Callable[[str, int, Pointer], Document]) -> None:
         self.path = path
-        self.index, self.line, self.column, self.api_version, self.kind, self.namespace, self.name = row
+        self.index, self.line, self.column, self.api_version, self.kind, self.namespace, self.name, prefix = row
+        self.prefix: Pointer = tuple(prefix)
         self._load = load
 
     is_object = True
@@ -152,7 +153,7 @@ class DocRef:
 
     @property
     def document(self) -> Document:
-        return self._load(self.path, self.index)
+        return self._load(self.path, self.index, self.prefix)
 
     @property
     def obj(self) -> dict[str, Any]:
@@ -173,7 +174,8 @@ def _summary(pf: ParsedFile) -> dict[str, Any]:
     docs = [d for d in pf.documents if d.is_object]
     return {
         "findings": [[f.rule, f.line, f.column, f.message, f.hint] for f in pf.findings],
-        "docs": [[d.index, d.line, d.column, d.api_version, d.kind, d.namespace, d.name] for d in docs],
+        "docs": [[d.index, d.line, d.column, d.api_version, d.kind, d.namespace, d.name, list(d.prefix)]
+                 for d in docs],
         "crd": any(d.kind == "CustomResourceDefinition" for d in docs),
         # kinds the blob's CRDs define, with their traits (validation_rules, scope): [group, version, kind,
         # rules, scope]. A later run knows which kinds need their schema for rules without reading it.
@@ -259,8 +261,8 @@ class _Run:
                 self.parsed[path] = parse(path, self.read(e), self.limits)
         return self.parsed[path]
 
-    def document(self, path: str, index: int) -> Document:
-        return next(d for d in self.parse(path).documents if d.index == index)
+    def document(self, path: str, index: int, prefix: Pointer = ()) -> Document:
+        return next(d for d in self.parse(path).documents if d.index == index and d.prefix == prefix)
 
     def _summary_key(self, e: Entry) -> str:
         return f"parse:{e.oid}:{self.parse_fp}"
