@@ -478,7 +478,7 @@ def _expand(doc: Document, out: list[Document], findings: list[Finding]) -> None
         return  # an empty List
     if not isinstance(items, list):
         line, column = doc.locate(("items",))
-        findings.append(finding("list-items", doc.path, line, column,
+        findings.append(finding("yaml-not-mapping", doc.path, line, column,
                                 f"{doc.describe()}: items is {_what(items)}, not a list of objects", _LIST_HINT))
         return
     for i, item in enumerate(items):
@@ -487,7 +487,7 @@ def _expand(doc: Document, out: list[Document], findings: list[Finding]) -> None
             _expand(Document(doc.path, doc.index, line, column, item, doc.source, (*doc.prefix, "items", i)),
                     out, findings)
         else:
-            findings.append(finding("list-items", doc.path, line, column,
+            findings.append(finding("yaml-not-mapping", doc.path, line, column,
                                     f"{doc.describe()}: item {i} is {_what(item)}, not an object", _LIST_HINT))
 
 

@@ -142,10 +142,10 @@ def test_items_that_are_not_objects_are_clear_findings(server: Server, clone: Cl
     push = clone.push()
     assert not push.accepted
     lines = push.remote_lines()
-    assert "apps/bad.yaml:4:5: error [list-items] list: item 0 is the scalar 'just text', not an object" in lines
+    assert "apps/bad.yaml:4:5: error [yaml-not-mapping] list: item 0 is the scalar 'just text', not an object" in lines
     assert any(x.startswith("apps/bad.yaml:5:5: error [object-required]") and "missing apiVersion, kind" in x
                for x in lines), lines
-    assert "apps/worse.yaml:4:3: error [list-items] list: items is a map, not a list of objects" in lines
+    assert "apps/worse.yaml:4:3: error [yaml-not-mapping] list: items is a map, not a list of objects" in lines
 
 
 def test_a_list_in_a_kustomize_build(server: Server, clone: Clone) -> None:

@@ -7,7 +7,8 @@ import sys
 
 from conftest import ROOT, run_suite
 
-from gitops_hooks.findings import Severity, catalogue
+from gitops_hooks.findings import Severity
+from gitops_hooks.rulebook import register_all as catalogue
 
 FAMILIES_OF_ISSUE_3 = {"imperative", "live-state", "secrets", "deprecations", "policy"}
 
