@@ -31,7 +31,7 @@ class TreeView:
     """What tree checks see: every entry, the parsed manifest files and the objects to validate."""
 
     entries: list[Entry]
-    parsed: Mapping[str, ParsedFile]  # read on first look (see pipeline._LazyParsed)
+    parsed: Mapping[str, ParsedFile]  # read on first look (see pipeline.state._LazyParsed)
     objects: list[Document]
     # Objects grouped by the unit inside which each must be unique (a folder, a kustomize render).
     units: dict[str, list[Document]]
