@@ -25,10 +25,7 @@ class BlobChecks(CrdDiscovery):
         only once its file is parsed. So the work is speculative: every blob is checked with the CRDs
         known beforehand (from cached summaries); when the parse finds new ones, the keys are computed
         again, and only the blobs whose key changed (objects of the new kinds) are checked again."""
-        keys = {self._summary_key(e): e.path for e in manifests if e.path not in self.summaries}
-        for key, summary in self.cache.get_many(list(keys)).items():
-            self.summaries[keys[key]] = summary
-        unknown = [e for e in manifests if e.path not in self.summaries]
+        unknown = self.cached_summaries(manifests)
         base = self.ctx.custom.copy()  # without the tree's CRDs: to start over when phase 1 finds more
         self.register_all_crds(manifests, rendered)
         # path -> key with the CRDs known so far (a blob not parsed yet has none: its objects' kinds
@@ -36,10 +33,7 @@ class BlobChecks(CrdDiscovery):
         unparsed = {e.path for e in unknown}
         pending = [e for e in self.entries if e.path not in self.precomputed]
         guessed = self._keys(direct_paths, [e for e in pending if e.path not in unparsed])
-        found: dict[str, tuple[str, list[Any]]] = {}
-        path_of = {key: path for path, key in guessed.items()}
-        for key, rows in self.cache.get_many(list(path_of)).items():
-            found[path_of[key]] = (key, rows)
+        found = self.cached_findings(guessed)
         todo = [(e.path, e.path in direct_paths) for e in self.entries
                 if e.path not in found and e.path not in self.precomputed]
         count = min(os.cpu_count() or 1, pool.MAX_WORKERS)
@@ -48,33 +42,58 @@ class BlobChecks(CrdDiscovery):
         try:
             if workers is not None:
                 found.update(workers.phase_one())
-            for n, e in enumerate(unknown):  # without workers; a no-op for what they parsed
-                if self.progress is not None and e.path not in self.summaries:
-                    self.progress(n, len(unknown))
-                self.summary(e)
+            self.parse_unknown(unknown)
             if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
                 self.register_all_crds(manifests, rendered, base)
                 final = self._keys(direct_paths, pending)
             else:
                 final = guessed | self._keys(direct_paths, unknown)
-            rejected = set()
-            for path, (key, rows) in found.items():
-                if final[path] == key:
-                    self.precomputed[path] = rows
-                else:
-                    rejected.add(key)
+            rejected = self.keep_confirmed(found, final)
             if workers is not None:
                 workers.adopt(rejected)
-            rest = {final[path]: path for path in final if path not in self.precomputed}
-            asked = set(path_of)  # keys the first lookup already missed are not asked for again
-            for key, rows in self.cache.get_many([key for key in rest if key not in asked]).items():
-                self.precomputed[rest[key]] = rows
-            again = [(path, path in direct_paths, key) for key, path in rest.items() if path not in self.precomputed]
+            again = self.still_missing(final, direct_paths, asked=set(guessed.values()))
             if workers is not None and not workers.failed and again:
                 workers.phase_two(again)  # what it cannot do, blob_findings does here
         finally:
             if workers is not None:
                 workers.close()
+
+    def cached_summaries(self, manifests: list[Entry]) -> list[Entry]:
+        """The cache lookup of the manifests' parse summaries; the manifests it does not answer."""
+        keys = {self._summary_key(e): e.path for e in manifests if e.path not in self.summaries}
+        for key, summary in self.cache.get_many(list(keys)).items():
+            self.summaries[keys[key]] = summary
+        return [e for e in manifests if e.path not in self.summaries]
+
+    def cached_findings(self, keys: dict[str, str]) -> dict[str, tuple[str, list[Any]]]:
+        """path -> (key, rows) of the blobs whose findings the cache has under these keys (path -> key)."""
+        path_of = {key: path for path, key in keys.items()}
+        return {path_of[key]: (key, rows) for key, rows in self.cache.get_many(list(path_of)).items()}
+
+    def parse_unknown(self, unknown: list[Entry]) -> None:
+        """Phase one without workers: parse what the cache did not answer (a no-op for what they parsed)."""
+        for n, e in enumerate(unknown):
+            if self.progress is not None and e.path not in self.summaries:
+                self.progress(n, len(unknown))
+            self.summary(e)
+
+    def keep_confirmed(self, found: dict[str, tuple[str, list[Any]]], final: dict[str, str]) -> set[str]:
+        """Keep the rows found under the key each blob finally has; the keys that turned out stale."""
+        rejected = set()
+        for path, (key, rows) in found.items():
+            if final[path] == key:
+                self.precomputed[path] = rows
+            else:
+                rejected.add(key)
+        return rejected
+
+    def still_missing(self, final: dict[str, str], direct_paths: set[str], asked: set[str]) -> list[tuple[str, bool, str]]:
+        """The cache asked again for the final keys (but those the first lookup already missed); the
+        blobs left to check: (path, direct, key)."""
+        rest = {final[path]: path for path in final if path not in self.precomputed}
+        for key, rows in self.cache.get_many([key for key in rest if key not in asked]).items():
+            self.precomputed[rest[key]] = rows
+        return [(path, path in direct_paths, key) for key, path in rest.items() if path not in self.precomputed]
 
     def _keys(self, direct_paths: set[str], entries: list[Entry]) -> dict[str, str]:
         """path -> the key of each entry's findings, with the CRDs registered now."""
