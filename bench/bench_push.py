@@ -19,11 +19,11 @@ Figures (one line each):
   validate-cold  `gitops-hooks validate` of the clone's working tree with an empty client cache
               (XDG_CACHE_HOME is a new empty folder for every run)
   validate    the same with the client cache warm (one unmeasured run first)
-  baseline    bench/baseline.py, issue 6's "straightforward Python" (PyYAML's C loader and compiled
+  baseline    bench/baseline.py, the reference "straightforward Python" (PyYAML's C loader and compiled
               jsonschema-rs validators), on the generated corpus of 10,000 objects whatever --corpus
-              says: the issue timed it at 2.2 s there and set its targets beside it. It probes the
+              says: the reference machine ran it in 2.2 s, and the targets are set beside it. It probes the
               machine's speed, which moves the figures by half between hours. With cold-push, one run
-              follows each cold push, and one more line gives each push at the issue's machine speed
+              follows each cold push, and one more line gives each push at the reference machine's speed
               (its wall time x 2.2 s / the baseline's run after it), median of the pairs
 
 one-file, readme: judged by the gate server. The benchmark has a gate server of its own (XDG_RUNTIME_DIR
@@ -62,8 +62,8 @@ SHARED = HERE.parent.parent / "shared"
 KUBE_PROMETHEUS = SHARED / "corpus" / "kube-prometheus" / "manifests"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")
 FIGURES = ("cold-push", "cold-push-no-server", "one-file", "readme", "validate-cold", "validate", "baseline")
-ISSUE_BASELINE = 2.2  # s: issue 6's time for the straightforward Python on the generated 10,000 objects
-ISSUE_TARGETS = {"generated-10000": 0.9, "kube-prometheus": 0.33}  # s: issue 6's cold-push targets
+REFERENCE_BASELINE = 2.2  # s: the reference machine's time for the straightforward Python on the generated 10,000 objects
+REFERENCE_TARGETS = {"generated-10000": 0.9, "kube-prometheus": 0.33}  # s: the cold-push targets at that speed
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -551,11 +551,11 @@ def baseline_corpus(label: str, clone: Path, work: Path) -> Path:
     return folder
 
 
-def at_issue_speed(label: str, pushes: list[Sample], bases: list[Sample]) -> str:
+def at_reference_speed(label: str, pushes: list[Sample], bases: list[Sample]) -> str:
     """Each cold push scaled by the machine's speed of the moment: wall x 2.2 s / the baseline after it."""
-    scaled = [p.wall * ISSUE_BASELINE / b.wall for p, b in zip(pushes, bases, strict=True)]
-    target = ISSUE_TARGETS.get(label)
-    return (f"{label} cold-push at the issue's machine speed: median {statistics.median(scaled):.3f} s "
+    scaled = [p.wall * REFERENCE_BASELINE / b.wall for p, b in zip(pushes, bases, strict=True)]
+    target = REFERENCE_TARGETS.get(label)
+    return (f"{label} cold-push at the reference machine's speed: median {statistics.median(scaled):.3f} s "
             f"({len(scaled)} pairs, min {min(scaled):.3f}, max {max(scaled):.3f}"
             + (f"; target {target} s" if target else "") + "); pairs (push / baseline, s): "
             + ", ".join(f"{p.wall:.3f} / {b.wall:.2f}" for p, b in zip(pushes, bases, strict=True)))
@@ -650,7 +650,7 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
         bases = bases or [baseline(probe, work) for _ in range(runs)]
         emit("baseline", bases, "on the generated 10,000 objects")
         if len(pushes) == len(bases) and all(b.exit == 0 for b in bases):
-            line = at_issue_speed(label, pushes, bases)
+            line = at_reference_speed(label, pushes, bases)
             print(line, flush=True)
             lines.append(line)
     if "one-file" in only or "readme" in only:
@@ -686,20 +686,20 @@ def _noop(_: object) -> None:
 PHASES = (
     ("imports (all, incl. lazy)", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("server config load", "gitops_hooks/config.py", "load_server_config"),
-    ("schemas setup (make_context)", "gitops_hooks/pipeline.py", "make_context"),
+    ("schemas setup (make_context)", "gitops_hooks/pipeline/context.py", "make_context"),
     ("git: tree walk", "gitops_hooks/gitrepo.py", "entries"),
     ("git: blob reads", "gitops_hooks/gitrepo.py", "read"),
-    ("YAML → documents (documents.parse)", "gitops_hooks/documents.py", "parse"),
-    ("  of which parse_yaml", "gitops_hooks/documents.py", "parse_yaml"),
-    ("  of which the fast path (_fast: yaml-rs + checks)", "gitops_hooks/documents.py", "_fast"),
+    ("YAML → documents (documents.parse)", "gitops_hooks/documents/__init__.py", "parse"),
+    ("  of which parse_yaml", "gitops_hooks/documents/__init__.py", "parse_yaml"),
+    ("  of which the fast path (_fast: yaml-rs + checks)", "gitops_hooks/documents/fast.py", "_fast"),
     ("    of which yaml-rs loads", "~", "<built-in method yaml_rs._yaml_rs._loads>"),
-    ("    of which YAML 1.1 cross-check (_same_in_yaml11)", "gitops_hooks/documents.py", "_same_in_yaml11"),
-    ("  of which the careful path (parse_yaml_careful: PyYAML)", "gitops_hooks/documents.py",
+    ("    of which YAML 1.1 cross-check (_same_in_yaml11)", "gitops_hooks/documents/fast.py", "_same_in_yaml11"),
+    ("  of which the careful path (parse_yaml_careful: PyYAML)", "gitops_hooks/documents/careful.py",
      "parse_yaml_careful"),
-    ("  of which our builder (_document)", "gitops_hooks/documents.py", "_document"),
-    ("  of which alias-size walk (_expanded_size)", "gitops_hooks/documents.py", "_expanded_size"),
+    ("  of which our builder (_document)", "gitops_hooks/documents/careful.py", "_document"),
+    ("  of which alias-size walk (_expanded_size)", "gitops_hooks/documents/careful.py", "_expanded_size"),
     ("  of which PyYAML's Python resolver (resolve)", "yaml/resolver.py", "resolve"),
-    ("positions re-composed (SourceFile._nodes)", "gitops_hooks/documents.py", "_nodes"),
+    ("positions re-composed (SourceFile._nodes)", "gitops_hooks/documents/positions.py", "_nodes"),
     ("kustomize: plan (kustomize.find)", "gitops_hooks/kustomize.py", "find"),
     ("kustomize: simple_render", "gitops_hooks/kustomize.py", "simple_render"),
     ("kustomize: kubectl_render", "gitops_hooks/kustomize.py", "kubectl_render"),
@@ -708,7 +708,7 @@ PHASES = (
     ("  of which CRD → JSON schema", "gitops_hooks/schemas.py", "crd_to_jsonschema"),
     ("policy apply", "gitops_hooks/config.py", "apply"),
     ("report (render_text)", "gitops_hooks/report.py", "render_text"),
-    ("whole pipeline (check_snapshot)", "gitops_hooks/pipeline.py", "check_snapshot"),
+    ("whole pipeline (check_snapshot)", "gitops_hooks/pipeline/run.py", "check_snapshot"),
 )
 
 
@@ -776,7 +776,7 @@ def _cum(raw: RawStats, suffix: str, name: str) -> float:
 def entered(raw: RawStats) -> dict[str, float]:
     """Inclusive time of each gitops_hooks module: calls into it from any other module.
 
-    Nested modules count in each (documents.py includes the yaml calls it makes; checks/schema.py includes
+    Nested modules count in each (documents/ includes the yaml calls it makes; checks/schema.py includes
     schemas.py); a module's own recursion is not counted twice.
     """
     out: dict[str, float] = {}

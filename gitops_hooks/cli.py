@@ -84,8 +84,10 @@ def config_check(repo: Path) -> None:
     """Report problems in REPO's server configuration."""
     from . import kubeconform
     from .config import ConfigError, load_server_config, server_config_path
+    from .rulebook import register_all
     from .schemas import resolve_version
 
+    register_all()  # (the administrator's rules may not take a built-in rule's id)
     try:
         cfg = load_server_config(repo)
         resolve_version(cfg["kubernetes_version"])
@@ -111,10 +113,11 @@ def config_check(repo: Path) -> None:
 def rules(repo: Path | None) -> None:
     """List every rule: id, family, default severity and summary (and source, when not built in)."""
     from .checks.plugins import load_operator_rules
-    from .findings import catalogue
+    from .rulebook import register_all
 
+    register_all()
     load_operator_rules(repo)
-    for r in sorted(catalogue().values(), key=lambda r: (r.family, r.id)):
+    for r in sorted(register_all().values(), key=lambda r: (r.family, r.id)):
         source = "" if r.source == "built-in" else f" [{r.source}]"
         click.echo(f"{r.id:32} {r.family:10} {str(r.severity):8} {r.summary}{source}")
 
@@ -126,10 +129,11 @@ def rules(repo: Path | None) -> None:
 def explain(rule_id: str, repo: Path | None) -> None:
     """Print the explanation of one rule, with a compliant example."""
     from .checks.plugins import load_operator_rules
-    from .findings import catalogue
+    from .rulebook import register_all
 
+    register_all()
     load_operator_rules(repo)
-    r = catalogue().get(rule_id)
+    r = register_all().get(rule_id)
     if r is None:
         click.echo(f"no rule {rule_id!r}; `gitops-hooks rules` lists them", err=True)
         sys.exit(2)
@@ -246,6 +250,9 @@ def env_add(repo: Path, name: str, ref: str, folder: str, kubeconfig: str | None
     from .config import ConfigError
     from .reconcile.commands import env_add as add
     from .reconcile.commands import env_settings
+    from .rulebook import register_all
+
+    register_all()  # the configuration is checked whole, its administrator's rules too
 
     extra: dict[str, object] = {"prune": prune, "allow_empty_prune": allow_empty_prune, "substitute": substitute,
                                 "force_conflicts": force_conflicts, "health_timeout": health_timeout, "wait": wait}
@@ -357,6 +364,9 @@ def serve(config_file: Path, check: bool) -> None:
     except Exception as exc:  # noqa: BLE001 - one line
         click.echo(f"gitops-hooks serve: cannot load the service ({_broken(exc)})", err=True)
         sys.exit(2)
+    from .rulebook import register_all
+
+    register_all()  # the repositories' policies are checked whole, their administrator's rules too
     try:
         config = load(config_file)
         lines = describe(config)

@@ -159,11 +159,14 @@ def checked(data: Any, where: str) -> dict[str, Any]:
     for rule_id, sev in merged["rules"].items():
         Severity.parse(sev)
         del rule_id
-    if merged.get("cel_rules"):  # compile the administrator's CEL rules and list them in the catalogue
-        from .checks.admin_rules import register_config_rules
-
-        register_config_rules(merged)
+    for check in CONFIG_CHECKS:  # e.g. the administrator's CEL rules compile, and enter the catalogue
+        check(merged)
     return merged
+
+
+# Checks of a configuration that need a higher layer (the CEL engine for `cel_rules`): each such module
+# adds its check here when imported; the entry points import them before they load a configuration.
+CONFIG_CHECKS: list[Callable[[Mapping[str, Any]], object]] = []
 
 
 def export_policy(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from importlib.resources import files
 from pathlib import Path
 
 from . import config as configmod
-from . import kubeconform
+from . import kubeconform, runtime
 
 MARKER = "gitops-hooks-managed"
 SERVER_HOOKS = ("pre-receive", "post-receive")
@@ -47,12 +46,9 @@ def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 def suite_executable() -> str:
-    exe = Path(sys.executable).parent / "gitops-hooks"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("gitops-hooks")
+    found = runtime.suite_executable()
     if found is None:
-        raise InstallError("cannot find the gitops-hooks executable of this environment")
+        raise InstallError(runtime.NO_EXECUTABLE)
     return found
 
 

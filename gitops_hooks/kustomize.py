@@ -349,6 +349,6 @@ def _point_back(doc: Document, d: str, kpath: str, parsed: Mapping[str, ParsedFi
             (same_kind if len(same_kind) == 1 else [])
         if candidates:
             src = candidates[0]
-            return Document(origin_path, src.index, src.line, src.column, doc.obj, src.source)
+            return Document(origin_path, src.index, src.line, src.column, doc.obj, src.source, src.prefix)
         return Document(origin_path, 0, 1, 1, doc.obj, None)
     return Document(kpath, doc.index, 1, 1, doc.obj, None)

@@ -44,7 +44,7 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     try:
         _reconcile(git_dir, server, updates, env, out)
     except Exception as exc:  # noqa: BLE001 - never a traceback to the pusher; the record stays pending
-        from .prereceive import write_log
+        from .runtime import write_log
 
         path = write_log(git_dir, traceback.format_exc())
         one_line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -23,6 +23,8 @@ from .cache import for_repository
 from .findings import Finding, finding
 from .gitrepo import GitTree, RefUpdate, Snapshot, open_repository, parse_ref_updates
 from .pipeline import Result, Stats, check_snapshot, make_context
+from .rulebook import register_all
+from .runtime import write_log
 
 log = logging.getLogger("gitops_hooks")
 
@@ -32,25 +34,6 @@ AUDIT_REF = "refs/notes/gitops"  # the reconcile audit notes (reconcile/audit.py
 
 class GateTimeout(BaseException):
     """Raised by the timer. A BaseException, so that no `except Exception` in a check can swallow it."""
-
-
-def log_dir(git_dir: Path) -> Path:
-    return git_dir / configmod.CONFIG_DIR / "log"
-
-
-def write_log(git_dir: Path, text: str) -> Path | None:
-    """Append to the gate's log inside the bare repository; never raises."""
-    try:
-        d = log_dir(git_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / "gitops-hooks.log"
-        from datetime import UTC, datetime
-
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(f"--- {datetime.now(UTC).isoformat()} pid {os.getpid()}\n{text}\n")
-        return path
-    except OSError:
-        return None
 
 
 def push_options(env: Mapping[str, str]) -> list[str]:
@@ -154,6 +137,7 @@ def run_chained(git_dir: Path, hook: str, stdin_text: str, out: TextIO) -> int:
 
 
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
+    register_all()  # every rule known before the configuration and the repository's policy name them
     try:
         server = configmod.load_server_config(git_dir)
     except configmod.ConfigError as exc:

@@ -269,6 +269,9 @@ def check(req: Request, cwd: Path, err: TextIO) -> Result:
 def run(req: Request, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Exit code: 0 clean, 1 findings at error level, 2 usage, configuration or internal error."""
     from .formats import render
+    from .rulebook import register_all
+
+    register_all()
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -17,10 +17,10 @@ RULES_DOC = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 
 
 def table() -> str:
-    from gitops_hooks.findings import catalogue
+    from gitops_hooks.rulebook import register_all
 
     rows = ["| rule | family | default | what it refuses or reports |", "| --- | --- | --- | --- |"]
-    rules = [r for r in catalogue().values() if r.source == "built-in"]
+    rules = [r for r in register_all().values() if r.source == "built-in"]
     for r in sorted(rules, key=lambda r: (r.family, r.id)):
         summary = r.summary.replace("|", "\\|")
         rows.append(f"| `{r.id}` | {r.family} | {r.severity} | {summary} |")

@@ -138,8 +138,8 @@ def _both_ways(path: str, text: str) -> tuple[object, object]:
     fast = _fast(path, text, DEFAULT_LIMITS, SourceFile(path, text))
     careful = parse_yaml_careful(path, text)
     assert careful.findings == []
-    key = [(d.index, d.line, d.column, d.obj) for d in careful.documents]
-    return (None if fast is None else [(d.index, d.line, d.column, d.obj) for d in fast.documents]), key
+    key = [(d.index, d.line, d.column, d.prefix, d.obj) for d in careful.documents]
+    return (None if fast is None else [(d.index, d.line, d.column, d.prefix, d.obj) for d in fast.documents]), key
 
 
 def _in_chart_templates(path: Path) -> bool:
@@ -169,4 +169,5 @@ def test_fast_path_declines_what_yaml_11_reads_differently() -> None:
         assert fast is None, text
         del careful
     fast, careful = _both_ways("m.yaml", "a: 'yes-but-quoted'\nb: x!=y\nc: a && b\n---\n---\nd: [1, 2]\n")
-    assert fast == careful == [(0, 1, 1, {"a": "yes-but-quoted", "b": "x!=y", "c": "a && b"}), (2, 6, 1, {"d": [1, 2]})]
+    assert fast == careful == [(0, 1, 1, (), {"a": "yes-but-quoted", "b": "x!=y", "c": "a && b"}),
+                               (2, 6, 1, (), {"d": [1, 2]})]

@@ -40,9 +40,9 @@ def test_parallel_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (root / "gadgets.yaml").write_text(gadgets + "---\n" + gadget)  # a CRD and its invalid resource, one file
     broken = sorted(root.rglob("*.yaml"))[5]
     broken.write_text(broken.read_text().replace("metadata:", "metadata:\n  uid: abc", 1) + "---\nkind: x: y\n")
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 10**9)
     sequential = _lines(root)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 8)
     parallel = _lines(root)
     assert parallel == sequential
     assert any("[schema-invalid] widget.example.io/w" in line for line in parallel)
@@ -110,9 +110,9 @@ def test_speculative_work_is_redone_when_the_push_brings_a_crd(tmp_path: Path,
     while the Widgets' summaries are cached: the Widgets are checked against the new schema."""
     root = tmp_path / "tree"
     _widget_tree(root, "string")  # size: 3 is not a string
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 10**9)
     sequential = _lines(root)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 8)
     cache_dir = tmp_path / "cache"
     assert _cached_lines(root, cache_dir) == sequential
     assert sum("[schema-invalid] widget.example.io/" in line for line in sequential) == 13
@@ -121,9 +121,9 @@ def test_speculative_work_is_redone_when_the_push_brings_a_crd(tmp_path: Path,
     assert _cached_lines(root, cache_dir) == sequential  # the rows the workers encoded, read back
 
     (root / "zz-crd.yaml").write_text(CRD % "integer")  # now every Widget is valid
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 10**9)
     sequential = _lines(root)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 8)
     assert _cached_lines(root, cache_dir) == sequential
     assert [line for line in sequential if "widget.example.io" in line] == [
         line for line in sequential if "[crd-rule] widget.example.io/big" in line]
@@ -140,28 +140,28 @@ def test_a_kind_defined_twice_is_checked_against_the_first_definition_on_every_p
     string_crd = (CRD % "string").replace("              properties:\n", padding + "              properties:\n", 1)
     (root / "zz-crd.yaml").write_text(string_crd)  # the biggest file: taken from the queue first
     (root / "aa-crd.yaml").write_text(CRD % "integer")  # first by path: this one counts
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 10**9)
     sequential = _lines(root)
     assert not any("[schema-invalid] widget.example.io/" in line for line in sequential)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 8)
     cache_dir = tmp_path / "cache"
     assert _cached_lines(root, cache_dir) == sequential
     assert _cached_lines(root, cache_dir) == sequential  # from the rows the workers encoded
 
     (root / "aa-crd.yaml").unlink()  # now the string schema counts: every Widget is invalid
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 10**9)
     sequential = _lines(root)
     assert sum("[schema-invalid] widget.example.io/" in line for line in sequential) == 13
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 8)
     assert _cached_lines(root, cache_dir) == sequential
 
 
 def test_a_failing_worker_leaves_the_work_to_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "tree"
     _widget_tree(root, "string")
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 10**9)
     sequential = _lines(root)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(pipeline.pool, "PARALLEL_MIN", 8)
     parent = os.getpid()
     compute = pipeline._Run.compute_blob
 

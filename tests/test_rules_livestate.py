@@ -92,7 +92,7 @@ def test_a_list_dump_is_checked_item_by_item(server: Server, clone: Clone) -> No
     assert not push.accepted
     got = finding_lines(push, "apps/list.yaml")
     assert [x.split(" error ")[0] for x in got] == ["apps/list.yaml:9:7:", "apps/list.yaml:10:7:"]
-    assert "list item 0 (ConfigMap/a): metadata.selfLink is live state" in got[0]
+    assert "configmap/a: metadata.selfLink is live state" in got[0]  # the item, an object of its own
 
 
 def test_generate_name_is_refused(server: Server, clone: Clone) -> None:

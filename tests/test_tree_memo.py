@@ -1,4 +1,4 @@
-"""The gate server's memo of the manifests' findings (pipeline.TREE_MEMO).
+"""The gate server's memo of the manifests' findings (pipeline.memo.TREE_MEMO).
 
 A push that changes no manifest finds what the last push on the same manifests found, without building
 the objects and running the tree checks again. These tests push real commits through the real gate
@@ -38,7 +38,7 @@ def test_a_run_on_the_same_manifests_is_served_by_the_memo(tmp_path: Path, monke
     (root / "apps" / "same.yaml").write_text(BROKEN.replace("flags", "other") + "---\n" + BROKEN)  # a duplicate
     (root / "README.md").write_text("first\n")
     monkeypatch.setattr(cache.MEMO, "enabled", True)  # as in the gate server
-    monkeypatch.setattr(pipeline, "TREE_MEMO", {})
+    monkeypatch.setattr(pipeline.memo, "TREE_MEMO", {})
     worked: list[int] = []
     blob_work = pipeline._Run.blob_work
 
@@ -62,13 +62,15 @@ def test_a_run_on_the_same_manifests_is_served_by_the_memo(tmp_path: Path, monke
 
 
 def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "TREE_MEMO", {})
-    many = tuple(finding("schema-invalid", "a.yaml", n, 1, "x") for n in range(pipeline.TREE_MEMO_FINDINGS + 1))
-    pipeline.remember("many", (many, {}, 1))
-    assert pipeline.TREE_MEMO == {}  # too many findings to keep
-    for n in range(pipeline.TREE_MEMO_SIZE + 2):
-        pipeline.remember(f"run {n}", ((), {}, n))
-    assert list(pipeline.TREE_MEMO) == [f"run {n}" for n in range(2, pipeline.TREE_MEMO_SIZE + 2)]  # the latest
+    monkeypatch.setattr(pipeline.memo, "TREE_MEMO", {})
+    many = tuple(finding("schema-invalid", "a.yaml", n, 1, "x")
+                 for n in range(pipeline.memo.TREE_MEMO_FINDINGS + 1))
+    pipeline.memo.remember("many", (many, {}, 1))
+    assert pipeline.memo.TREE_MEMO == {}  # too many findings to keep
+    for n in range(pipeline.memo.TREE_MEMO_SIZE + 2):
+        pipeline.memo.remember(f"run {n}", ((), {}, n))
+    latest = [f"run {n}" for n in range(2, pipeline.memo.TREE_MEMO_SIZE + 2)]
+    assert list(pipeline.memo.TREE_MEMO) == latest
 
 
 def test_the_tree_before_the_push_is_part_of_what_is_reused(server: Server, clone: Clone) -> None:

@@ -431,13 +431,13 @@ def test_progress_while_files_are_read(tmp_path: Path, monkeypatch: pytest.Monke
     many_manifests(tmp_path / "tree", 300)
     monkeypatch.setattr(os, "cpu_count", lambda: cores)  # 2: a forked worker shares the queue
     events: list[tuple[str, int, int]] = []
-    parse = pipeline.parse
+    parse = pipeline.state.parse
 
     def parse_and_note(path: str, data: bytes, *rest: object) -> object:
         events.append(("read", 0, 0))  # (in this process: a forked worker's reads are not seen here)
         return parse(path, data, *rest)
 
-    monkeypatch.setattr(pipeline, "parse", parse_and_note)
+    monkeypatch.setattr(pipeline.state, "parse", parse_and_note)
     policy = config.Policy(config.checked({}, "test"))
     result = pipeline.check_snapshot(FolderTree(tmp_path / "tree"), policy,
                                      progress=lambda done, total: events.append(("progress", done, total)))

@@ -24,9 +24,9 @@ from typing import Any
 from .. import findings as findings_mod
 from ..cel import activation, compile_expr, evaluate
 from ..cel.engine import first_line
-from ..config import ConfigError, matches
+from ..config import CONFIG_CHECKS, ConfigError, matches
 from ..findings import Finding, Rule, Severity, finding
-from . import CheckContext, document_check, only_for
+from .base import CheckContext, document_check, only_for
 
 VARIABLES = ("object",)
 SOURCE = "server config"
@@ -104,6 +104,14 @@ def register_config_rules(config: Mapping[str, Any]) -> tuple[AdminRule, ...]:
         findings_mod._CATALOGUE[r.id] = r.catalogue_entry()
     _REGISTERED.add(text)
     return rules
+
+
+def _check_config(config: Mapping[str, Any]) -> None:
+    if config.get("cel_rules"):  # compile the administrator's CEL rules and list them in the catalogue
+        register_config_rules(config)
+
+
+CONFIG_CHECKS.append(_check_config)
 
 
 def configured(ctx: CheckContext) -> tuple[AdminRule, ...]:

@@ -26,7 +26,7 @@ from ..config import folder_stamp
 from ..documents import parse
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import split_api_version
-from . import CheckContext, TreeView, tree_check
+from .base import CheckContext, TreeView, tree_check
 
 GROUP = "admissionregistration.k8s.io"
 VARIABLES = ("object", "oldObject", "request", "params", "namespaceObject", "variables")

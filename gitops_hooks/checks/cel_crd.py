@@ -19,7 +19,7 @@ from ..cel.previous import identity, old_objects
 from ..cel.structural import MISSING, Site, dotted, field_path, rule_sites, to_cel
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import split_api_version
-from . import CheckContext, TreeView, document_check, tree_check
+from .base import CheckContext, TreeView, document_check, tree_check
 
 VARIABLES = ("self", "oldSelf")
 OLD_BOX = "__oldSelfBox"  # optionalOldSelf: oldSelf is rewritten to `(__oldSelfBox.?value)`, an optional

@@ -16,7 +16,8 @@ register(
          "metadata:\n  labels:\n    app: web\n"),
     Rule("yaml-not-mapping", "yaml", E, "A YAML document is a list or a scalar, not an object.",
          "Every document of a manifest file must be one Kubernetes object: a map with apiVersion, kind "
-         "and metadata.", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"),
+         "and metadata. So must every item of a `kind: List` (or any `...List` kind with items), which "
+         "kubectl applies item by item; an empty List is valid.", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"),
     Rule("yaml-tag", "yaml", E, "The document uses a YAML tag kubectl does not understand.",
          "Tags such as !!python/object construct program objects in some YAML libraries; kubectl refuses "
          "them and so do we.", "value: plain-string\n"),

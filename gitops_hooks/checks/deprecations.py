@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..documents import Document
 from ..findings import Finding, Rule, Severity, finding, register
-from . import CheckContext, document_check, only_for
+from .base import CheckContext, document_check, only_for
 
 register(
     Rule("api-removed", "deprecations", Severity.ERROR,

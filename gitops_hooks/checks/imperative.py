@@ -17,7 +17,7 @@ from typing import Any
 from ..documents import Document, ParsedFile, Pointer
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry
-from . import CheckContext, document_check, file_check, only_for, parsed_check
+from .base import CheckContext, document_check, file_check, only_for, parsed_check
 
 E, W = Severity.ERROR, Severity.WARNING
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..documents import Document, Pointer
 from ..findings import Finding, Rule, Severity, finding, register
-from . import CheckContext, document_check
+from .base import CheckContext, document_check
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

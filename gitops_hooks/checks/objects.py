@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from ..documents import Document
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import split_api_version
-from . import CheckContext, TreeView, document_check, tree_check
+from .base import CheckContext, TreeView, document_check, tree_check
 
 register(
     Rule("object-required", "objects", Severity.ERROR, "apiVersion, kind or metadata.name is missing.",

@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import findings as findings_mod
 from ..findings import Finding, Rule, Severity, finding, register
-from . import CheckContext, TreeView, document_check, only_for, tree_check
+from .base import CheckContext, TreeView, document_check, only_for, tree_check
 
 GROUP = "gitops_hooks.checks"
 

@@ -8,7 +8,7 @@ from typing import Any
 from ..documents import YAML11_BOOLS, Document
 from ..findings import Finding, Rule, Severity, finding, register
 from ..schemas import UnusableSchema, split_api_version
-from . import CheckContext, document_check
+from .base import CheckContext, document_check
 
 MAX_ERRORS_PER_OBJECT = 10
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..documents import Document
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry
-from . import CheckContext, document_check, file_check, history_check, only_for
+from .base import CheckContext, document_check, file_check, history_check, only_for
 
 E = Severity.ERROR
 

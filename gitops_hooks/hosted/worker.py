@@ -117,6 +117,9 @@ class Worker:
 
 def main(argv: list[str]) -> int:
     setup_logging()
+    from ..rulebook import register_all
+
+    register_all()  # every rule known before the repositories' policies name them
     try:
         config = load(Path(argv[0]))
     except Exception as exc:  # noqa: BLE001 - one line

@@ -23,7 +23,7 @@ def one_line_errors(command: str) -> Callable[[Callable[..., int]], Callable[...
             except Exception as exc:  # noqa: BLE001 - never a traceback to the administrator's terminal
                 import traceback
 
-                from ..prereceive import write_log
+                from ..runtime import write_log
 
                 path = write_log(repo, traceback.format_exc()) if (repo / "HEAD").exists() else None
                 one = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

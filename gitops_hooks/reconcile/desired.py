@@ -217,30 +217,20 @@ def desired_set(snapshot: Snapshot, env: Environment, config: Mapping[str, Any])
     docs, findings = documents(snapshot, env, config)
     out: list[Desired] = []
     seen: dict[tuple[str, str, str, str], Desired] = {}
-    for doc in docs:
-        for obj in _expand(doc.obj):
-            d = _one(doc, obj, env, findings)
-            if d is None:
-                continue
-            key = (d.group, d.kind, d.namespace, d.name)
-            first = seen.get(key)
-            if first is not None:
-                if first.obj != d.obj:  # the same object twice, identical (e.g. two overlays of one base): once
-                    findings.append(finding("reconcile-desired", doc.path, doc.line, 1,
-                                            f"{doc.describe()}: also defined, differently, at {first.where}"))
-                continue
-            seen[key] = d
-            out.append(d)
+    for doc in docs:  # (the items of a List are documents of their own, see documents.expand_lists)
+        d = _one(doc, doc.obj, env, findings)
+        if d is None:
+            continue
+        key = (d.group, d.kind, d.namespace, d.name)
+        first = seen.get(key)
+        if first is not None:
+            if first.obj != d.obj:  # the same object twice, identical (e.g. two overlays of one base): once
+                findings.append(finding("reconcile-desired", doc.path, doc.line, 1,
+                                        f"{doc.describe()}: also defined, differently, at {first.where}"))
+            continue
+        seen[key] = d
+        out.append(d)
     return DesiredSet(tuple(out), tuple(sorted(set(findings))))
-
-
-def _expand(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The items of a `kind: List` (or `...List`) document, as kubectl applies them; the object otherwise."""
-    kind = obj.get("kind")
-    items = obj.get("items")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        return [i for i in items if isinstance(i, dict)]
-    return [obj]
 
 
 def _one(doc: Document, obj: dict[str, Any], env: Environment, findings: list[Finding]) -> Desired | None:

@@ -238,14 +238,16 @@ def health_check(git_dir: Path, env: Environment, commit: str, emit: Emit) -> st
 
 
 def _spawn_worker(git_dir: Path, env: Environment, commit: str) -> None:
-    from ..config import CONFIG_DIR
-    from ..install import suite_executable
+    from ..runtime import NO_EXECUTABLE, log_dir, suite_executable
 
-    d = git_dir / CONFIG_DIR / "log"
+    exe = suite_executable()
+    if exe is None:
+        raise RuntimeError(NO_EXECUTABLE)
+    d = log_dir(git_dir)
     d.mkdir(parents=True, exist_ok=True)
     log = (d / f"health-{env.name}.log").open("a", encoding="utf-8")
     try:
-        subprocess.Popen([suite_executable(), "reconcile", env.name, "--repo", str(git_dir), "--health-of", commit],
+        subprocess.Popen([exe, "reconcile", env.name, "--repo", str(git_dir), "--health-of", commit],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
     finally:
         log.close()
