@@ -1,4 +1,5 @@
-"""The pre-receive hook's thin client: hand the push to a resident gate server, or run the gate here.
+"""The hooks' thin client: pre-receive hands the push to a resident gate server (or runs the gate here);
+post-receive answers by itself when the repository follows no environment.
 
 A push waits on the hook, and a fresh Python process spends most of a small push importing the suite and
 compiling validators. So the installed hook starts this file with `python -I -S` (standard library only,
@@ -14,6 +15,17 @@ Nothing depends on the server being there. The gate runs in a process of its own
 - GITOPS_HOOKS_NO_SERVER=1 is set;
 - the server fails to answer (it crashed or was killed): the push is judged again in-process, so a
   broken server never lets a push through and never refuses one on its own account.
+
+post-receive costs next to nothing when no environment is configured: `gitops-hooks` notes, each time
+it loads the server configuration, whether it names environments, in `gitops-hooks/config.stamp` beside
+`config.yaml`, keyed on that file's device, inode, size, modification and change times (taken before
+reading it; not written while the file is younger than two seconds, whose times a same-size rewrite in
+the same clock tick could repeat). When the key still matches, this client prints what
+`gitops-hooks post-receive` would print ("accepted, not applied: no target configured") without any
+server or suite process. Otherwise (environments, or a missing or stale stamp) it runs
+`gitops-hooks post-receive` in a process of its own, which reconciles as before and streams its
+progress to the pusher; the resident server is never held by a reconcile, so the next push's
+pre-receive finds it free.
 
 One server serves one installation (one Python environment, one user): its socket name carries a stamp
 of the suite's code, the environment's installed packages and PYTHONPATH, so an upgrade or a new plugin
@@ -31,6 +43,75 @@ import zlib
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_MESSAGE = 256 * 1024 * 1024
+PREFIX = "gitops-hooks"
+CONFIG_DIR, CONFIG_FILE, STAMP_FILE = "gitops-hooks", "config.yaml", "config.stamp"  # config.py: the same names
+STAMP_MIN_AGE_NS = 2_000_000_000
+STAMP_HEADER = "gitops-hooks config stamp 1"
+
+
+def no_target(ref: str, new: str) -> str:
+    """What post-receive says of an updated ref when the repository follows no environment."""
+    return f"{PREFIX}: {ref} {new[:12]}: accepted, not applied: no target configured\n"
+
+
+def config_key(git_dir: str) -> str:
+    """Identity of the server configuration file as it is now ("absent" when there is none)."""
+    try:
+        st = os.stat(os.path.join(git_dir, CONFIG_DIR, CONFIG_FILE))
+    except FileNotFoundError:
+        return "absent"
+    except OSError:
+        return ""  # cannot tell: no stamp matches
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def write_stamp(git_dir: str, key: str, environments: bool) -> None:
+    """Note whether the configuration whose key was taken (before it was read) names environments;
+    nothing when the note is already there, the key is unknown or the file too young. Never raises."""
+    import time
+
+    folder = os.path.join(git_dir, CONFIG_DIR)
+    text = f"{STAMP_HEADER}\n{key}\n{'environments' if environments else 'none'}\n"
+    if not key or _read_stamp(folder) == text:
+        return
+    if key != "absent" and time.time_ns() - int(key.split(":")[3]) < STAMP_MIN_AGE_NS:
+        return
+    tmp = os.path.join(folder, f".{STAMP_FILE}.{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, os.path.join(folder, STAMP_FILE))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _read_stamp(folder: str) -> str:
+    try:
+        with open(os.path.join(folder, STAMP_FILE), encoding="utf-8") as fh:
+            return fh.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def post_receive_without_environments(git_dir: str, stdin_text: str) -> str | None:
+    """What `gitops-hooks post-receive` would print, when the stamp shows the configuration as it is now
+    names no environment; None when it cannot tell (then the suite must run)."""
+    if _read_stamp(os.path.join(git_dir, CONFIG_DIR)) != f"{STAMP_HEADER}\n{config_key(git_dir)}\nnone\n":
+        return None
+    out = []
+    for line in stdin_text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            return None  # the suite says what is wrong with it
+        _, new, ref = parts
+        if new.strip("0") and not ref.startswith("refs/notes/"):  # deletions and notes: nothing to say
+            out.append(no_target(ref, new))
+    return "".join(out)
 
 
 def site_dir() -> str:
@@ -191,12 +272,19 @@ def ensure_server() -> str:
 
 
 def in_process(exe: str, hook: str, stdin_text: str | None) -> int:
-    """Run the gate as a process of its own (what the hook did before there was a server)."""
-    if stdin_text is None:
-        os.execv(exe, [exe, hook])
-    import subprocess
+    """Run the hook as a process of its own (what the hook did before there was a server). When the suite
+    cannot be started: one line, and exit 1 (pre-receive refuses: it fails closed)."""
+    try:
+        if stdin_text is None:
+            os.execv(exe, [exe, hook])
+        import subprocess
 
-    return subprocess.run([exe, hook], input=stdin_text.encode("utf-8", "surrogateescape"), check=False).returncode
+        return subprocess.run([exe, hook], input=stdin_text.encode("utf-8", "surrogateescape"),
+                              check=False).returncode
+    except OSError as exc:
+        what = "push refused" if hook == "pre-receive" else "accepted, not applied"
+        sys.stderr.write(f"{PREFIX}: {what}: cannot start {exe} ({exc.strerror or exc}); tell the administrator\n")
+        return 1
 
 
 def main(argv: list[str]) -> int:
@@ -204,6 +292,8 @@ def main(argv: list[str]) -> int:
         print(socket_path() or "")
         return 0
     exe, hook = argv[1], argv[2]
+    if hook == "post-receive":
+        return post_receive(exe)
     if os.environ.get("GITOPS_HOOKS_NO_SERVER") == "1":
         return in_process(exe, hook, None)
     path = socket_path()
@@ -251,6 +341,21 @@ def main(argv: list[str]) -> int:
         sys.stderr.buffer.write(answer[1].encode("utf-8", "surrogateescape"))
         sys.stderr.flush()
     return int(answer[0])
+
+
+def post_receive(exe: str) -> int:
+    """post-receive: the answer from the stamp when it can tell, else `gitops-hooks post-receive`."""
+    stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    try:
+        text = post_receive_without_environments(os.environ.get("GIT_DIR", "."), stdin_text)
+    except Exception:  # noqa: BLE001 - whatever it was, the suite decides
+        text = None
+    if text is None:
+        return in_process(exe, "post-receive", stdin_text)
+    if text:
+        sys.stderr.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stderr.flush()
+    return 0
 
 
 if __name__ == "__main__":
