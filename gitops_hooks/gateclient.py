@@ -62,7 +62,12 @@ def config_key(git_dir: str) -> str:
         return "absent"
     except OSError:
         return ""  # cannot tell: no stamp matches
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    # As `stat -c '%d:%i:%s:%.9Y:%.9Z'` prints it (the installed post-receive compares with that).
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{_seconds(st.st_mtime_ns)}:{_seconds(st.st_ctime_ns)}"
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
 def write_stamp(git_dir: str, key: str, environments: bool) -> None:
@@ -74,7 +79,7 @@ def write_stamp(git_dir: str, key: str, environments: bool) -> None:
     text = f"{STAMP_HEADER}\n{key}\n{'environments' if environments else 'none'}\n"
     if not key or _read_stamp(folder) == text:
         return
-    if key != "absent" and time.time_ns() - int(key.split(":")[3]) < STAMP_MIN_AGE_NS:
+    if key != "absent" and time.time_ns() - int(key.split(":")[3].replace(".", "")) < STAMP_MIN_AGE_NS:
         return
     tmp = os.path.join(folder, f".{STAMP_FILE}.{os.getpid()}")
     try:

@@ -1,4 +1,4 @@
-"""bench/baseline.py, the issue's straightforward Python that bench_push.py uses as a probe of the
+"""bench/baseline.py, the straightforward Python validator that bench_push.py uses as a probe of the
 machine's speed: it must really read and validate, or its time says nothing."""
 
 from __future__ import annotations

@@ -42,12 +42,13 @@ def settled(server: Server) -> None:
     os.utime(server.config_path, ns=(old, old))
 
 
-def cut_off_the_suite(server: Server) -> None:
-    """Point post-receive's fallback at a program that does not exist: only the thin client can answer."""
+def cut_off(server: Server, *names: str) -> None:
+    """Point post-receive's GITOPS_HOOKS (the suite) or GITOPS_HOOKS_CLIENT at a file that does not exist."""
     hook = server.path / "hooks" / "post-receive"
     text = hook.read_text(encoding="utf-8")
-    hook.write_text(re.sub(r"(?m)^GITOPS_HOOKS=.*$", "GITOPS_HOOKS=/nonexistent/gitops-hooks", text, count=1),
-                    encoding="utf-8")
+    for name in names:
+        text = re.sub(rf"(?m)^{name}=.*$", f"{name}=/nonexistent/gitops-hooks", text, count=1)
+    hook.write_text(text, encoding="utf-8")
 
 
 def no_target_lines(push: Push) -> list[tuple[str, str]]:
@@ -74,7 +75,7 @@ def test_no_environment_is_answered_without_the_suite(server: Server, clone: Clo
     assert first.accepted, first.output
     assert no_target_lines(first) == [("refs/heads/main", short(clone))]
     assert stamp(server).endswith("\nnone\n")
-    cut_off_the_suite(server)
+    cut_off(server, "GITOPS_HOOKS", "GITOPS_HOOKS_CLIENT")  # the hook script alone must answer
     clone.write("README.md", "docs\n")
     clone.commit("docs")
     git("tag", "v1", cwd=clone.path)
@@ -92,7 +93,11 @@ def test_no_environment_is_answered_without_the_suite(server: Server, clone: Clo
     client = subprocess.run([PYTHON, "-I", "-S", gateclient.__file__, "/nonexistent", "post-receive"], input=stdin,
                             capture_output=True, text=True, check=False, cwd=server.path,
                             env={**os.environ, "GIT_DIR": "."})
+    hook = subprocess.run([server.path / "hooks" / "post-receive"], input=stdin + f"{sha} {'0' * 40} refs/heads/x\n"
+                          f"{'0' * 40} {sha} refs/notes/gitops\n", capture_output=True, text=True, check=False,
+                          cwd=server.path, env={**os.environ, "GIT_DIR": "."})
     assert (client.returncode, client.stderr) == (suite.returncode, suite.stderr) == (0, suite.stderr)
+    assert (hook.returncode, hook.stderr) == (0, suite.stderr)
     assert suite.stderr.count("no target configured") == 2
 
 
@@ -125,7 +130,7 @@ def test_the_stamp_never_outlives_the_configuration(server: Server, clone: Clone
     clone.commit("first")
     assert no_target_lines(clone.push()) == [("refs/heads/main", short(clone))]
     assert stamp(server).endswith("\nnone\n")
-    cut_off_the_suite(server)  # from here on, a push the stamp cannot answer shows "not found"
+    cut_off(server, "GITOPS_HOOKS")  # from here on, a push the stamp cannot answer shows "not found"
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
     added = run_suite("env", "add", str(server.path), "prod", "--ref", "main", "--path", "clusters/prod",
                       "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "apps")
