@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -1105,7 +1106,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, work: Path) -> None:
     os.environ["XDG_CACHE_HOME"] = str(work / "xdg-cache")  # never the user's own cache
     if args.code:
-        _log(f"measuring commit {export_code(args.code, work / 'code')}")
+        sha = export_code(args.code, work / "code")
+        os.environ["GITOPS_BENCH_COMMIT"] = sha
+        _log(f"measuring commit {sha}")
     _log(code_description())
     if args.import_time:
         print("\n".join(import_times(args.module, args.top)))
@@ -1119,11 +1122,26 @@ def run(args: argparse.Namespace, work: Path) -> None:
     runtime.mkdir(mode=0o700, exist_ok=True)
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     _log(f"load average before: {_load()}")
+    print("$ python bench/bench_push.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + f"  # {_stamp()}",
+          flush=True)
     try:
         run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile, args.shared)
     finally:
         stop_gate_servers()
     _log(f"load average after: {_load()} (the cores are shared: compare figures taken at like load)")
+
+
+def _stamp() -> str:
+    """The measured commit (and whether the checkout has changes), the date, the machine's cores."""
+    import time
+
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    sha = git("rev-parse", "--short", "HEAD", cwd=CHECKOUT, check=False).stdout.strip()
+    if pythonpath:  # an export (--code): its commit was logged; name it again
+        sha = os.environ.get("GITOPS_BENCH_COMMIT", sha)[:7]
+    elif git("status", "--porcelain", "--", "gitops_hooks", "hooks", cwd=CHECKOUT, check=False).stdout.strip():
+        sha += " plus uncommitted changes"
+    return f"commit {sha}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores"
 
 
 def _load() -> str:

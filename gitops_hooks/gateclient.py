@@ -16,13 +16,15 @@ Nothing depends on the server being there. The gate runs in a process of its own
 - the server fails to answer (it crashed or was killed): the push is judged again in-process, so a
   broken server never lets a push through and never refuses one on its own account.
 
-post-receive costs next to nothing when no environment is configured: `gitops-hooks` notes, each time
-it loads the server configuration, whether it names environments, in `gitops-hooks/config.stamp` beside
+post-receive costs next to nothing when no environment follows the pushed refs: `gitops-hooks` notes,
+each time it loads the server configuration, whether it names environments and which refs they follow,
+in `gitops-hooks/config.stamp` beside
 `config.yaml`, keyed on that file's device, inode, size, modification and change times (taken before
 reading it; not written while the file is younger than two seconds, whose times a same-size rewrite in
-the same clock tick could repeat). When the key still matches, this client prints what
-`gitops-hooks post-receive` would print ("accepted, not applied: no target configured") without any
-server or suite process. Otherwise (environments, or a missing or stale stamp) it runs
+the same clock tick could repeat). When the key still matches, the installed hook script (with no
+environment at all) or this client (with none for the pushed refs and no reconcile pending) prints what
+`gitops-hooks post-receive` would print, without any server or suite process. Otherwise (an
+environment to reconcile or a pending record, or a missing or stale stamp) it runs
 `gitops-hooks post-receive` in a process of its own, which reconciles as before and streams its
 progress to the pusher; the resident server is never held by a reconcile, so the next push's
 pre-receive finds it free.
@@ -54,6 +56,11 @@ def no_target(ref: str, new: str) -> str:
     return f"{PREFIX}: {ref} {new[:12]}: accepted, not applied: no target configured\n"
 
 
+def no_environment(ref: str, new: str) -> str:
+    """What post-receive says of an updated ref that no configured environment follows."""
+    return f"{PREFIX}: {ref} {new[:12]}: accepted, not applied: no environment follows this ref\n"
+
+
 def config_key(git_dir: str) -> str:
     """Identity of the server configuration file as it is now ("absent" when there is none)."""
     try:
@@ -70,13 +77,15 @@ def _seconds(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
-def write_stamp(git_dir: str, key: str, environments: bool) -> None:
-    """Note whether the configuration whose key was taken (before it was read) names environments;
-    nothing when the note is already there, the key is unknown or the file too young. Never raises."""
+def write_stamp(git_dir: str, key: str, followed: list[str] | None) -> None:
+    """Note whether the configuration whose key was taken (before it was read) names environments (None:
+    it does not) and which refs they follow; nothing when the note is already there, the key is unknown
+    or the file too young. Never raises."""
     import time
 
     folder = os.path.join(git_dir, CONFIG_DIR)
-    text = f"{STAMP_HEADER}\n{key}\n{'environments' if environments else 'none'}\n"
+    what = "none\n" if followed is None else "environments\n" + "".join(f"{ref}\n" for ref in sorted(set(followed)))
+    text = f"{STAMP_HEADER}\n{key}\n{what}"
     if not key or _read_stamp(folder) == text:
         return
     if key != "absent" and time.time_ns() - int(key.split(":")[3].replace(".", "")) < STAMP_MIN_AGE_NS:
@@ -102,10 +111,15 @@ def _read_stamp(folder: str) -> str:
 
 
 def post_receive_without_environments(git_dir: str, stdin_text: str) -> str | None:
-    """What `gitops-hooks post-receive` would print, when the stamp shows the configuration as it is now
-    names no environment; None when it cannot tell (then the suite must run)."""
-    if _read_stamp(os.path.join(git_dir, CONFIG_DIR)) != f"{STAMP_HEADER}\n{config_key(git_dir)}\nnone\n":
+    """What `gitops-hooks post-receive` would print, when the stamp shows that the configuration as it is
+    now names no environment, or none that follows an updated ref while no reconcile is pending; None
+    when it cannot tell (then the suite must run)."""
+    folder = os.path.join(git_dir, CONFIG_DIR)
+    head, key, what, *followed = _read_stamp(folder).split("\n")[:-1] or ["", "", ""]
+    if head != STAMP_HEADER or key != config_key(git_dir) or what not in ("none", "environments"):
         return None
+    if what == "environments" and _pending(folder):
+        return None  # the suite picks up the reconcile left pending
     out = []
     for line in stdin_text.splitlines():
         if not line.strip():
@@ -114,9 +128,26 @@ def post_receive_without_environments(git_dir: str, stdin_text: str) -> str | No
         if len(parts) != 3:
             return None  # the suite says what is wrong with it
         _, new, ref = parts
-        if new.strip("0") and not ref.startswith("refs/notes/"):  # deletions and notes: nothing to say
-            out.append(no_target(ref, new))
+        if not new.strip("0"):
+            continue  # a deletion: nothing to say
+        if what == "none":
+            if not ref.startswith("refs/notes/"):  # notes are not desired state
+                out.append(no_target(ref, new))
+        elif ref in followed:
+            return None  # an environment to reconcile
+        else:
+            out.append(no_environment(ref, new))
     return "".join(out)
+
+
+def _pending(folder: str) -> bool:
+    """Whether a reconcile is pending (reconcile/state.py: `state/<environment>.pending.json`)."""
+    try:
+        return any(name.endswith(".pending.json") for name in os.listdir(os.path.join(folder, "state")))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell
 
 
 def site_dir() -> str:

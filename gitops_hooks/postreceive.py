@@ -40,13 +40,16 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     except (configmod.ConfigError, ValueError) as exc:
         out.write(f"{PREFIX}: accepted, not applied: {str(exc).splitlines()[0]}\n")
         return 0
-    gateclient.write_stamp(str(git_dir), key, bool(server.get("environments")))
     if not server.get("environments"):
+        gateclient.write_stamp(str(git_dir), key, None)
         for u in updates:
             if not u.is_delete and not u.ref.startswith("refs/notes/"):  # notes are not desired state
                 out.write(gateclient.no_target(u.ref, u.new))
         return 0
     try:
+        from .reconcile.environments import all_environments
+
+        gateclient.write_stamp(str(git_dir), key, [e.ref for e in all_environments(server)])
         _reconcile(git_dir, server, updates, env, out)
     except Exception as exc:  # noqa: BLE001 - never a traceback to the pusher; the record stays pending
         from .prereceive import write_log
@@ -71,7 +74,7 @@ def _reconcile(git_dir: Path, server: dict, updates: list[RefUpdate], env: Mappi
             continue
         envs = environments.for_ref(server, u.ref)
         if not envs:
-            out.write(f"{PREFIX}: {u.ref} {u.short()}: accepted, not applied: no environment follows this ref\n")
+            out.write(gateclient.no_environment(u.ref, u.new))
         for e in envs:
             request(git_dir, e, u.new, who)
             touched.append(e.name)

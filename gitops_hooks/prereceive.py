@@ -158,7 +158,8 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
     try:
         server = configmod.load_server_config(git_dir)
-        gateclient.write_stamp(str(git_dir), key, bool(server.get("environments")))  # for post-receive
+        gateclient.write_stamp(str(git_dir), key, sorted(deployed_refs(server)) if server.get("environments")
+                               else None)  # for post-receive
     except configmod.ConfigError as exc:
         write_log(git_dir, f"configuration error:\n{exc}")
         out.write(f"{PREFIX}: push refused: the server configuration is broken; tell the administrator "

@@ -104,11 +104,11 @@ def test_no_environment_is_answered_without_the_suite(server: Server, clone: Clo
 def test_a_configuration_younger_than_its_clock_tick_gets_no_stamp(server: Server) -> None:
     folder = str(server.path)
     server.configure(server.config_path.read_text(encoding="utf-8") + "\n")  # written just now
-    gateclient.write_stamp(folder, gateclient.config_key(folder), False)
+    gateclient.write_stamp(folder, gateclient.config_key(folder), None)
     assert stamp(server) == ""  # a same-size rewrite in this clock tick could repeat its times
     assert gateclient.post_receive_without_environments(folder, f"{'0' * 40} {'1' * 40} refs/heads/main\n") is None
     settled(server)
-    gateclient.write_stamp(folder, gateclient.config_key(folder), False)
+    gateclient.write_stamp(folder, gateclient.config_key(folder), None)
     assert gateclient.post_receive_without_environments(folder, f"{'0' * 40} {'1' * 40} refs/heads/main\n") == \
         gateclient.no_target("refs/heads/main", "1" * 40)
     assert gateclient.post_receive_without_environments(folder, "not a ref line\n") is None  # the suite says why
@@ -150,7 +150,7 @@ def test_the_stamp_never_outlives_the_configuration(server: Server, clone: Clone
     push = clone.push()
     assert any(line.startswith("gitops-hooks: prod: applied:") for line in push.remote_lines()), push.output
     assert kube.object("v1", "ConfigMap", "settings", "apps") is not None
-    assert stamp(server).endswith("\nenvironments\n")
+    assert stamp(server).endswith("\nenvironments\nrefs/heads/main\n")
     # Hand edits in place that keep the size and put the modification time back: the change time moved.
     with_env = server.config_path.read_text(encoding="utf-8")
     without = commented_environments(with_env)
@@ -252,3 +252,47 @@ def test_gone_busy_or_killed_the_push_gets_a_right_answer(server: Server, clone:
     assert "apps/web.yaml:7:13: error [schema-invalid]" in "\n".join(result[0].remote_lines())
     # Gone: the next push starts a new server in the background and judges itself meanwhile.
     right_answers(clone, server, "gone")
+
+
+def test_a_ref_no_environment_follows_costs_no_suite_unless_a_reconcile_is_pending(
+        server: Server, clone: Clone, kube: KubeAPI, tmp_path: Path) -> None:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", context="prod")
+    added = run_suite("env", "add", str(server.path), "prod", "--ref", "main", "--path", "clusters/prod",
+                      "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "apps")
+    assert added.returncode == 0, added.stderr
+    settled(server)
+    clone.write("clusters/prod/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n")
+    clone.commit("first")
+    first = clone.push()
+    assert any(line.startswith("gitops-hooks: prod: applied:") for line in first.remote_lines()), first.output
+    cut_off(server, "GITOPS_HOOKS")  # only the thin client can answer now
+    clone.write("docs/notes.md", "draft\n")
+    clone.commit("draft")
+    feature = clone.push(ref="HEAD:refs/heads/feature")
+    assert feature.accepted, feature.output
+    line = f"gitops-hooks: refs/heads/feature {short(clone)}: accepted, not applied: no environment follows this ref"
+    assert line in feature.remote_lines(), feature.output
+    assert not any("cannot start" in x for x in feature.remote_lines())
+    # A reconcile left pending (the cluster was down): any push must let the suite pick it up.
+    kube.stop()
+    clone.write("clusters/prod/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"
+                "  labels: {tier: prod}\n")
+    clone.commit("second")
+    main = clone.push()
+    assert main.accepted, main.output
+    assert ("gitops-hooks: accepted, not applied: cannot start /nonexistent/gitops-hooks (No such file or "
+            "directory); tell the administrator") in main.remote_lines(), main.output
+    (server.path / "hooks" / "post-receive").unlink()
+    run_suite("install", str(server.path))
+    settled(server)
+    clone.write("clusters/prod/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n"
+                "  labels: {tier: production}\n")
+    clone.commit("third")
+    failed = clone.push()
+    assert any(x.startswith("gitops-hooks: prod: failed:") for x in failed.remote_lines()), failed.output
+    cut_off(server, "GITOPS_HOOKS")
+    clone.write("docs/notes.md", "second draft\n")
+    clone.commit("second draft")
+    feature = clone.push(ref="HEAD:refs/heads/feature")
+    assert ("gitops-hooks: accepted, not applied: cannot start /nonexistent/gitops-hooks (No such file or "
+            "directory); tell the administrator") in feature.remote_lines(), feature.output
