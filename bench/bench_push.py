@@ -840,9 +840,11 @@ def whole_cold(work: Path, clone: Path, runs: int, kubeconform: list[str] | None
         if kubeconform is not None:
             steps.append(("kc", partial(timed_command, kubeconform)))
         got = rotated(steps, i)
+        # (installed before the server restarts, as a repository is before its first push: a configuration
+        # file seconds old is read by post-receive's full process, see gateclient.write_stamp)
+        wrapped = Server(work / f"cold-wrapped-{i}.git", work / f"cold-wrapped-{i}.jsonl", post=True)
         stop_gate_servers()
         start_gate_server(work)
-        wrapped = Server(work / f"cold-wrapped-{i}.git", work / f"cold-wrapped-{i}.jsonl", post=True)
         pre, post = measured_push(wrapped, clone)
         (g_wall, g_exit), (p_wall, _) = got["guarded"], got["plain"]
         out.append(WholePush(g_wall, p_wall, pre, post, g_exit, float(got.get("kc", 0.0))))
