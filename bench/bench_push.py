@@ -1,5 +1,7 @@
-"""Push-speed benchmark: the gate's own wall time and peak memory, median of several runs.
+"""Push-speed benchmark: what a pusher waits for over plain git, and the hooks' own wall time and peak
+memory; medians of several runs.
 
+    python bench/bench_push.py --corpus generated --only push-one-file,push-readme,push-cold --runs 5
     python bench/bench_push.py --corpus kube-prometheus
     python bench/bench_push.py --corpus generated --objects 10000 --runs 5
     python bench/bench_push.py --corpus kube-prometheus --profile /tmp/prof   # cProfile of one run of each
@@ -19,12 +21,19 @@ Figures (one line each):
   validate-cold  `gitops-hooks validate` of the clone's working tree with an empty client cache
               (XDG_CACHE_HOME is a new empty folder for every run)
   validate    the same with the client cache warm (one unmeasured run first)
-  baseline    bench/baseline.py, the reference "straightforward Python" (PyYAML's C loader and compiled
+  baseline    bench/baseline.py, a straightforward Python validator (PyYAML's C loader and compiled
               jsonschema-rs validators), on the generated corpus of 10,000 objects whatever --corpus
-              says: the reference machine ran it in 2.2 s, and the targets are set beside it. It probes the
-              machine's speed, which moves the figures by half between hours. With cold-push, one run
-              follows each cold push, and one more line gives each push at the reference machine's speed
-              (its wall time x 2.2 s / the baseline's run after it), median of the pairs
+              says: it took 2.2 s there on the reference machine, where the cold-push targets were set.
+              It probes the machine's speed, which moves the figures by half between hours. With
+              cold-push, one run follows each cold push, and one more line gives each push at the
+              reference machine's speed (its wall time x 2.2 s / the baseline's run after it), median
+              of the pairs
+  push-one-file, push-readme, push-cold  what the pusher waits for: the whole `git push` into a
+              repository guarded by the installed hooks, minus the same push into a bare repository
+              without hooks, interleaved in the same run (difference of the medians); push-cold beside
+              kubeconform (../shared/tools/kubeconform) on the same files, as a ratio. A third
+              repository whose hooks are wrapped to measure them gives pre-receive and post-receive
+              apart, with their memory
 
 one-file, readme: judged by the gate server. The benchmark has a gate server of its own (XDG_RUNTIME_DIR
 in its work folder), stopped at the end; its memory counts: "gate server peak RSS" is the server's
@@ -47,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -54,16 +64,19 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent
 SHARED = HERE.parent.parent / "shared"
 KUBE_PROMETHEUS = SHARED / "corpus" / "kube-prometheus" / "manifests"
 EXE = str(Path(sys.executable).parent / "gitops-hooks")
-FIGURES = ("cold-push", "cold-push-no-server", "one-file", "readme", "validate-cold", "validate", "baseline")
-REFERENCE_BASELINE = 2.2  # s: the reference machine's time for the straightforward Python on the generated 10,000 objects
-REFERENCE_TARGETS = {"generated-10000": 0.9, "kube-prometheus": 0.33}  # s: the cold-push targets at that speed
+FIGURES = ("push-one-file", "push-readme", "push-cold", "cold-push", "cold-push-no-server", "one-file", "readme",
+           "validate-cold", "validate", "baseline")
+REFERENCE_BASELINE = 2.2  # s: baseline.py on the generated 10,000 objects on the reference machine
+REFERENCE_TARGETS = {"generated-10000": 0.9, "kube-prometheus": 0.33}  # s: cold-push targets at that speed
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
@@ -130,17 +143,24 @@ def spawn_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] 
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     sampler.finish()
-    servers = gate_servers()
-    # A server waits for its forked workers after it has answered; their CPU time joins its own (cutime,
-    # cstime) only then. Not timed: the hook has exited.
-    deadline = time.monotonic() + 5
-    while any(children(p) for p in servers) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    settle_servers()
+    servers = settle()
     return {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": proc.returncode, "user": usage.ru_utime,
             "sys": usage.ru_stime, "tree_pss_kb": sampler.peak_kb,
             "server_hwm_kb": max((status_kb(p, "VmHWM") for p in servers), default=0),
             "server_cpu": sum(cpu_seconds(p) - before.get(p, 0.0) for p in servers)}
+
+
+def settle() -> list[int]:
+    """Wait (untimed) until the gate servers have done what they do after an answer: a server waits for
+    its forked workers (their CPU time joins its own only then) and writes the result cache. Their pids."""
+    import time
+
+    servers = gate_servers()
+    deadline = time.monotonic() + 5
+    while any(children(p) for p in servers) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    settle_servers()
+    return servers
 
 
 def gate_servers() -> list[int]:
@@ -310,28 +330,33 @@ def profiled_cmd(out: Path, *args: str) -> list[str]:
 class Server:
     """A bare repository with the suite installed by `gitops-hooks install`, its hook wrapped to measure."""
 
-    def __init__(self, path: Path, record: Path, profile: Path | None = None) -> None:
+    def __init__(self, path: Path, record: Path, profile: Path | None = None, post: bool = False) -> None:
+        """post: measure post-receive too (its figures go to `record` with the suffix .post.jsonl)."""
         self.path = path
         self.record = record
-        proc = subprocess.run([EXE, "install", str(path)], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise BenchError(f"gitops-hooks install {path} failed: {proc.stderr.strip()}")
-        (path / "hooks" / "pre-receive").rename(path / "hooks" / "pre-receive.measured")
+        self.post_record = record.with_suffix(".post.jsonl")
+        install(path)
+        self.hooks = ("pre-receive", "post-receive") if post else ("pre-receive",)
+        for hook in self.hooks:
+            (path / "hooks" / hook).rename(path / "hooks" / f"{hook}.measured")
         self.wrap(profile)
 
     def wrap(self, profile: Path | None) -> None:
-        """Measure the installed hook from now on; under cProfile (writing `profile`) if given."""
-        hook = self.path / "hooks" / "pre-receive"
-        installed = self.path / "hooks" / "pre-receive.measured"
-        cmd = profiled_cmd(profile, "pre-receive") if profile else [str(installed)]
-        text = WRAPPER.format(python=sys.executable, bench=str(HERE), cmd=cmd, record=str(self.record))
-        hook.write_text(text, encoding="utf-8")
-        hook.chmod(0o755)
+        """Measure the installed hooks from now on; pre-receive under cProfile (writing `profile`) if given."""
+        for name in self.hooks:
+            hook = self.path / "hooks" / name
+            installed = self.path / "hooks" / f"{name}.measured"
+            cmd = profiled_cmd(profile, name) if profile and name == "pre-receive" else [str(installed)]
+            record = self.record if name == "pre-receive" else self.post_record
+            text = WRAPPER.format(python=sys.executable, bench=str(HERE), cmd=cmd, record=str(record))
+            hook.write_text(text, encoding="utf-8")
+            hook.chmod(0o755)
 
-    def samples(self) -> list[Sample]:
-        if not self.record.exists():
+    def samples(self, record: Path | None = None) -> list[Sample]:
+        record = record or self.record
+        if not record.exists():
             return []
-        return [sample(d) for d in map(json.loads, self.record.read_text(encoding="utf-8").splitlines())]
+        return [sample(d) for d in map(json.loads, record.read_text(encoding="utf-8").splitlines())]
 
     def push(self, clone: Path) -> tuple[Sample, str]:
         """Push the clone's HEAD to main; the hook's sample and what the pusher saw."""
@@ -345,6 +370,12 @@ class Server:
     def force(self, clone: Path) -> None:
         """Make main the clone's HEAD without running hooks (when the gate refused a base state)."""
         git("--git-dir", str(self.path), "fetch", "--quiet", str(clone), "+HEAD:refs/heads/main")
+
+
+def install(path: Path) -> None:
+    proc = subprocess.run([EXE, "install", str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"gitops-hooks install {path} failed: {proc.stderr.strip()}")
 
 
 # ---------------------------------------------------------------------------- which code is measured
@@ -388,21 +419,22 @@ def code_description() -> str:
 
 # ---------------------------------------------------------------------------- corpus and clone
 
-def write_corpus(kind: str, objects: int, clone: Path) -> str:
+def write_corpus(kind: str, objects: int, clone: Path, shared: Path = SHARED) -> str:
     if kind == "kube-prometheus":
-        if not KUBE_PROMETHEUS.is_dir():
-            raise BenchError(f"the shared corpus is not at {KUBE_PROMETHEUS}")
-        shutil.copytree(KUBE_PROMETHEUS, clone / "manifests")
+        source = shared / KUBE_PROMETHEUS.relative_to(SHARED)
+        if not source.is_dir():
+            raise BenchError(f"the shared corpus is not at {source}")
+        shutil.copytree(source, clone / "manifests")
         return "kube-prometheus"
     sys.path.insert(0, str(HERE))
     import make_corpus
 
-    make_corpus.write(make_corpus.build(make_corpus.load_pool(make_corpus.DEFAULT_SOURCE), objects), clone)
+    make_corpus.write(make_corpus.build(make_corpus.load_pool(shared / "corpus"), objects), clone)
     return f"generated-{objects}"
 
 
-def make_clone(path: Path, kind: str, objects: int) -> str:
-    label = write_corpus(kind, objects, path)
+def make_clone(path: Path, kind: str, objects: int, shared: Path = SHARED) -> str:
+    label = write_corpus(kind, objects, path, shared)
     git("init", "--quiet", "--initial-branch=main", str(path))
     commit(path, "corpus")
     return label
@@ -541,13 +573,13 @@ def baseline(corpus: Path, work: Path) -> Sample:
     return measured([sys.executable, str(HERE / "baseline.py"), str(corpus)], corpus, work / "xdg-baseline")
 
 
-def baseline_corpus(label: str, clone: Path, work: Path) -> Path:
+def baseline_corpus(label: str, clone: Path, work: Path, shared: Path = SHARED) -> Path:
     """The generated 10,000 objects: the clone itself when it holds them, else written once."""
     if label == "generated-10000":
         return clone
     folder = work / "baseline-corpus"
     if not folder.is_dir():
-        write_corpus("generated", 10_000, folder)
+        write_corpus("generated", 10_000, folder, shared)
     return folder
 
 
@@ -625,9 +657,9 @@ def _log(text: str) -> None:
 
 
 def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
-              profile: Path | None) -> list[str]:
+              profile: Path | None, shared: Path = SHARED) -> list[str]:
     clone = work / "clone"
-    label = make_clone(clone, kind, objects)
+    label = make_clone(clone, kind, objects, shared)
     _log(f"{label}: {len(manifest_files(clone))} manifest files in {clone}")
     lines: list[str] = []
 
@@ -637,11 +669,24 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
         lines.append(line)
 
     prof = (lambda name: profile / f"{label}-{name}.prof") if profile else (lambda name: None)
+    if "push-cold" in only:
+        kc = kubeconform_command(work, clone, shared)
+        whole = whole_summary(label, "push-cold", whole_cold(work, clone, runs, kc))
+        print(whole, flush=True)
+        lines.append(whole)
+    for figure, changer in (("push-one-file", lambda c, i: _noop(edit_one_file(c, i))),
+                         ("push-readme", lambda c, i: _noop((c / "README.md").write_text(f"bench edit {i}\n")))):
+        if figure in only:
+            if not gate_servers():
+                start_gate_server(work)
+            whole = whole_summary(label, figure, whole_incremental(work, clone, runs, figure, changer))
+            print(whole, flush=True)
+            lines.append(whole)
     if "cold-push-no-server" in only:
         emit("cold-push-no-server", cold_push(work, clone, runs, prof("cold-push-no-server"), server_on=False))
     bases: list[Sample] = []
     pushes: list[Sample] = []
-    probe = baseline_corpus(label, clone, work) if "baseline" in only else None
+    probe = baseline_corpus(label, clone, work, shared) if "baseline" in only else None
     if "cold-push" in only:
         between = (lambda: bases.append(baseline(probe, work))) if probe and not profile else None
         pushes = cold_push(work, clone, runs, prof("cold-push"), between=between)
@@ -677,6 +722,192 @@ def run_bench(kind: str, objects: int, runs: int, only: list[str], work: Path,
 
 def _noop(_: object) -> None:
     return None
+
+
+# ---------------------------------------------------------------------------- whole pushes
+
+# What a pusher waits for is the whole `git push`: git runs post-receive before the push returns. These
+# figures time `git push` into a repository guarded by the installed hooks and the same push into a bare
+# repository without hooks, interleaved in the same run; the figure is the difference of the medians.
+# A third repository, whose hooks are wrapped to measure them, gives pre-receive and post-receive apart.
+WHOLE_TARGETS = {"push-one-file": 0.10, "push-readme": 0.06}  # s over plain git
+COLD_TARGET = 0.4  # push-cold over plain git, as a share of kubeconform's time on the same files
+
+
+@dataclass(frozen=True)
+class WholePush:
+    guarded: float  # wall time of `git push` into the guarded repository
+    plain: float  # the same push into a bare repository without hooks
+    pre: Sample  # the hooks alone, in the repository whose hooks are wrapped
+    post: Sample
+    exit: int  # of the guarded push
+    kubeconform: float = 0.0  # kubeconform on the same files, in between
+
+
+def bare(path: Path) -> Path:
+    git("init", "--bare", "--quiet", "--initial-branch=main", str(path))
+    return path
+
+
+def timed_push(repo: Path, clone: Path) -> tuple[float, int]:
+    """Wall time of `git push` of the clone's HEAD to main, and its exit status; then settle (untimed)."""
+    import time
+
+    env = {**os.environ, **GIT_ENV}
+    env.pop("GIT_DIR", None)
+    start = time.perf_counter()
+    proc = subprocess.run(["git", "push", "--porcelain", str(repo), "HEAD:refs/heads/main"], cwd=clone,
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - start
+    settle()
+    return wall, proc.returncode
+
+
+def measured_push(server: Server, clone: Path) -> tuple[Sample, Sample]:
+    """Push to the repository whose hooks are wrapped: (pre-receive, post-receive) figures."""
+    pre, _ = server.push(clone)
+    posts = server.samples(server.post_record)
+    if pre.exit != 0:
+        server.force(clone)
+    post = posts[-1] if posts else Sample(0.0, 0, -1, 0.0, 0)  # exit -1: post-receive did not run
+    return pre, post
+
+
+def rotated(steps: list[tuple[str, Callable[[], Any]]], i: int) -> dict[str, Any]:
+    """Run each step once, starting at a different one each run (no position is always first); what
+    each returned, by name."""
+    out = {}
+    for k in range(len(steps)):
+        name, step = steps[(i + k) % len(steps)]
+        out[name] = step()
+    return out
+
+
+def timed_command(cmd: list[str]) -> float:
+    import time
+
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def fresh_server_push(work: Path, repo: Path, clone: Path) -> tuple[float, int]:
+    """timed_push judged by a newly started gate server (it has seen nothing before)."""
+    stop_gate_servers()
+    start_gate_server(work)
+    return timed_push(repo, clone)
+
+
+def whole_incremental(work: Path, clone: Path, runs: int, name: str,
+                      change: Callable[[Path, int], None]) -> list[WholePush]:
+    """`runs` pushes of one change each into the three repositories, which already hold the clone's
+    state. The wrapped repository gets its own twin clone with a different change each time: the server
+    must not have seen the same blob one push earlier."""
+    a, b = work / f"{name}-a", work / f"{name}-b"
+    shutil.copytree(clone, a, symlinks=True)
+    shutil.copytree(clone, b, symlinks=True)
+    plain, guarded = bare(work / f"{name}-plain.git"), work / f"{name}-guarded.git"
+    install(guarded)
+    wrapped = Server(work / f"{name}-wrapped.git", work / f"{name}-wrapped.jsonl", post=True)
+    timed_push(plain, a)
+    if timed_push(guarded, a)[1] != 0:
+        git("--git-dir", str(guarded), "fetch", "--quiet", str(a), "+HEAD:refs/heads/main")
+    measured_push(wrapped, b)
+    out = []
+    for i in range(runs):
+        change(a, i)
+        commit(a, f"bench change {i}")
+        change(b, 1000 + i)
+        commit(b, f"bench change {i}")
+        got = rotated([("plain", partial(timed_push, plain, a)), ("guarded", partial(timed_push, guarded, a)),
+                       ("hooks", partial(measured_push, wrapped, b))], i)
+        (g_wall, g_exit), (p_wall, _), (pre, post) = got["guarded"], got["plain"], got["hooks"]
+        if g_exit != 0:
+            git("--git-dir", str(guarded), "fetch", "--quiet", str(a), "+HEAD:refs/heads/main")
+        out.append(WholePush(g_wall, p_wall, pre, post, g_exit))
+    return out
+
+
+def whole_cold(work: Path, clone: Path, runs: int, kubeconform: list[str] | None) -> list[WholePush]:
+    """`runs` first pushes of the whole corpus into new repositories, each guarded one judged by a newly
+    started gate server (it has seen nothing of the corpus); kubeconform on the same files in between."""
+    out = []
+    for i in range(runs):
+        plain, guarded = bare(work / f"cold-plain-{i}.git"), work / f"cold-guarded-{i}.git"
+        install(guarded)
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("plain", partial(timed_push, plain, clone)), ("guarded", partial(fresh_server_push, work, guarded, clone))]
+        if kubeconform is not None:
+            steps.append(("kc", partial(timed_command, kubeconform)))
+        got = rotated(steps, i)
+        # (installed before the server restarts, as a repository is before its first push: a configuration
+        # file seconds old is read by post-receive's full process, see gateclient.write_stamp)
+        wrapped = Server(work / f"cold-wrapped-{i}.git", work / f"cold-wrapped-{i}.jsonl", post=True)
+        stop_gate_servers()
+        start_gate_server(work)
+        pre, post = measured_push(wrapped, clone)
+        (g_wall, g_exit), (p_wall, _) = got["guarded"], got["plain"]
+        out.append(WholePush(g_wall, p_wall, pre, post, g_exit, float(got.get("kc", 0.0))))
+        for repo in (plain, guarded, wrapped.path):
+            shutil.rmtree(repo, ignore_errors=True)
+    return out
+
+
+def kubeconform_command(work: Path, clone: Path, shared: Path) -> list[str] | None:
+    """kubeconform over the clone's manifests, with standalone schemas of their kinds written beside
+    (made from the same schema files the gate uses, strict, newest bundled version); one untimed run first
+    (the wrapper unpacks the binary on first use). None when ../shared/tools has no kubeconform."""
+    import yaml
+
+    from gitops_hooks.kubeconform import schema_file_name
+    from gitops_hooks.schemas import KubernetesSchemas, definition_closure
+
+    binary = shared / "tools" / "kubeconform"
+    if not binary.exists():
+        _log(f"note: no kubeconform at {binary}: push-cold is given without it")
+        return None
+    kube = KubernetesSchemas("", True)
+    folder = work / "kubeconform-schemas"
+    folder.mkdir(exist_ok=True)
+    for path in manifest_files(clone):
+        for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader):
+            if not isinstance(doc, dict) or "kind" not in doc:
+                continue
+            group, _, version = str(doc.get("apiVersion", "")).rpartition("/")
+            name = kube.index.get((group, version, str(doc["kind"])))
+            target = folder / schema_file_name(str(doc["apiVersion"]), str(doc["kind"]))
+            if name is not None and not target.exists():
+                schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                          **definition_closure(kube.defs, name)}
+                target.write_text(json.dumps(schema), encoding="utf-8")
+    inputs = sorted({str(p.parent) for p in manifest_files(clone)})
+    cmd = [str(binary), "-strict", "-summary", "-kubernetes-version", f"{kube.version}.0",
+           "-schema-location", str(folder / "{{ .ResourceKind }}{{ .KindSuffix }}.json"), *inputs]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    _log(f"kubeconform: {proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()}")
+    return cmd
+
+
+def whole_summary(label: str, figure: str, pushes: list[WholePush]) -> str:
+    med = statistics.median
+    over = med(p.guarded for p in pushes) - med(p.plain for p in pushes)
+    pre = [p.pre for p in pushes]
+    post = [p.post for p in pushes]
+    peak = max(s.maxrss_kb for s in pre + post) / 1024
+    tree = max(s.tree_pss_kb for s in pre + post) / 1024
+    server = max(s.server_hwm_kb for s in pre + post) / 1024
+    codes = sorted({p.exit for p in pushes} | {s.exit for s in pre + post})
+    status = "" if codes == [0] else f"; exit {','.join(map(str, codes))}"
+    if figure == "push-cold" and all(p.kubeconform for p in pushes):
+        kc = med(p.kubeconform for p in pushes)
+        head = f"over plain git {over:.3f} s = {over / kc:.2f}x kubeconform's {kc:.3f} s (target {COLD_TARGET}x)"
+    else:
+        target = WHOLE_TARGETS.get(figure)
+        head = f"over plain git {over:.3f} s" + (f" (target {target} s)" if target else "")
+    return (f"{label} {figure}: {head}; git push median {med(p.guarded for p in pushes):.3f} s, without hooks "
+            f"{med(p.plain for p in pushes):.3f} s; pre-receive {med(s.wall for s in pre):.3f} s, post-receive "
+            f"{med(s.wall for s in post):.3f} s; peak RSS {peak:.0f} MB, tree PSS {tree:.0f} MB, gate server peak "
+            f"RSS {server:.0f} MB ({len(pushes)} runs, interleaved{status})")
 
 
 # ---------------------------------------------------------------------------- profiles and imports
@@ -831,6 +1062,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--objects", type=int, default=10_000, help="objects of the generated corpus (10000)")
     p.add_argument("--runs", type=int, default=5, help="runs per figure; the median is printed (default 5)")
     p.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {','.join(FIGURES)}")
+    p.add_argument("--shared", type=Path, default=SHARED,
+                   help=f"the shared folder: corpus, tools/kubeconform (default {SHARED})")
     p.add_argument("--workdir", type=Path, help="keep the repositories here instead of a temporary folder")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="also profile: cold-push and validate-cold run once under cProfile, one-file and "
@@ -875,7 +1108,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, work: Path) -> None:
     os.environ["XDG_CACHE_HOME"] = str(work / "xdg-cache")  # never the user's own cache
     if args.code:
-        _log(f"measuring commit {export_code(args.code, work / 'code')}")
+        sha = export_code(args.code, work / "code")
+        os.environ["GITOPS_BENCH_COMMIT"] = sha
+        _log(f"measuring commit {sha}")
     _log(code_description())
     if args.import_time:
         print("\n".join(import_times(args.module, args.top)))
@@ -889,11 +1124,26 @@ def run(args: argparse.Namespace, work: Path) -> None:
     runtime.mkdir(mode=0o700, exist_ok=True)
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     _log(f"load average before: {_load()}")
+    print("$ python bench/bench_push.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + f"  # {_stamp()}",
+          flush=True)
     try:
-        run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile)
+        run_bench(args.corpus, args.objects, args.runs, args.only, work, args.profile, args.shared)
     finally:
         stop_gate_servers()
     _log(f"load average after: {_load()} (the cores are shared: compare figures taken at like load)")
+
+
+def _stamp() -> str:
+    """The measured commit (and whether the checkout has changes), the date, the machine's cores."""
+    import time
+
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    sha = git("rev-parse", "--short", "HEAD", cwd=CHECKOUT, check=False).stdout.strip()
+    if pythonpath:  # an export (--code): its commit was logged; name it again
+        sha = os.environ.get("GITOPS_BENCH_COMMIT", sha)[:7]
+    elif git("status", "--porcelain", "--", "gitops_hooks", "hooks", cwd=CHECKOUT, check=False).stdout.strip():
+        sha += " plus uncommitted changes"
+    return f"commit {sha}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores"
 
 
 def _load() -> str:

@@ -1,4 +1,5 @@
-"""The pre-receive hook's thin client: hand the push to a resident gate server, or run the gate here.
+"""The hooks' thin client: pre-receive hands the push to a resident gate server (or runs the gate here);
+post-receive answers by itself when the repository follows no environment.
 
 A push waits on the hook, and a fresh Python process spends most of a small push importing the suite and
 compiling validators. So the installed hook starts this file with `python -I -S` (standard library only,
@@ -14,6 +15,19 @@ Nothing depends on the server being there. The gate runs in a process of its own
 - GITOPS_HOOKS_NO_SERVER=1 is set;
 - the server fails to answer (it crashed or was killed): the push is judged again in-process, so a
   broken server never lets a push through and never refuses one on its own account.
+
+post-receive costs next to nothing when no environment follows the pushed refs: `gitops-hooks` notes,
+each time it loads the server configuration, whether it names environments and which refs they follow,
+in `gitops-hooks/config.stamp` beside
+`config.yaml`, keyed on that file's device, inode, size, modification and change times (taken before
+reading it; not written while the file is younger than two seconds, whose times a same-size rewrite in
+the same clock tick could repeat). When the key still matches, the installed hook script (with no
+environment at all) or this client (with none for the pushed refs and no reconcile pending) prints what
+`gitops-hooks post-receive` would print, without any server or suite process. Otherwise (an
+environment to reconcile or a pending record, or a missing or stale stamp) it runs
+`gitops-hooks post-receive` in a process of its own, which reconciles as before and streams its
+progress to the pusher; the resident server is never held by a reconcile, so the next push's
+pre-receive finds it free.
 
 One server serves one installation (one Python environment, one user): its socket name carries a stamp
 of the suite's code, the environment's installed packages and PYTHONPATH, so an upgrade or a new plugin
@@ -31,6 +45,109 @@ import zlib
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_MESSAGE = 256 * 1024 * 1024
+PREFIX = "gitops-hooks"
+CONFIG_DIR, CONFIG_FILE, STAMP_FILE = "gitops-hooks", "config.yaml", "config.stamp"  # config.py: the same names
+STAMP_MIN_AGE_NS = 2_000_000_000
+STAMP_HEADER = "gitops-hooks config stamp 1"
+
+
+def no_target(ref: str, new: str) -> str:
+    """What post-receive says of an updated ref when the repository follows no environment."""
+    return f"{PREFIX}: {ref} {new[:12]}: accepted, not applied: no target configured\n"
+
+
+def no_environment(ref: str, new: str) -> str:
+    """What post-receive says of an updated ref that no configured environment follows."""
+    return f"{PREFIX}: {ref} {new[:12]}: accepted, not applied: no environment follows this ref\n"
+
+
+def config_key(git_dir: str) -> str:
+    """Identity of the server configuration file as it is now ("absent" when there is none)."""
+    try:
+        st = os.stat(os.path.join(git_dir, CONFIG_DIR, CONFIG_FILE))
+    except FileNotFoundError:
+        return "absent"
+    except OSError:
+        return ""  # cannot tell: no stamp matches
+    # As `stat -c '%d:%i:%s:%.9Y:%.9Z'` prints it (the installed post-receive compares with that).
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{_seconds(st.st_mtime_ns)}:{_seconds(st.st_ctime_ns)}"
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def write_stamp(git_dir: str, key: str, followed: list[str] | None) -> None:
+    """Note whether the configuration whose key was taken (before it was read) names environments (None:
+    it does not) and which refs they follow; nothing when the note is already there, the key is unknown
+    or the file too young. Never raises."""
+    import time
+
+    folder = os.path.join(git_dir, CONFIG_DIR)
+    what = "none\n" if followed is None else "environments\n" + "".join(f"{ref}\n" for ref in sorted(set(followed)))
+    text = f"{STAMP_HEADER}\n{key}\n{what}"
+    if not key or _read_stamp(folder) == text:
+        return
+    if key != "absent" and time.time_ns() - int(key.split(":")[3].replace(".", "")) < STAMP_MIN_AGE_NS:
+        return
+    tmp = os.path.join(folder, f".{STAMP_FILE}.{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, os.path.join(folder, STAMP_FILE))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _read_stamp(folder: str) -> str:
+    try:
+        with open(os.path.join(folder, STAMP_FILE), encoding="utf-8") as fh:
+            return fh.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def post_receive_without_environments(git_dir: str, stdin_text: str) -> str | None:
+    """What `gitops-hooks post-receive` would print, when the stamp shows that the configuration as it is
+    now names no environment, or none that follows an updated ref while no reconcile is pending; None
+    when it cannot tell (then the suite must run)."""
+    folder = os.path.join(git_dir, CONFIG_DIR)
+    head, key, what, *followed = _read_stamp(folder).split("\n")[:-1] or ["", "", ""]
+    if head != STAMP_HEADER or key != config_key(git_dir) or what not in ("none", "environments"):
+        return None
+    if what == "environments" and _pending(folder):
+        return None  # the suite picks up the reconcile left pending
+    out = []
+    for line in stdin_text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            return None  # the suite says what is wrong with it
+        _, new, ref = parts
+        if not new.strip("0"):
+            continue  # a deletion: nothing to say
+        if what == "none":
+            if not ref.startswith("refs/notes/"):  # notes are not desired state
+                out.append(no_target(ref, new))
+        elif ref in followed:
+            return None  # an environment to reconcile
+        else:
+            out.append(no_environment(ref, new))
+    return "".join(out)
+
+
+def _pending(folder: str) -> bool:
+    """Whether a reconcile is pending (reconcile/state.py: `state/<environment>.pending.json`)."""
+    try:
+        return any(name.endswith(".pending.json") for name in os.listdir(os.path.join(folder, "state")))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell
 
 
 def site_dir() -> str:
@@ -191,12 +308,19 @@ def ensure_server() -> str:
 
 
 def in_process(exe: str, hook: str, stdin_text: str | None) -> int:
-    """Run the gate as a process of its own (what the hook did before there was a server)."""
-    if stdin_text is None:
-        os.execv(exe, [exe, hook])
-    import subprocess
+    """Run the hook as a process of its own (what the hook did before there was a server). When the suite
+    cannot be started: one line, and exit 1 (pre-receive refuses: it fails closed)."""
+    try:
+        if stdin_text is None:
+            os.execv(exe, [exe, hook])
+        import subprocess
 
-    return subprocess.run([exe, hook], input=stdin_text.encode("utf-8", "surrogateescape"), check=False).returncode
+        return subprocess.run([exe, hook], input=stdin_text.encode("utf-8", "surrogateescape"),
+                              check=False).returncode
+    except OSError as exc:
+        what = "push refused" if hook == "pre-receive" else "accepted, not applied"
+        sys.stderr.write(f"{PREFIX}: {what}: cannot start {exe} ({exc.strerror or exc}); tell the administrator\n")
+        return 1
 
 
 def main(argv: list[str]) -> int:
@@ -204,6 +328,8 @@ def main(argv: list[str]) -> int:
         print(socket_path() or "")
         return 0
     exe, hook = argv[1], argv[2]
+    if hook == "post-receive":
+        return post_receive(exe)
     if os.environ.get("GITOPS_HOOKS_NO_SERVER") == "1":
         return in_process(exe, hook, None)
     path = socket_path()
@@ -251,6 +377,21 @@ def main(argv: list[str]) -> int:
         sys.stderr.buffer.write(answer[1].encode("utf-8", "surrogateescape"))
         sys.stderr.flush()
     return int(answer[0])
+
+
+def post_receive(exe: str) -> int:
+    """post-receive: the answer from the stamp when it can tell, else `gitops-hooks post-receive`."""
+    stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    try:
+        text = post_receive_without_environments(os.environ.get("GIT_DIR", "."), stdin_text)
+    except Exception:  # noqa: BLE001 - whatever it was, the suite decides
+        text = None
+    if text is None:
+        return in_process(exe, "post-receive", stdin_text)
+    if text:
+        sys.stderr.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stderr.flush()
+    return 0
 
 
 if __name__ == "__main__":

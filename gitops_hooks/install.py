@@ -55,7 +55,7 @@ def suite_executable() -> str:
 def hook_text(name: str, exe: str) -> str:
     template = files("gitops_hooks.hook_scripts").joinpath(name).read_text(encoding="utf-8")
     text = template.replace("GITOPS_HOOKS=gitops-hooks", f"GITOPS_HOOKS='{exe}'", 1)
-    if name == "pre-receive":  # the thin client of the resident gate server (gateclient.py)
+    if name in SERVER_HOOKS:  # the hooks' thin client (gateclient.py)
         python = Path(exe).parent / "python"  # the suite's environment; else the python running install
         if not python.exists():
             python = Path(sys.executable)

@@ -3,7 +3,9 @@
 post-receive cannot refuse anything: it reports, records and always exits 0. Each environment whose ref
 moved gets a pending record first, then a reconcile (one at a time per environment; a push that finds
 one running leaves its record for the running one, which ends on the newest commit). Records left by a
-crash or an outage are picked up here too. Internal errors print one line; the traceback goes to the log.
+crash or an outage are picked up here too. It notes whether the configuration names environments (the
+config stamp, gateclient.write_stamp): with none, the hook's thin client answers without this module.
+Internal errors print one line; the traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import config as configmod
+from . import gateclient
 from .gitrepo import RefUpdate, parse_ref_updates
 
 PREFIX = "gitops-hooks"
@@ -30,6 +33,7 @@ def push_options(env: Mapping[str, str]) -> list[str]:
 
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
     """post-receive cannot refuse anything: report, record, and always exit 0."""
+    key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
     try:
         server = configmod.load_server_config(git_dir)
         updates = parse_ref_updates(stdin_text)
@@ -37,11 +41,15 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
         out.write(f"{PREFIX}: accepted, not applied: {str(exc).splitlines()[0]}\n")
         return 0
     if not server.get("environments"):
+        gateclient.write_stamp(str(git_dir), key, None)
         for u in updates:
             if not u.is_delete and not u.ref.startswith("refs/notes/"):  # notes are not desired state
-                out.write(f"{PREFIX}: {u.ref} {u.short()}: accepted, not applied: no target configured\n")
+                out.write(gateclient.no_target(u.ref, u.new))
         return 0
     try:
+        from .reconcile.environments import all_environments
+
+        gateclient.write_stamp(str(git_dir), key, [e.ref for e in all_environments(server)])
         _reconcile(git_dir, server, updates, env, out)
     except Exception as exc:  # noqa: BLE001 - never a traceback to the pusher; the record stays pending
         from .runtime import write_log
@@ -66,7 +74,7 @@ def _reconcile(git_dir: Path, server: dict, updates: list[RefUpdate], env: Mappi
             continue
         envs = environments.for_ref(server, u.ref)
         if not envs:
-            out.write(f"{PREFIX}: {u.ref} {u.short()}: accepted, not applied: no environment follows this ref\n")
+            out.write(gateclient.no_environment(u.ref, u.new))
         for e in envs:
             request(git_dir, e, u.new, who)
             touched.append(e.name)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import config as configmod
+from . import gateclient
 from .cache import for_repository
 from .findings import Finding, finding
 from .gitrepo import GitTree, RefUpdate, Snapshot, open_repository, parse_ref_updates
@@ -138,8 +139,11 @@ def run_chained(git_dir: Path, hook: str, stdin_text: str, out: TextIO) -> int:
 
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
     register_all()  # every rule known before the configuration and the repository's policy name them
+    key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
     try:
         server = configmod.load_server_config(git_dir)
+        gateclient.write_stamp(str(git_dir), key, sorted(deployed_refs(server)) if server.get("environments")
+                               else None)  # for post-receive
     except configmod.ConfigError as exc:
         write_log(git_dir, f"configuration error:\n{exc}")
         out.write(f"{PREFIX}: push refused: the server configuration is broken; tell the administrator "

@@ -156,6 +156,16 @@ class Clone:
 
 
 @pytest.fixture
+def gate_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A runtime folder (and so a gate server) of the test's own; the server is stopped after."""
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    yield folder
+    stop_gate_servers(folder)
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Server:
     return Server(tmp_path / "server.git")
 

@@ -1,6 +1,5 @@
-"""bench/baseline.py, a straightforward Python validator (PyYAML's C loader, compiled jsonschema-rs
-validators) that bench_push.py uses as a probe of the machine's speed: it must really read and validate,
-or its time says nothing."""
+"""bench/baseline.py, the straightforward Python validator that bench_push.py uses as a probe of the
+machine's speed: it must really read and validate, or its time says nothing."""
 
 from __future__ import annotations
 

@@ -15,19 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git, settle_gate_servers, stop_gate_servers
+from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT, EXE, Clone, Server, git, settle_gate_servers
 
 PYTHON = str(Path(EXE).parent / "python")
 
 
 @pytest.fixture(autouse=True)
-def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
-    """A runtime folder (and so a gate server) of each test's own; the server is stopped after."""
-    folder = tmp_path / "run"
-    folder.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
-    yield folder
-    stop_gate_servers(folder)
+def runtime(gate_runtime: Path) -> Path:
+    """Each test has a gate server of its own."""
+    return gate_runtime
 
 
 def client_path(server: Server) -> str:
