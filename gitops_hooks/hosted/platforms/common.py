@@ -1,4 +1,4 @@
-"""What the GitLab, Bitbucket and Gitea modules share: reading a signed body, HMAC checks in constant
+"""What the platform modules share: reading a signed body, HMAC checks in constant
 time, fitting text into a platform's limits with a count of what was cut, and the one summary comment
 per request found by its hidden marker among the service's own comments.
 """
@@ -98,6 +98,15 @@ def fit(text: str, limit: int) -> str:
         kept.append(line)
         size += len(line) + 1
     return "\n".join(kept)  # not reached: the whole text was over the limit
+
+
+def next_link(link: str) -> str | None:
+    """The URL of `rel="next"` in an RFC 8288 Link header (GitHub, Gitea and Forgejo page so)."""
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", ""):
+            return target.strip().strip("<>")
+    return None
 
 
 def split_marker(body: str) -> tuple[str, str]:

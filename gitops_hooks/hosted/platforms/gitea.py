@@ -147,16 +147,7 @@ class GiteaReporter:
                 return
             answer = self.http.get(url, headers=self._headers())
             yield list(answer.json() or [])
-            url = next_link(answer.headers.get("link", ""))
-
-
-def next_link(link: str) -> str | None:
-    """The URL of `rel="next"` in an RFC 8288 Link header."""
-    for part in link.split(","):
-        target, _, params = part.partition(";")
-        if 'rel="next"' in params.replace(" ", ""):
-            return target.strip().strip("<>")
-    return None
+            url = common.next_link(answer.headers.get("link", ""))
 
 
 def reporter(platform: str, repository: str, creds: Credentials, http: Http) -> GiteaReporter:
