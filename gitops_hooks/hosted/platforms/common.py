@@ -9,9 +9,10 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..http import Http
 from ..model import PayloadError
 
 ZERO = "0" * 40
@@ -107,6 +108,17 @@ def next_link(link: str) -> str | None:
         if 'rel="next"' in params.replace(" ", ""):
             return target.strip().strip("<>")
     return None
+
+
+def link_pages(http: Http, url: str, headers: Mapping[str, str], most: int) -> Iterator[list[Mapping[str, Any]]]:
+    """The pages of a list endpoint, following its `Link: rel="next"` headers (`most` pages at most)."""
+    next_url: str | None = url
+    for _ in range(most):
+        if next_url is None:
+            return
+        answer = http.get(next_url, headers=headers)
+        yield list(answer.json() or [])
+        next_url = next_link(answer.headers.get("link", ""))
 
 
 def split_marker(body: str) -> tuple[str, str]:

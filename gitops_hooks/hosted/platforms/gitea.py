@@ -141,13 +141,7 @@ class GiteaReporter:
     def _comments(self, number: int) -> Iterator[list[Mapping[str, Any]]]:
         """The request's comments, oldest first; the pages a `Link: rel="next"` header names are followed
         (the endpoint answers every comment at once on the releases that do not page it)."""
-        url: str | None = self._url(f"issues/{number}/comments")
-        for _ in range(100):
-            if url is None:
-                return
-            answer = self.http.get(url, headers=self._headers())
-            yield list(answer.json() or [])
-            url = common.next_link(answer.headers.get("link", ""))
+        return common.link_pages(self.http, self._url(f"issues/{number}/comments"), self._headers(), 100)
 
 
 def reporter(platform: str, repository: str, creds: Credentials, http: Http) -> GiteaReporter:

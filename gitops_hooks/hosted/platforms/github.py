@@ -192,13 +192,8 @@ class GitHubReporter:
 
     def _comments(self, number: int) -> Iterator[list[Mapping[str, Any]]]:
         """The request's comments, 100 a page, following the `Link: rel="next"` header (5,000 at most)."""
-        url: str | None = self._url(f"issues/{number}/comments", {"per_page": 100})
-        for _ in range(50):
-            if url is None:
-                return
-            answer = self.http.get(url, headers=self._headers())
-            yield list(answer.json() or [])
-            url = common.next_link(answer.headers.get("link", ""))
+        return common.link_pages(self.http, self._url(f"issues/{number}/comments", {"per_page": 100}),
+                                 self._headers(), 50)
 
     # -- deployments
     def deployment(self, event: Event, environment: str, state: DeployState, description: str) -> None:
