@@ -49,7 +49,12 @@ class Gitea:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return headers.get(self.prefix + "delivery", "") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
+        """A push names one ref: Gitea and Forgejo send a delivery per ref a `git push` updates."""
+        event = self._event(headers, body)
+        return [event] if event else []
+
+    def _event(self, headers: Mapping[str, str], body: bytes) -> Event | None:
         kind = headers.get(self.prefix + "event", "")
         if kind not in ("push", "pull_request"):
             return None

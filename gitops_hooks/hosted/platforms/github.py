@@ -49,18 +49,18 @@ class GitHub:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return headers.get("x-github-delivery", "") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
+        """A push names one ref: GitHub sends a delivery per ref a `git push` updates."""
         kind = headers.get("x-github-event", "")
         if kind not in ("push", "pull_request"):
-            return None
+            return []
         data = common.payload(body)
         repo = str(need(data, "repository", "full_name"))
         base: dict[str, Any] = {"platform": self.name, "repository": repo, "delivery_id": self.delivery_id(headers, body),
                                 "clone_url": str(data.get("repository", {}).get("clone_url", "")),
                                 "sender": str((data.get("sender") or {}).get("login", ""))}
-        if kind == "push":
-            return self._push(data, base)
-        return self._pull(data, base)
+        event = self._push(data, base) if kind == "push" else self._pull(data, base)
+        return [event] if event else []
 
     def _push(self, data: dict[str, Any], base: dict[str, Any]) -> Event | None:
         ref, before, after = str(need(data, "ref")), str(need(data, "before")), str(need(data, "after"))
