@@ -7,15 +7,20 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from doubles.gitea import GiteaDouble
+from hostedkit import write_config
 from platform_cases import Round, comment_round, edited, failing, http, real, retry_round
 
+from gitops_hooks.hosted.config import ServeConfigError, load
 from gitops_hooks.hosted.http import HttpError
 from gitops_hooks.hosted.model import Credentials, PayloadError
 from gitops_hooks.hosted.platforms import gitea
+from gitops_hooks.hosted.queue import Queue
+from gitops_hooks.hosted.receiver import Receiver
 
 SECRET = b"gitea-webhook-secret"
 FORGEJO, GITEA = gitea.PLATFORMS
@@ -49,6 +54,34 @@ def test_signature(platform: Any, forgejo: bool) -> None:
     assert not platform.verify(headers(body, "push", forgejo, b"another secret"), body, SECRET)
     assert not platform.verify({k: v for k, v in h.items() if not k.endswith("signature")}, body, SECRET)
     assert not platform.verify({**h, platform.prefix + "signature": "é"}, body, SECRET)
+
+
+def configured(tmp_path: Path, *platforms: str) -> Path:
+    (tmp_path / "gitea-secret").write_text(SECRET.decode() + "\n", encoding="utf-8")
+    repos = [{"platform": p, "repository": "example/example", "clone_url": "file:///nowhere.git",
+              "api_url": "http://127.0.0.1:9", "webhook_secret_file": "gitea-secret"} for p in platforms]
+    return write_config(tmp_path, "file:///nowhere.git", "http://127.0.0.1:9", extra_repos=repos)
+
+
+@pytest.mark.parametrize("platform,forgejo", [("gitea", True), ("forgejo", False), ("gitea", False), ("forgejo", True)])
+def test_gitea_and_forgejo_are_one_family_for_the_configured_repository(tmp_path: Path, platform: str,
+                                                                         forgejo: bool) -> None:
+    receiver = Receiver(load(configured(tmp_path, platform)), Queue(tmp_path / "queue.sqlite3"))
+    body = real("gitea-push.json")
+    answer = receiver.handle(headers(body, "push", forgejo), body)
+    assert answer.status == 202 and ("platform", "forgejo" if forgejo else "gitea") in answer.fields
+    assert [(key, purpose) for _, key, purpose, _, _, _ in receiver.queue.jobs()] == [
+        (f"{platform}:example/example", "push:refs/heads/master")]
+    # the platform told from the headers still decides which signature header is checked
+    prefix = "x-forgejo-" if forgejo else "x-gitea-"
+    forged = {**headers(body, "push", forgejo), prefix + "signature": "0" * 64, prefix + "delivery": "d-2"}
+    assert receiver.handle(forged, body).status == 401
+    assert len(receiver.queue.jobs()) == 1
+
+
+def test_the_same_repository_as_gitea_and_forgejo_is_configured_twice(tmp_path: Path) -> None:
+    with pytest.raises(ServeConfigError, match="forgejo example/example is configured twice"):
+        load(configured(tmp_path, "gitea", "forgejo"))
 
 
 def test_push_event() -> None:

@@ -30,6 +30,16 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_STATE = "/var/lib/gitops-hooks"
 
 
+# Forgejo is a fork of Gitea with the same payloads and API, and many Forgejo releases send Gitea's
+# X-Gitea-* headers: a repository configured under either name takes the deliveries of both.
+FAMILIES = {"forgejo": "gitea"}
+
+
+def family(platform: str) -> str:
+    """The name a configured repository is matched by: `gitea` for Gitea and Forgejo alike."""
+    return FAMILIES.get(platform, platform)
+
+
 class ServeConfigError(Exception):
     """The service's configuration cannot be used; the message names the file and the field."""
 
@@ -61,11 +71,11 @@ class ServeConfig:
     max_attempts: int = 20
 
     def find(self, platform: str, name: str) -> Repository | None:
-        key = f"{platform}:{name.lower()}"
-        return next((r for r in self.repositories if r.key == key), None)
+        """The repository configured for a delivery of `platform` (Gitea and Forgejo are one family)."""
+        return next((r for r in self.of_platform(platform) if r.name.lower() == name.lower()), None)
 
     def of_platform(self, platform: str) -> list[Repository]:
-        return [r for r in self.repositories if r.platform == platform]
+        return [r for r in self.repositories if family(r.platform) == family(platform)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,9 +174,11 @@ def load(path: Path) -> ServeConfig:
     repos = tuple(_repository(e, base, i, path) for i, e in enumerate(data["repositories"]))
     seen: set[str] = set()
     for r in repos:
-        if r.key in seen:
-            raise ServeConfigError(f"{path}: repositories: {r.platform} {r.name} is configured twice")
-        seen.add(r.key)
+        same = f"{family(r.platform)}:{r.name.lower()}"
+        if same in seen:
+            raise ServeConfigError(f"{path}: repositories: {r.platform} {r.name} is configured twice"
+                                   + (" (gitea and forgejo are one platform here)" if r.platform in ("gitea", "forgejo") else ""))
+        seen.add(same)
     host, port = split_listen(str(data.get("listen", DEFAULT_LISTEN)))
     state = Path(str(data.get("state_dir", DEFAULT_STATE)))
     state = state if state.is_absolute() else base / state

@@ -2,7 +2,8 @@
 
 Every delivery is answered within a second and worked on later from the queue. In order: the body is
 bounded (25 MB, else 413); the platform is told from the headers (Gitea and Forgejo before GitHub); the
-signature is checked in constant time against the secrets of that platform's configured repositories,
+signature is checked in constant time against the secrets of that platform's configured repositories
+(Gitea's and Forgejo's together: a Forgejo server may send Gitea's headers, and either may be configured),
 before anything parses the body (a missing or wrong signature, or an unconfigured repository: 401 with
 no detail, nothing queued); then the content type (JSON only: 415) and the payload (400 when it is not a
 payload of this platform, 204 for an event not acted on); then the queue: 202 for a delivery stored,
