@@ -151,6 +151,22 @@ def test_serve_check_accepts_a_good_file_and_names_the_field_of_a_bad_one(tmp_pa
     assert empty.returncode == 2 and "repositories" in empty.stderr
 
 
+def test_serve_check_says_what_a_mistyped_value_should_be(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "file:///x.git", "https://ghe.example/api/v3", token="tok")
+    text = config.read_text()
+    config.write_text(text.replace("platform: github", "platform: githb").replace(REPO, "Hello-World")
+                      .replace("listen: 127.0.0.1:", "listen: localhost-"))
+    bad = run_suite("serve", "--config", str(config), "--check")
+    assert bad.returncode == 2, bad.stderr
+    lines = bad.stderr.splitlines()
+    assert f"{config}: repositories/0/platform: \"githb\" is not one of github, gitlab, bitbucket-cloud, " \
+        "bitbucket-datacenter, gitea, forgejo" in bad.stderr
+    assert any(line.endswith('repositories/0/repository: "Hello-World" is not owner/name (GitHub, Gitea, '
+                             'Forgejo), group/project (GitLab), workspace/slug (Bitbucket Cloud) or PROJECT/slug '
+                             '(Bitbucket Data Center)') for line in lines)
+    assert any(f"{config}: listen: " in line and "is not HOST:PORT" in line for line in lines)
+
+
 def test_serve_refuses_a_state_folder_in_use_or_unusable_with_one_line(tmp_path: Path) -> None:
     from hostedkit import Service
 

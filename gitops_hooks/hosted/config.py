@@ -88,12 +88,29 @@ def _validator() -> Any:
     return jsonschema_rs.validator_for(json.loads(text))
 
 
+# What a value that does not match its field's pattern should look like, in words.
+SHAPES = {"listen": "HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+          "repository": "owner/name (GitHub, Gitea, Forgejo), group/project (GitLab), workspace/slug "
+                        "(Bitbucket Cloud) or PROJECT/slug (Bitbucket Data Center)",
+          "api_url": "an http:// or https:// URL"}
+
+
 def _schema_problems(data: Any, where: Path) -> list[str]:
     out = []
     for err in _validator().iter_errors(data):
         pointer = "/".join(str(p) for p in err.instance_path) or "(top level)"
-        out.append(f"{where}: {pointer}: {err.message}")
+        out.append(f"{where}: {pointer}: {_schema_message(err)}")
     return sorted(out)
+
+
+def _schema_message(err: Any) -> str:
+    """The validator's message, with every allowed value of an enum and a pattern said in words."""
+    kind, field_name = err.kind.name, str(err.instance_path[-1]) if err.instance_path else ""
+    if kind == "enum":
+        return f"{json.dumps(err.instance)} is not one of {', '.join(map(str, err.kind.options))}"
+    if kind == "pattern" and field_name in SHAPES:
+        return f"{json.dumps(err.instance)} is not {SHAPES[field_name]}"
+    return str(err.message)
 
 
 def read_secret(path_text: str, base: Path, what: str) -> str:
