@@ -44,7 +44,7 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 def status_time(double: GitHubDouble, sha: str, timeout: float = 600) -> float:
     def found() -> list[float]:
-        return [c.at for c in double.calls if c.method == "POST" and c.path.endswith(f"/statuses/{sha}")]
+        return [c.at for c in double.requests if c.method == "POST" and c.path.endswith(f"/statuses/{sha}")]
     return double.wait_for(found, timeout)[0]
 
 
@@ -138,7 +138,7 @@ def many(work: Path, repos: int, deliveries: int, double: GitHubDouble) -> None:
             last = max(status_time(double, h, 900) for h in heads) - started
         except AssertionError:
             last = float("nan")
-        posted = {c.path.rsplit("/", 1)[1] for c in double.calls if "/statuses/" in c.path and c.status == 201}
+        posted = {c.path.rsplit("/", 1)[1] for c in double.requests if "/statuses/" in c.path and c.status == 201}
     finally:
         svc.stop()
     missing = len(set(heads) - posted)
@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--deliveries", type=int, default=50)
     args = parser.parse_args()
     print(f"$ python bench/bench_hosted.py {' '.join(sys.argv[1:])}".rstrip())
-    double = GitHubDouble().start()
+    double = GitHubDouble()
     double.tokens[TOKEN] = Account("gitops-bot", 7)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-hosted-") as tmp:
@@ -168,7 +168,7 @@ def main() -> int:
             if args.only in (None, "many"):
                 many(work / "many", args.repos, args.deliveries, double)
     finally:
-        double.stop()
+        double.close()
     return 0
 
 

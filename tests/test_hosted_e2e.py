@@ -43,9 +43,9 @@ APP_ID, INSTALLATION = 8123, 4567
 
 @pytest.fixture
 def double() -> Iterator[GitHubDouble]:
-    d = GitHubDouble().start()
+    d = GitHubDouble()
     yield d
-    d.stop()
+    d.close()
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_with_a_token_a_commit_status_and_a_comment(tmp_path: Path, double: GitH
     double.wait_for(lambda: double.comments_on(REPO, 2))
     assert svc.deliver("pull_request", body, headers)[0] == 200  # a redelivery: nothing posted again
     assert len([s for s in double.statuses if s["sha"] == broken]) == 1
-    assert all(c.token == "Bearer ghp_test" for c in double.calls)
+    assert all(c.token == "Bearer ghp_test" for c in double.requests)
     assert "ghp_test" not in svc.text()
 
 

@@ -22,9 +22,9 @@ EVENT = Event("github", REPO, "request", "d", "opened", number=7, head_sha=SHA, 
 
 @pytest.fixture
 def double() -> Iterator[GitHubDouble]:
-    d = GitHubDouble().start()
+    d = GitHubDouble()
     yield d
-    d.stop()
+    d.close()
 
 
 def app_reporter(double: GitHubDouble) -> GitHubReporter:
@@ -46,10 +46,10 @@ def test_every_finding_becomes_an_annotation_fifty_per_request(double: GitHubDou
     assert run["annotations"][119] == {"path": "apps/f119.yaml", "start_line": 120, "end_line": 120,
                                        "annotation_level": "failure", "title": "schema-invalid",
                                        "message": "problem 119", "start_column": 3, "end_column": 3}
-    methods = [(c.method, c.path.rsplit("/", 1)[-1]) for c in double.calls if "check-runs" in c.path]
+    methods = [(c.method, c.path.rsplit("/", 1)[-1]) for c in double.requests if "check-runs" in c.path]
     assert methods == [("POST", "check-runs"), ("PATCH", str(run["id"])), ("PATCH", str(run["id"]))]
     assert double.errors == []
-    assert sum(1 for c in double.calls if c.path.endswith("access_tokens")) == 1  # the token is reused
+    assert sum(1 for c in double.requests if c.path.endswith("access_tokens")) == 1  # the token is reused
 
 
 def test_the_comment_is_found_on_a_later_page_and_another_accounts_copy_is_left_alone(double: GitHubDouble) -> None:
@@ -63,7 +63,7 @@ def test_the_comment_is_found_on_a_later_page_and_another_accounts_copy_is_left_
     ours = [c for c in double.comments_on(REPO, 7) if c["user"]["login"] == "gitops-bot"]
     assert len(ours) == 1 and ours[0]["body"].endswith("second") and ours[0]["edits"] == 1
     assert double.comments[copied]["body"].endswith("quoted") and double.errors == []
-    assert any(c.query.get("page") == "2" for c in double.calls)
+    assert any(c.query.get("page") == "2" for c in double.requests)
 
 
 def test_a_long_report_is_cut_to_the_documented_limits_with_a_count(double: GitHubDouble) -> None:
@@ -81,7 +81,7 @@ def test_a_report_the_platform_refuses_raises_so_the_job_stays_queued(double: Gi
     reporter = GitHubReporter(REPO, Credentials(double.url, token="ghp_x"), Http(sleep=lambda s: None, retries=2))
     double.fail(r"statuses", 502, count=2)
     reporter.report(EVENT, Report(SHA, "success", "ok", ""))  # retried through two 502s
-    assert [c.status for c in double.calls] == [502, 502, 201]
+    assert [c.status for c in double.requests] == [502, 502, 201]
     bad = GitHubReporter(REPO, Credentials(double.url, token="wrong"), Http(sleep=lambda s: None))
     with pytest.raises(HttpError, match="401"):
         bad.report(EVENT, Report(SHA, "success", "ok", ""))

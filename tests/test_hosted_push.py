@@ -24,10 +24,10 @@ TOKEN = "ghp_deploy"
 
 @pytest.fixture
 def double() -> Iterator[GitHubDouble]:
-    d = GitHubDouble().start()
+    d = GitHubDouble()
     d.tokens[TOKEN] = Account("gitops-bot", 7)
     yield d
-    d.stop()
+    d.close()
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def test_a_newer_commit_supersedes_the_queued_older_one(receiver: Receiver) -> N
     states = [(sha[:1], state) for _, _, _, sha, state, _ in receiver.queue.jobs()]
     assert states == [("a", "superseded"), ("c", "queued")]
     job = receiver.queue.claim(1)
-    assert job is not None and job.sha == "c" * 40 and job.event.action == "synchronize"
+    assert job.sha == "c" * 40 and job.event.action == "synchronize"
     assert receiver.queue.claim(2) is None  # one job at a time per repository
 
 
@@ -95,7 +95,7 @@ def test_bad_bodies_get_the_right_answers_and_the_next_delivery_is_served(receiv
     answer = receiver.handle(lower(github_headers("pull_request", encode(moved))), encode(moved))
     assert answer.status == 202 and ("note", "payload-clone-url-ignored") in answer.fields
     job = receiver.queue.claim(1)
-    assert job is not None and job.event.clone_url == "https://evil.example/x.git"  # kept for the log only
+    assert job.event.clone_url == "https://evil.example/x.git"  # kept for the log only
 
 
 def test_gitea_headers_are_not_taken_for_github() -> None:
@@ -109,17 +109,16 @@ def test_gitea_headers_are_not_taken_for_github() -> None:
 
 def test_github_parses_its_documented_payloads() -> None:
     body = (WEBHOOKS / "github-pull_request-synchronize.json").read_bytes()
-    event = GitHub().parse(lower(github_headers("pull_request", body, delivery="d-1")), body)
-    assert event is not None
+    [event] = GitHub().parse(lower(github_headers("pull_request", body, delivery="d-1")), body)
     assert (event.kind, event.number, event.head_ref, event.base_ref, event.from_fork, event.delivery_id) == \
         ("request", 2, "refs/pull/2/head", "refs/heads/master", False, "d-1")
     assert event.head_sha == payload("github-pull_request-synchronize.json")["pull_request"]["head"]["sha"]
-    fork = GitHub().parse(lower(github_headers("pull_request", encode(pull_request(HEAD, BASE, fork=True)))),
+    [fork] = GitHub().parse(lower(github_headers("pull_request", encode(pull_request(HEAD, BASE, fork=True)))),
                           encode(pull_request(HEAD, BASE, fork=True)))
-    assert fork is not None and fork.from_fork
-    pushed = GitHub().parse(lower(github_headers("push", encode(push("refs/heads/master", BASE, HEAD)))),
+    assert fork.from_fork
+    [pushed] = GitHub().parse(lower(github_headers("push", encode(push("refs/heads/master", BASE, HEAD)))),
                             encode(push("refs/heads/master", BASE, HEAD)))
-    assert pushed is not None and (pushed.kind, pushed.ref, pushed.after) == ("push", "refs/heads/master", HEAD)
+    assert (pushed.kind, pushed.ref, pushed.after) == ("push", "refs/heads/master", HEAD)
 
 
 # ---------------------------------------------------------------------------- serve --check
@@ -150,6 +149,22 @@ def test_serve_check_accepts_a_good_file_and_names_the_field_of_a_bad_one(tmp_pa
     config.write_text("listen: 127.0.0.1:8080\nrepositories: []\n")
     empty = run_suite("serve", "--config", str(config), "--check")
     assert empty.returncode == 2 and "repositories" in empty.stderr
+
+
+def test_serve_check_says_what_a_mistyped_value_should_be(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "file:///x.git", "https://ghe.example/api/v3", token="tok")
+    text = config.read_text()
+    config.write_text(text.replace("platform: github", "platform: githb").replace(REPO, "Hello-World")
+                      .replace("listen: 127.0.0.1:", "listen: localhost-"))
+    bad = run_suite("serve", "--config", str(config), "--check")
+    assert bad.returncode == 2, bad.stderr
+    lines = bad.stderr.splitlines()
+    assert f"{config}: repositories/0/platform: \"githb\" is not one of github, gitlab, bitbucket-cloud, " \
+        "bitbucket-datacenter, gitea, forgejo" in bad.stderr
+    assert any(line.endswith('repositories/0/repository: "Hello-World" is not owner/name (GitHub, Gitea, '
+                             'Forgejo), group/project (GitLab), workspace/slug (Bitbucket Cloud) or PROJECT/slug '
+                             '(Bitbucket Data Center)') for line in lines)
+    assert any(f"{config}: listen: " in line and "is not HOST:PORT" in line for line in lines)
 
 
 def test_serve_refuses_a_state_folder_in_use_or_unusable_with_one_line(tmp_path: Path) -> None:
@@ -183,7 +198,6 @@ def test_the_hook_path_never_loads_the_services_libraries() -> None:
 def test_old_finished_jobs_and_delivery_ids_are_forgotten(receiver: Receiver) -> None:
     assert deliver(receiver, "pull_request", encode(pull_request(HEAD, BASE))) == 202
     job = receiver.queue.claim(1)
-    assert job is not None
     receiver.queue.done(job)
     assert receiver.queue.prune(days=30) == 0  # recent: kept, a redelivery is still a duplicate
     assert deliver(receiver, "pull_request", encode(pull_request(HEAD, BASE))) == 200

@@ -4,18 +4,24 @@ reporters against loopback doubles of their REST APIs (build status, Code Insigh
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from doubles.bitbucket import BitbucketCloudDouble, BitbucketDataCenterDouble, basic
+from hostedkit import write_config
 from platform_cases import Round, comment_round, edited, failing, http, real, retry_round, summary
 
+from gitops_hooks.hosted.config import load
 from gitops_hooks.hosted.model import Annotation, Credentials, PayloadError, Report
 from gitops_hooks.hosted.platforms import bitbucket
+from gitops_hooks.hosted.queue import Queue
+from gitops_hooks.hosted.receiver import Receiver
 
 SECRET = b"bitbucket-webhook-secret"
 CLOUD, DC = bitbucket.PLATFORMS
@@ -59,36 +65,36 @@ def test_signature(platform: Any, make: Any, name: str) -> None:
 
 def test_cloud_push() -> None:
     body = real("bitbucket-cloud-repo_push.json")
-    event = CLOUD.parse(cloud_headers(body, "repo:push"), body)
-    assert event is not None and event.kind == "push" and event.platform == "bitbucket-cloud"
+    [event] = CLOUD.parse(cloud_headers(body, "repo:push"), body)
+    assert event.kind == "push" and event.platform == "bitbucket-cloud"
     assert (event.repository, event.ref) == ("team_name/repo_name", "refs/heads/name-of-branch")
     assert (event.before, event.after) == ("1e65c05c1d5171631d92438a13901ca7dae9618c",
                                            "709d658dc5b6d6afcd46049c2f332ee3f515a67d")
     assert event.delivery_id == "8c9a2f4e-1b7d-4c4e-9e1a-5d2f0b6a7c31" and event.sender == "emmap1"
     deleted = edited("bitbucket-cloud-repo_push.json", lambda d: d["push"]["changes"][0].update(new=None))
-    assert CLOUD.parse(cloud_headers(deleted, "repo:push"), deleted) is None
+    assert CLOUD.parse(cloud_headers(deleted, "repo:push"), deleted) == []
     created = edited("bitbucket-cloud-repo_push.json", lambda d: d["push"]["changes"][0].update(old=None))
-    parsed = CLOUD.parse(cloud_headers(created, "repo:push"), created)
-    assert parsed is not None and parsed.before == "0" * 40
+    [parsed] = CLOUD.parse(cloud_headers(created, "repo:push"), created)
+    assert parsed.before == "0" * 40
 
 
 def test_cloud_pull_request_keeps_short_hashes() -> None:
     body = real("bitbucket-cloud-pullrequest_created.json")
-    event = CLOUD.parse(cloud_headers(body, "pullrequest:created"), body)
-    assert event is not None and event.kind == "request" and event.action == "pullrequest:created"
+    [event] = CLOUD.parse(cloud_headers(body, "pullrequest:created"), body)
+    assert event.kind == "request" and event.action == "pullrequest:created"
     assert (event.number, event.head_sha, event.base_sha) == (1, "d3022fc0ca3d", "ce5965ddd289")
     assert (event.head_ref, event.base_ref, event.from_fork) == ("refs/heads/branch2", "refs/heads/master", False)
     assert event.title == "Title of pull request"
     fork = edited("bitbucket-cloud-pullrequest_created.json",
                   lambda d: d["pullrequest"]["source"]["repository"].update(full_name="forker/repo_name"))
-    parsed = CLOUD.parse(cloud_headers(fork, "pullrequest:updated"), fork)
-    assert parsed is not None and parsed.from_fork and parsed.head_ref == ""  # Cloud has no ref for it
+    [parsed] = CLOUD.parse(cloud_headers(fork, "pullrequest:updated"), fork)
+    assert parsed.from_fork and parsed.head_ref == ""  # Cloud has no ref for it
 
 
 def test_data_center_pull_request() -> None:
     body = real("bitbucket-dc-pr_opened.json")
-    event = DC.parse(dc_headers(body, "pr:opened"), body)
-    assert event is not None and event.kind == "request" and event.platform == "bitbucket-datacenter"
+    [event] = DC.parse(dc_headers(body, "pr:opened"), body)
+    assert event.kind == "request" and event.platform == "bitbucket-datacenter"
     assert (event.repository, event.number, event.head_sha) == ("~gopher/webhook-test", 5, SHA)
     assert (event.head_ref, event.base_ref) == ("refs/pull-requests/5/from", "refs/heads/master")
     assert event.base_sha == "cde6c45a4210afe81638aa1f3aa960d633c66a90" and not event.from_fork
@@ -96,8 +102,8 @@ def test_data_center_pull_request() -> None:
     assert event.delivery_id == "a1b2c3d4-0000-4000-8000-00000000dc01"
     fork = edited("bitbucket-dc-pr_opened.json",
                   lambda d: d["pullRequest"]["fromRef"]["repository"]["project"].update(key="~tux"))
-    parsed = DC.parse(dc_headers(fork, "pr:from_ref_updated"), fork)
-    assert parsed is not None and parsed.from_fork and parsed.head_ref == "refs/pull-requests/5/from"
+    [parsed] = DC.parse(dc_headers(fork, "pr:from_ref_updated"), fork)
+    assert parsed.from_fork and parsed.head_ref == "refs/pull-requests/5/from"
 
 
 def _refs_changed(d: dict[str, Any]) -> None:
@@ -115,18 +121,82 @@ def _refs_changed(d: dict[str, Any]) -> None:
 
 def test_data_center_push() -> None:
     body = edited("bitbucket-dc-pr_opened.json", _refs_changed)
-    event = DC.parse(dc_headers(body, "repo:refs_changed"), body)
-    assert event is not None and event.kind == "push" and event.repository == "~gopher/webhook-test"
+    [event] = DC.parse(dc_headers(body, "repo:refs_changed"), body)
+    assert event.kind == "push" and event.repository == "~gopher/webhook-test"
     assert (event.ref, event.before, event.after) == ("refs/heads/master", "cde6c45a4210afe81638aa1f3aa960d633c66a90", SHA)
+
+
+RELEASE = "c4b2b7914156a878aa7c9da452a09fb50c2091f2"
+
+
+def _two_branches_cloud(d: dict[str, Any]) -> None:
+    """The real repo:push with a second change, as `git push origin name-of-branch release` sends it: the
+    branch `release` created at another commit (Cloud names a created branch's `old` null)."""
+    second = copy.deepcopy(d["push"]["changes"][0])
+    second["new"]["name"], second["new"]["target"]["hash"], second["old"] = "release", RELEASE, None
+    d["push"]["changes"].append(second)
+
+
+def _two_branches_dc(d: dict[str, Any]) -> None:
+    _refs_changed(d)
+    d["changes"].append({"ref": {"id": "refs/heads/release", "displayId": "release", "type": "BRANCH"},
+                         "refId": "refs/heads/release", "fromHash": "0" * 40, "toHash": RELEASE, "type": "ADD"})
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Receiver:
+    (tmp_path / "bitbucket-secret").write_text(SECRET.decode() + "\n", encoding="utf-8")
+    repos = [{"platform": "bitbucket-cloud", "repository": "team_name/repo_name", "clone_url": "file:///nowhere.git",
+              "webhook_secret_file": "bitbucket-secret"},
+             {"platform": "bitbucket-datacenter", "repository": "~gopher/webhook-test", "api_url": "http://127.0.0.1:9",
+              "clone_url": "file:///nowhere.git", "webhook_secret_file": "bitbucket-secret"}]
+    config = load(write_config(tmp_path, "file:///nowhere.git", "http://127.0.0.1:9", extra_repos=repos))
+    return Receiver(config, Queue(tmp_path / "queue.sqlite3"))
+
+
+@pytest.mark.parametrize("make,change,key,repo", [
+    (cloud_headers, _two_branches_cloud, "repo:push", "bitbucket-cloud:team_name/repo_name"),
+    (dc_headers, _two_branches_dc, "repo:refs_changed", "bitbucket-datacenter:~gopher/webhook-test")])
+def test_a_push_of_two_branches_is_a_job_per_branch(receiver: Receiver, make: Any, change: Any, key: str,
+                                                     repo: str) -> None:
+    name = "bitbucket-cloud-repo_push.json" if key == "repo:push" else "bitbucket-dc-pr_opened.json"
+    body = edited(name, change)
+    headers = make(body, key)
+    first = receiver.handle(headers, body)
+    assert first.status == 202
+    branch = "name-of-branch" if key == "repo:push" else "master"
+    assert ("event", f"push:refs/heads/{branch},push:refs/heads/release") in first.fields
+    jobs = [(r, purpose, sha) for _, r, purpose, sha, _, _ in receiver.queue.jobs()]
+    assert jobs[1:] == [(repo, "push:refs/heads/release", RELEASE)] and jobs[0][1] == f"push:refs/heads/{branch}"
+    assert receiver.handle(headers, body).status == 200  # a retry keeps its request id
+    other_id = {k: v + "-resent" if k in ("x-request-uuid", "x-request-id") else v for k, v in headers.items()}
+    assert receiver.handle(other_id, body).status == 200  # another id, but both jobs are known
+    assert len(receiver.queue.jobs()) == 2
+    # the jobs run one after the other (they share the repository's mirror), each once
+    seen = []
+    while (job := receiver.queue.claim(1)) is not None:
+        seen.append((job.event.ref, job.event.after))
+        receiver.queue.done(job)
+    assert seen == [(f"refs/heads/{branch}", jobs[0][2]), ("refs/heads/release", RELEASE)]
+
+
+def test_a_push_of_a_known_branch_and_a_new_one_queues_the_new_one(receiver: Receiver) -> None:
+    one = edited("bitbucket-cloud-repo_push.json", lambda d: None)
+    assert receiver.handle(cloud_headers(one, "repo:push"), one).status == 202
+    two = edited("bitbucket-cloud-repo_push.json", _two_branches_cloud)
+    headers = {**cloud_headers(two, "repo:push"), "x-request-uuid": "another-delivery"}
+    assert receiver.handle(headers, two).status == 202
+    assert [purpose for _, _, purpose, _, _, _ in receiver.queue.jobs()] == [
+        "push:refs/heads/name-of-branch", "push:refs/heads/release"]
 
 
 def test_events_not_acted_on_and_bad_bodies() -> None:
     body = real("bitbucket-dc-pr_opened.json")
     for key in ("pr:modified", "pr:merged", "pr:comment:added", "diagnostics:ping", "repo:modified"):
-        assert DC.parse(dc_headers(body, key), body) is None
+        assert DC.parse(dc_headers(body, key), body) == []
     cloud = real("bitbucket-cloud-pullrequest_created.json")
     for key in ("pullrequest:approved", "pullrequest:fulfilled", "repo:commit_status_updated"):
-        assert CLOUD.parse(cloud_headers(cloud, key), cloud) is None
+        assert CLOUD.parse(cloud_headers(cloud, key), cloud) == []
     with pytest.raises(PayloadError):
         CLOUD.parse(cloud_headers(b"<html>", "repo:push"), b"<html>")
     broken = edited("bitbucket-dc-pr_opened.json", lambda d: d["pullRequest"]["fromRef"].pop("latestCommit"))
@@ -159,7 +229,8 @@ def _cloud(api: BitbucketCloudDouble, token: str = "repo-access-token") -> Any:
 
 def _cloud_event() -> Any:
     body = real("bitbucket-cloud-pullrequest_created.json")
-    return CLOUD.parse(cloud_headers(body, "pullrequest:created"), body)
+    [event] = CLOUD.parse(cloud_headers(body, "pullrequest:created"), body)
+    return event
 
 
 def test_cloud_build_status_and_report(cloud: BitbucketCloudDouble) -> None:
@@ -194,7 +265,7 @@ def test_cloud_annotations_batched_and_capped(cloud: BitbucketCloudDouble) -> No
 def test_cloud_deployment(cloud: BitbucketCloudDouble) -> None:
     rep, _ = _cloud(cloud)
     body = real("bitbucket-cloud-repo_push.json")
-    push = CLOUD.parse(cloud_headers(body, "repo:push"), body)
+    [push] = CLOUD.parse(cloud_headers(body, "repo:push"), body)
     rep.deployment(push, "production", "failure", "not applied: the commit fails its checks")
     status = cloud.statuses[(push.after, "gitops-hooks/production")]
     assert status["state"] == "FAILED" and status["description"].startswith("not applied")
@@ -247,7 +318,8 @@ def _dc(api: BitbucketDataCenterDouble) -> Any:
 
 def _dc_event() -> Any:
     body = real("bitbucket-dc-pr_opened.json")
-    return DC.parse(dc_headers(body, "pr:opened"), body)
+    [event] = DC.parse(dc_headers(body, "pr:opened"), body)
+    return event
 
 
 def test_dc_build_status_and_insights(dc: BitbucketDataCenterDouble) -> None:
@@ -287,7 +359,7 @@ def test_dc_comment_round(dc: BitbucketDataCenterDouble, ausername: bool) -> Non
 def test_dc_deployment_and_retries(dc: BitbucketDataCenterDouble) -> None:
     rep, sleeps = _dc(dc)
     body = edited("bitbucket-dc-pr_opened.json", _refs_changed)
-    push = DC.parse(dc_headers(body, "repo:refs_changed"), body)
+    [push] = DC.parse(dc_headers(body, "repo:refs_changed"), body)
     retry_round(dc, "POST .*/builds", sleeps, lambda: rep.deployment(push, "staging", "success", "applied"),
                 lambda: len(dc.builds))
     assert (dc.builds[-1]["key"], dc.builds[-1]["state"]) == ("gitops-hooks/staging", "SUCCESSFUL")

@@ -7,15 +7,20 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from doubles.gitea import GiteaDouble
+from hostedkit import write_config
 from platform_cases import Round, comment_round, edited, failing, http, real, retry_round
 
+from gitops_hooks.hosted.config import ServeConfigError, load
 from gitops_hooks.hosted.http import HttpError
 from gitops_hooks.hosted.model import Credentials, PayloadError
 from gitops_hooks.hosted.platforms import gitea
+from gitops_hooks.hosted.queue import Queue
+from gitops_hooks.hosted.receiver import Receiver
 
 SECRET = b"gitea-webhook-secret"
 FORGEJO, GITEA = gitea.PLATFORMS
@@ -51,10 +56,38 @@ def test_signature(platform: Any, forgejo: bool) -> None:
     assert not platform.verify({**h, platform.prefix + "signature": "é"}, body, SECRET)
 
 
+def configured(tmp_path: Path, *platforms: str) -> Path:
+    (tmp_path / "gitea-secret").write_text(SECRET.decode() + "\n", encoding="utf-8")
+    repos = [{"platform": p, "repository": "example/example", "clone_url": "file:///nowhere.git",
+              "api_url": "http://127.0.0.1:9", "webhook_secret_file": "gitea-secret"} for p in platforms]
+    return write_config(tmp_path, "file:///nowhere.git", "http://127.0.0.1:9", extra_repos=repos)
+
+
+@pytest.mark.parametrize("platform,forgejo", [("gitea", True), ("forgejo", False), ("gitea", False), ("forgejo", True)])
+def test_gitea_and_forgejo_are_one_family_for_the_configured_repository(tmp_path: Path, platform: str,
+                                                                         forgejo: bool) -> None:
+    receiver = Receiver(load(configured(tmp_path, platform)), Queue(tmp_path / "queue.sqlite3"))
+    body = real("gitea-push.json")
+    answer = receiver.handle(headers(body, "push", forgejo), body)
+    assert answer.status == 202 and ("platform", "forgejo" if forgejo else "gitea") in answer.fields
+    assert [(key, purpose) for _, key, purpose, _, _, _ in receiver.queue.jobs()] == [
+        (f"{platform}:example/example", "push:refs/heads/master")]
+    # the platform told from the headers still decides which signature header is checked
+    prefix = "x-forgejo-" if forgejo else "x-gitea-"
+    forged = {**headers(body, "push", forgejo), prefix + "signature": "0" * 64, prefix + "delivery": "d-2"}
+    assert receiver.handle(forged, body).status == 401
+    assert len(receiver.queue.jobs()) == 1
+
+
+def test_the_same_repository_as_gitea_and_forgejo_is_configured_twice(tmp_path: Path) -> None:
+    with pytest.raises(ServeConfigError, match="forgejo example/example is configured twice"):
+        load(configured(tmp_path, "gitea", "forgejo"))
+
+
 def test_push_event() -> None:
     body = real("gitea-push.json")
-    event = GITEA.parse(headers(body, "push"), body)
-    assert event is not None and event.kind == "push"
+    [event] = GITEA.parse(headers(body, "push"), body)
+    assert event.kind == "push"
     assert (event.repository, event.ref, event.before, event.after) == (
         "example/example", "refs/heads/master", "0" * 40, "67b56589a45103f891bdee7c0546e5d40bc02001")
     assert event.delivery_id == "d-1" and event.clone_url == "http://localhost:3000/example/example.git"
@@ -62,8 +95,8 @@ def test_push_event() -> None:
 
 def test_request_from_a_fork() -> None:
     body = real("gitea-pull_request-from-fork.json")
-    event = FORGEJO.parse(headers(body, "pull_request", forgejo=True), body)
-    assert event is not None and event.platform == "forgejo" and event.kind == "request"
+    [event] = FORGEJO.parse(headers(body, "pull_request", forgejo=True), body)
+    assert event.platform == "forgejo" and event.kind == "request"
     assert (event.repository, event.number, event.action, event.from_fork) == ("example/example", 2, "opened", True)
     assert event.head_sha == "48e773f892a831faa47c0a160d1b7f0cd369ae2a" and event.head_ref == "refs/pull/2/head"
     assert (event.base_ref, event.base_sha) == ("refs/heads/master", "67b56589a45103f891bdee7c0546e5d40bc02001")
@@ -77,21 +110,21 @@ def _same_repo(data: dict[str, Any]) -> None:
 
 def test_request_from_the_same_repository_and_new_commits() -> None:
     body = edited("gitea-pull_request-from-fork.json", _same_repo)
-    event = GITEA.parse(headers(body, "pull_request"), body)
-    assert event is not None and event.action == "synchronized" and not event.from_fork
+    [event] = GITEA.parse(headers(body, "pull_request"), body)
+    assert event.action == "synchronized" and not event.from_fork
     gone = edited("gitea-pull_request-from-fork.json", lambda d: d["pull_request"]["head"].update(repo=None))
-    parsed = GITEA.parse(headers(gone, "pull_request"), gone)
-    assert parsed is not None and parsed.from_fork  # a deleted fork is still a fork
+    [parsed] = GITEA.parse(headers(gone, "pull_request"), gone)
+    assert parsed.from_fork  # a deleted fork is still a fork
 
 
 def test_events_not_acted_on() -> None:
     body = real("gitea-pull_request-from-fork.json")
     for action in ("closed", "edited", "label_updated", "assigned"):
         other = edited("gitea-pull_request-from-fork.json", lambda d, a=action: d.update(action=a))
-        assert GITEA.parse(headers(other, "pull_request"), other) is None
-    assert GITEA.parse(headers(body, "issues"), body) is None
+        assert GITEA.parse(headers(other, "pull_request"), other) == []
+    assert GITEA.parse(headers(body, "issues"), body) == []
     deleted = edited("gitea-push.json", lambda d: d.update(after="0" * 40))
-    assert GITEA.parse(headers(deleted, "push"), deleted) is None
+    assert GITEA.parse(headers(deleted, "push"), deleted) == []
 
 
 def test_signed_bodies_that_are_not_payloads() -> None:
@@ -121,7 +154,8 @@ def api() -> Iterator[GiteaDouble]:
 
 def _event() -> Any:
     body = edited("gitea-pull_request-from-fork.json", _same_repo)
-    return GITEA.parse(headers(body, "pull_request"), body)
+    [event] = GITEA.parse(headers(body, "pull_request"), body)
+    return event
 
 
 def test_status_and_deployment(api: GiteaDouble) -> None:

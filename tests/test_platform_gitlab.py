@@ -94,19 +94,19 @@ def test_delivery_id_is_the_idempotency_key() -> None:
 
 def test_push_event() -> None:
     body = real("gitlab-push.json")
-    event = PLATFORM.parse(headers("Push Hook"), body)
-    assert event is not None and event.kind == "push" and event.platform == "gitlab"
+    [event] = PLATFORM.parse(headers("Push Hook"), body)
+    assert event.kind == "push" and event.platform == "gitlab"
     assert (event.repository, event.ref, event.before, event.after) == (
         "mike/diaspora", "refs/heads/master", "95790bf891e76fee5e1747ab589903a6a1f80f22", SHA)
     assert event.sender == "John Smith" and event.clone_url == "http://example.com/mike/diaspora.git"
     deleted = edited("gitlab-push.json", lambda d: d.update(after="0" * 40))
-    assert PLATFORM.parse(headers("Push Hook"), deleted) is None
+    assert PLATFORM.parse(headers("Push Hook"), deleted) == []
 
 
 def test_merge_request_open() -> None:
     body = real(MR)
-    event = PLATFORM.parse(headers("Merge Request Hook"), body)
-    assert event is not None and event.kind == "request" and event.action == "open"
+    [event] = PLATFORM.parse(headers("Merge Request Hook"), body)
+    assert event.kind == "request" and event.action == "open"
     assert (event.repository, event.number, event.head_sha) == ("gitlabhq/gitlab-test", 1, SHA)
     assert (event.head_ref, event.base_ref) == ("refs/merge-requests/1/head", "refs/heads/master")
     assert not event.from_fork and event.title == "MS-Viewport" and event.sender == "root"
@@ -114,22 +114,22 @@ def test_merge_request_open() -> None:
 
 def test_merge_request_from_a_fork() -> None:
     body = edited(MR, lambda d: d["object_attributes"].update(source_project_id=15))
-    event = PLATFORM.parse(headers("Merge Request Hook"), body)
-    assert event is not None and event.from_fork and event.head_ref == "refs/merge-requests/1/head"
+    [event] = PLATFORM.parse(headers("Merge Request Hook"), body)
+    assert event.from_fork and event.head_ref == "refs/merge-requests/1/head"
 
 
 def test_update_acted_on_only_with_a_new_commit() -> None:
     old = "95790bf891e76fee5e1747ab589903a6a1f80f22"
     pushed = edited(MR, lambda d: d["object_attributes"].update(action="update", oldrev=old))
-    event = PLATFORM.parse(headers("Merge Request Hook"), pushed)
-    assert event is not None and event.action == "update"
+    [event] = PLATFORM.parse(headers("Merge Request Hook"), pushed)
+    assert event.action == "update"
     relabelled = edited(MR, lambda d: d["object_attributes"].update(action="update"))
-    assert PLATFORM.parse(headers("Merge Request Hook"), relabelled) is None
+    assert PLATFORM.parse(headers("Merge Request Hook"), relabelled) == []
     for action in ("close", "merge", "approved", "unapproved"):
         other = edited(MR, lambda d, a=action: d["object_attributes"].update(action=a))
-        assert PLATFORM.parse(headers("Merge Request Hook"), other) is None
-    assert PLATFORM.parse(headers("Note Hook"), real(MR)) is None
-    assert PLATFORM.parse(headers("Pipeline Hook"), real(MR)) is None
+        assert PLATFORM.parse(headers("Merge Request Hook"), other) == []
+    assert PLATFORM.parse(headers("Note Hook"), real(MR)) == []
+    assert PLATFORM.parse(headers("Pipeline Hook"), real(MR)) == []
 
 
 def test_signed_bodies_that_are_not_payloads() -> None:
@@ -159,7 +159,8 @@ def _reporter(api: GitLabDouble, token: str = "glpat-bot") -> tuple[Any, Any]:
 
 
 def _event() -> Any:
-    return PLATFORM.parse(headers("Merge Request Hook"), real(MR))
+    [event] = PLATFORM.parse(headers("Merge Request Hook"), real(MR))
+    return event
 
 
 def test_status_on_the_source_branch(api: GitLabDouble) -> None:
@@ -184,7 +185,7 @@ def test_a_status_posted_again_is_not_an_error(api: GitLabDouble) -> None:
 
 def test_deployment_status(api: GitLabDouble) -> None:
     rep, _ = _reporter(api)
-    push = PLATFORM.parse(headers("Push Hook"), real("gitlab-push.json"))
+    [push] = PLATFORM.parse(headers("Push Hook"), real("gitlab-push.json"))
     api.project = "mike/diaspora"
     rep = gitlab.reporter("gitlab", "mike/diaspora", rep.creds, rep.http)
     rep.deployment(push, "production", "in_progress", "applying")

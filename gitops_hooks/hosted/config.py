@@ -30,6 +30,16 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_STATE = "/var/lib/gitops-hooks"
 
 
+# Forgejo is a fork of Gitea with the same payloads and API, and many Forgejo releases send Gitea's
+# X-Gitea-* headers: a repository configured under either name takes the deliveries of both.
+FAMILIES = {"forgejo": "gitea"}
+
+
+def family(platform: str) -> str:
+    """The name a configured repository is matched by: `gitea` for Gitea and Forgejo alike."""
+    return FAMILIES.get(platform, platform)
+
+
 class ServeConfigError(Exception):
     """The service's configuration cannot be used; the message names the file and the field."""
 
@@ -61,11 +71,11 @@ class ServeConfig:
     max_attempts: int = 20
 
     def find(self, platform: str, name: str) -> Repository | None:
-        key = f"{platform}:{name.lower()}"
-        return next((r for r in self.repositories if r.key == key), None)
+        """The repository configured for a delivery of `platform` (Gitea and Forgejo are one family)."""
+        return next((r for r in self.of_platform(platform) if r.name.lower() == name.lower()), None)
 
     def of_platform(self, platform: str) -> list[Repository]:
-        return [r for r in self.repositories if r.platform == platform]
+        return [r for r in self.repositories if family(r.platform) == family(platform)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,12 +88,29 @@ def _validator() -> Any:
     return jsonschema_rs.validator_for(json.loads(text))
 
 
+# What a value that does not match its field's pattern should look like, in words.
+SHAPES = {"listen": "HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+          "repository": "owner/name (GitHub, Gitea, Forgejo), group/project (GitLab), workspace/slug "
+                        "(Bitbucket Cloud) or PROJECT/slug (Bitbucket Data Center)",
+          "api_url": "an http:// or https:// URL"}
+
+
 def _schema_problems(data: Any, where: Path) -> list[str]:
     out = []
     for err in _validator().iter_errors(data):
         pointer = "/".join(str(p) for p in err.instance_path) or "(top level)"
-        out.append(f"{where}: {pointer}: {err.message}")
+        out.append(f"{where}: {pointer}: {_schema_message(err)}")
     return sorted(out)
+
+
+def _schema_message(err: Any) -> str:
+    """The validator's message, with every allowed value of an enum and a pattern said in words."""
+    kind, field_name = err.kind.name, str(err.instance_path[-1]) if err.instance_path else ""
+    if kind == "enum":
+        return f"{json.dumps(err.instance)} is not one of {', '.join(map(str, err.kind.options))}"
+    if kind == "pattern" and field_name in SHAPES:
+        return f"{json.dumps(err.instance)} is not {SHAPES[field_name]}"
+    return str(err.message)
 
 
 def read_secret(path_text: str, base: Path, what: str) -> str:
@@ -164,9 +191,11 @@ def load(path: Path) -> ServeConfig:
     repos = tuple(_repository(e, base, i, path) for i, e in enumerate(data["repositories"]))
     seen: set[str] = set()
     for r in repos:
-        if r.key in seen:
-            raise ServeConfigError(f"{path}: repositories: {r.platform} {r.name} is configured twice")
-        seen.add(r.key)
+        same = f"{family(r.platform)}:{r.name.lower()}"
+        if same in seen:
+            raise ServeConfigError(f"{path}: repositories: {r.platform} {r.name} is configured twice"
+                                   + (" (gitea and forgejo are one platform here)" if r.platform in ("gitea", "forgejo") else ""))
+        seen.add(same)
     host, port = split_listen(str(data.get("listen", DEFAULT_LISTEN)))
     state = Path(str(data.get("state_dir", DEFAULT_STATE)))
     state = state if state.is_absolute() else base / state

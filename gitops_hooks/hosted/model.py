@@ -97,8 +97,9 @@ class Platform(Protocol):
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         """The delivery id that stays the same on a redelivery."""
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
-        """The event, or None when it is not acted on (answered 204). Raises PayloadError."""
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
+        """The events of a delivery: one, or one per branch when a push names several (Bitbucket); none
+        when it is not acted on (answered 204). Raises PayloadError."""
 
 
 class Reporter(Protocol):

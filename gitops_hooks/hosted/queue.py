@@ -6,8 +6,10 @@ puts it back with a later `not_before` when it failed (a report the platform did
 failed) until `max_attempts`, after which it is `failed` and logged, never silently dropped. A job left
 `running` by a process that died is queued again when the service starts (`recover`).
 
-Duplicates: the same delivery id twice (a redelivery), or a second delivery for the same repository,
-commit and purpose (`request:<number>`, `push:<ref>`), is answered 200 and queues nothing. A newer
+A delivery gives one job per event: a push that names several branches (Bitbucket) gives one per
+branch, stored together. Duplicates: the same delivery id twice (a redelivery), or a delivery whose
+every event has the same repository, commit and purpose (`request:<number>`, `push:<ref>`) as a job
+already known, is answered 200 and queues nothing. A newer
 commit on the same request or ref supersedes an older job that has not started.
 """
 
@@ -18,7 +20,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -97,30 +99,33 @@ class Queue:
         self.db.close()
 
     @locked
-    def put(self, repository: str, event: Event) -> Outcome:
-        """Store a delivery's job (committed when this returns), or say it is a duplicate."""
+    def put(self, repository: str, events: Sequence[Event]) -> Outcome:
+        """Store the jobs of one delivery's events (all committed when this returns, or none), or say it is
+        a duplicate: its delivery id is known, or every event's job is."""
         now = time.time()
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            cur.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", (event.delivery_id, now))
-            if cur.rowcount == 0:
-                cur.execute("COMMIT")
-                return "duplicate"
-            purpose, sha = purpose_of(event), sha_of(event)
-            cur.execute("INSERT OR IGNORE INTO jobs (repository, purpose, sha, event, received, updated) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (repository, purpose, sha, json.dumps(asdict(event)), now, now))
-            if cur.rowcount == 0:
-                cur.execute("COMMIT")
-                return "duplicate"
-            cur.execute("UPDATE jobs SET state = 'superseded', updated = ? WHERE repository = ? AND purpose = ? "
-                        "AND sha != ? AND state = 'queued'", (now, repository, purpose, sha))
+            cur.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", (events[0].delivery_id, now))
+            added = cur.rowcount > 0 and sum(self._job(cur, repository, e, now) for e in events)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return "queued"
+        return "queued" if added else "duplicate"
+
+    @staticmethod
+    def _job(cur: sqlite3.Cursor, repository: str, event: Event, now: float) -> bool:
+        """Insert one event's job unless (repository, purpose, sha) is known; it supersedes the queued
+        jobs of the same purpose at another commit. Whether it was new."""
+        purpose, sha = purpose_of(event), sha_of(event)
+        cur.execute("INSERT OR IGNORE INTO jobs (repository, purpose, sha, event, received, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (repository, purpose, sha, json.dumps(asdict(event)), now, now))
+        if cur.rowcount == 0:
+            return False
+        cur.execute("UPDATE jobs SET state = 'superseded', updated = ? WHERE repository = ? AND purpose = ? "
+                    "AND sha != ? AND state = 'queued'", (now, repository, purpose, sha))
+        return True
 
     @locked
     def claim(self, owner: int) -> Job | None:

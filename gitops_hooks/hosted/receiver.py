@@ -2,7 +2,8 @@
 
 Every delivery is answered within a second and worked on later from the queue. In order: the body is
 bounded (25 MB, else 413); the platform is told from the headers (Gitea and Forgejo before GitHub); the
-signature is checked in constant time against the secrets of that platform's configured repositories,
+signature is checked in constant time against the secrets of that platform's configured repositories
+(Gitea's and Forgejo's together: a Forgejo server may send Gitea's headers, and either may be configured),
 before anything parses the body (a missing or wrong signature, or an unconfigured repository: 401 with
 no detail, nothing queued); then the content type (JSON only: 415) and the payload (400 when it is not a
 payload of this platform, 204 for an event not acted on); then the queue: 202 for a delivery stored,
@@ -23,7 +24,7 @@ from typing import Any
 from . import platforms
 from .config import Repository, ServeConfig
 from .model import Event, PayloadError
-from .queue import Queue, purpose_of
+from .queue import Queue, purpose_of, sha_of
 
 log = logging.getLogger("gitops_hooks.serve")
 MAX_BODY = 25 * 1024 * 1024
@@ -68,22 +69,22 @@ class Receiver:
             return Answer(415, f"content type {ctype or '(none)'} is not JSON: set the webhook's content type "
                           "to application/json\n", (*fields, ("outcome", "refused:content-type")))
         try:
-            event = platform.parse(headers, body)
+            events = platform.parse(headers, body)
         except PayloadError as exc:
             return Answer(400, f"not a {platform.name} payload: {exc}\n", (*fields, ("outcome", "bad-payload")))
-        if event is None:
+        if not events:
             return Answer(204, "", (*fields, ("outcome", "ignored")))
-        repo = self.config.find(platform.name, event.repository)
-        fields += (("repository", event.repository), ("event", purpose_of(event)),
-                   ("commit", (event.head_sha or event.after)[:12]))
+        repo = self.config.find(platform.name, events[0].repository)
+        fields += (("repository", events[0].repository), ("event", ",".join(purpose_of(e) for e in events)),
+                   ("commit", ",".join(sha_of(e)[:12] for e in events)))
         if repo is None or repo.secret != good:
             return Answer(401, "", (*fields, ("outcome", "refused:repository")))
-        return self._enqueue(repo, event, fields)
+        return self._enqueue(repo, events, fields)
 
-    def _enqueue(self, repo: Repository, event: Event, fields: tuple[tuple[str, str], ...]) -> Answer:
-        if event.clone_url and event.clone_url != repo.clone_url:
+    def _enqueue(self, repo: Repository, events: list[Event], fields: tuple[tuple[str, str], ...]) -> Answer:
+        if any(e.clone_url and e.clone_url != repo.clone_url for e in events):
             fields += (("note", "payload-clone-url-ignored"),)
-        outcome = self.queue.put(repo.key, event)
+        outcome = self.queue.put(repo.key, events)
         if outcome == "duplicate":
             return Answer(200, "already received\n", (*fields, ("outcome", "duplicate")))
         self.notify()

@@ -1,11 +1,13 @@
-"""What the GitLab, Bitbucket and Gitea doubles share: a threaded HTTP server on 127.0.0.1 (a random
+"""What the GitHub, GitLab, Bitbucket and Gitea doubles share: a threaded HTTP server on 127.0.0.1 (a random
 port) that records every request (method, path, query, headers, JSON body), routes it to a handler the
 platform double declares, answers errors the way the platform does, and can be told to fail.
 
 A handler raises `Reject(status, body)` for a request the platform would refuse (a missing field, a
 value over a documented limit, another user's comment): the double records it in `rejected` too, so a
 test sees both the answer and why. `fail(pattern, status, count, headers)` answers the next `count`
-requests whose "METHOD path" matches with `status` (e.g. 500, or 429 with `Retry-After`).
+requests whose "METHOD path" matches with `status` (e.g. 500, or 429 with `Retry-After`);
+`hold(pattern)` makes the next matching request wait until `release()`, then drops its connection
+without an answer (nothing recorded) or, with `then_answer`, answers it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +40,12 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     json: Any
     status: int = 0
+    at: float = 0.0  # time.monotonic() when it was answered
+
+    @property
+    def token(self) -> str:
+        """The Authorization header as sent."""
+        return self.headers.get("authorization", "")
 
 
 Handler = Callable[[Request, "re.Match[str]"], tuple[int, Any, dict[str, str]] | tuple[int, Any]]
@@ -61,6 +70,9 @@ class Loopback:
     def __post_init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.faults: list[Fault] = []
+        self._holds: list[tuple[re.Pattern[str], threading.Event, bool]] = []
+        self._held = threading.Event()
+        self._waiting: list[threading.Event] = []
         self._lock = threading.Lock()
         self._ids = iter(range(101, 10**9))
         double = self
@@ -84,6 +96,7 @@ class Loopback:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def close(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -97,6 +110,33 @@ class Loopback:
              body: Any = None) -> None:
         self.faults.append(Fault(re.compile(pattern), status, count, headers or {},
                                  body if body is not None else {"message": "Internal Server Error"}))
+
+    def hold(self, pattern: str, then_answer: bool = False) -> None:
+        """The next request whose "METHOD path" matches waits for `release()`; then it is dropped (no
+        answer, nothing recorded), or answered."""
+        self._held.clear()
+        self._holds.append((re.compile(pattern), threading.Event(), then_answer))
+
+    def wait_held(self, timeout: float) -> bool:
+        """Whether a request is being held (waiting at most `timeout` seconds for one)."""
+        return self._held.wait(timeout)
+
+    def release(self) -> None:
+        for event in [h[1] for h in self._holds] + self._waiting:
+            event.set()
+
+    def _wait_if_held(self, method: str, path: str) -> bool:
+        """False when the request was held and is to be dropped."""
+        with self._lock:
+            hold = next((h for h in self._holds if h[0].search(f"{method} {path}")), None)
+            if hold is not None:
+                self._holds.remove(hold)
+                self._waiting.append(hold[1])
+                self._held.set()
+        if hold is None:
+            return True
+        hold[1].wait(120)
+        return hold[2]
 
     def calls(self, method: str = "", pattern: str = "") -> list[Request]:
         """The requests answered 2xx, filtered by method and a regex searched in the path."""
@@ -115,8 +155,11 @@ class Loopback:
         req = Request(h.command, unquote(split.path), split.path,
                       {k: v[-1] for k, v in parse_qs(split.query).items()},
                       {k.lower(): v for k, v in h.headers.items()}, body)
+        if not self._wait_if_held(req.method, req.path):
+            h.close_connection = True
+            return
         status, answer, headers = self._answer(req)
-        req.status = status
+        req.status, req.at = status, time.monotonic()
         with self._lock:
             self.requests.append(req)
         data = b"" if answer is None else (answer if isinstance(answer, bytes) else json.dumps(answer).encode())

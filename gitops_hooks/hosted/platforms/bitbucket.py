@@ -13,7 +13,9 @@ source branch; a fork's commits are not in the repository at all (the job finds 
 logs a skip). Data Center acts on `repo:refs_changed`, `pr:opened` and `pr:from_ref_updated` (a new
 head), and keeps `refs/pull-requests/N/from` for every request, forks included.
 
-A push that changes several branches at once becomes the event of its first branch change.
+A push that changes several branches at once (`git push origin a b`, or Data Center's automatic
+branch merging) is one delivery listing every change: it becomes one event per branch updated or
+created, each a job of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..http import Http, join
-from ..model import Annotation, Credentials, DeployState, Event, Limits, Report
+from ..model import Annotation, Credentials, DeployState, Event, Limits, PayloadError, Report
 from . import common
 
 # Build status fields (Data Center's RestBuildStatusSetRequest: key, name and description at most 255,
@@ -61,10 +63,10 @@ class BitbucketCloud:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return headers.get("x-request-uuid") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
         key = headers.get("x-event-key", "")
         if key not in ("repo:push", "pullrequest:created", "pullrequest:updated"):
-            return None
+            return []
         data = common.payload(body)
         base: dict[str, Any] = {"platform": self.name, "delivery_id": self.delivery_id(headers, body),
                                 "repository": str(common.need(data, "repository", "full_name")),
@@ -76,22 +78,23 @@ class BitbucketCloud:
         fork = (common.need(data, "pullrequest", "source", "repository", "full_name")
                 != common.need(data, "pullrequest", "destination", "repository", "full_name"))
         branch = str(common.need(data, "pullrequest", "source", "branch", "name"))
-        return Event(kind="request", action=key, number=number,
-                     head_sha=str(common.need(src, "commit", "hash")), head_ref="" if fork else f"refs/heads/{branch}",
-                     base_ref="refs/heads/" + str(common.need(data, "pullrequest", "destination", "branch", "name")),
-                     base_sha=str(common.need(data, "pullrequest", "destination", "commit", "hash")),
-                     from_fork=fork, title=str(data["pullrequest"].get("title", "")), **base)
+        return [Event(kind="request", action=key, number=number,
+                      head_sha=str(common.need(src, "commit", "hash")), head_ref="" if fork else f"refs/heads/{branch}",
+                      base_ref="refs/heads/" + str(common.need(data, "pullrequest", "destination", "branch", "name")),
+                      base_sha=str(common.need(data, "pullrequest", "destination", "commit", "hash")),
+                      from_fork=fork, title=str(data["pullrequest"].get("title", "")), **base)]
 
     @staticmethod
-    def _push(data: dict[str, Any], base: dict[str, Any]) -> Event | None:
-        for change in common.need(data, "push", "changes"):
+    def _push(data: dict[str, Any], base: dict[str, Any]) -> list[Event]:
+        out = []
+        for change in _changes(data, "push", "changes"):
             new, old = change.get("new") or {}, change.get("old") or {}
             if new.get("type") not in ("branch", "named_branch"):
                 continue  # a deleted branch, or a tag
-            return Event(kind="push", action="repo:push", ref="refs/heads/" + str(common.need(new, "name")),
-                         before=str((old.get("target") or {}).get("hash") or common.ZERO),
-                         after=str(common.need(new, "target", "hash")), **base)
-        return None
+            out.append(Event(kind="push", action="repo:push", ref="refs/heads/" + str(common.need(new, "name")),
+                             before=str((old.get("target") or {}).get("hash") or common.ZERO),
+                             after=str(common.need(new, "target", "hash")), **base))
+        return out
 
 
 class BitbucketDataCenter:
@@ -106,10 +109,10 @@ class BitbucketDataCenter:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return headers.get("x-request-id") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
         key = headers.get("x-event-key", "")
         if key not in ("repo:refs_changed", "pr:opened", "pr:from_ref_updated"):
-            return None
+            return []
         data = common.payload(body)
         actor = data.get("actor") or {}
         base: dict[str, Any] = {"platform": self.name, "delivery_id": self.delivery_id(headers, body),
@@ -120,23 +123,32 @@ class BitbucketDataCenter:
         pr = common.need(data, "pullrequest" if "pullrequest" in data else "pullRequest")
         from_repo, to_repo = common.need(pr, "fromRef", "repository"), common.need(pr, "toRef", "repository")
         number = int(common.need(pr, "id"))
-        return Event(kind="request", action=key, number=number, repository=_repo_name(to_repo),
-                     clone_url=_clone_url(to_repo), head_sha=str(common.need(pr, "fromRef", "latestCommit")),
-                     head_ref=f"refs/pull-requests/{number}/from", base_ref=str(common.need(pr, "toRef", "id")),
-                     base_sha=str(common.need(pr, "toRef", "latestCommit")),
-                     from_fork=_repo_name(from_repo) != _repo_name(to_repo), title=str(pr.get("title", "")),
-                     **base)
+        return [Event(kind="request", action=key, number=number, repository=_repo_name(to_repo),
+                      clone_url=_clone_url(to_repo), head_sha=str(common.need(pr, "fromRef", "latestCommit")),
+                      head_ref=f"refs/pull-requests/{number}/from", base_ref=str(common.need(pr, "toRef", "id")),
+                      base_sha=str(common.need(pr, "toRef", "latestCommit")),
+                      from_fork=_repo_name(from_repo) != _repo_name(to_repo), title=str(pr.get("title", "")),
+                      **base)]
 
     @staticmethod
-    def _push(data: dict[str, Any], base: dict[str, Any]) -> Event | None:
-        for change in common.need(data, "changes"):
+    def _push(data: dict[str, Any], base: dict[str, Any]) -> list[Event]:
+        out = []
+        for change in _changes(data, "changes"):
             ref = change.get("ref") or {}
             if change.get("type") == "DELETE" or ref.get("type", "BRANCH") != "BRANCH":
-                continue
-            return Event(kind="push", action="repo:refs_changed", ref=str(common.need(change, "refId")),
-                         before=str(change.get("fromHash") or common.ZERO),
-                         after=str(common.need(change, "toHash")), **base)
-        return None
+                continue  # a deleted branch, or a tag
+            out.append(Event(kind="push", action="repo:refs_changed", ref=str(common.need(change, "refId")),
+                             before=str(change.get("fromHash") or common.ZERO),
+                             after=str(common.need(change, "toHash")), **base))
+        return out
+
+
+def _changes(data: dict[str, Any], *path: str) -> list[Mapping[str, Any]]:
+    """The list of ref changes a push names (PayloadError when it is not a list of objects)."""
+    changes = common.need(data, *path)
+    if not isinstance(changes, list) or not all(isinstance(c, Mapping) for c in changes):
+        raise PayloadError(f"the payload's {'.'.join(path)} is not a list of objects")
+    return changes
 
 
 def _repo_name(repo: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""What the GitLab, Bitbucket and Gitea modules share: reading a signed body, HMAC checks in constant
+"""What the platform modules share: reading a signed body, HMAC checks in constant
 time, fitting text into a platform's limits with a count of what was cut, and the one summary comment
 per request found by its hidden marker among the service's own comments.
 """
@@ -9,9 +9,10 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..http import Http
 from ..model import PayloadError
 
 ZERO = "0" * 40
@@ -98,6 +99,26 @@ def fit(text: str, limit: int) -> str:
         kept.append(line)
         size += len(line) + 1
     return "\n".join(kept)  # not reached: the whole text was over the limit
+
+
+def next_link(link: str) -> str | None:
+    """The URL of `rel="next"` in an RFC 8288 Link header (GitHub, Gitea and Forgejo page so)."""
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", ""):
+            return target.strip().strip("<>")
+    return None
+
+
+def link_pages(http: Http, url: str, headers: Mapping[str, str], most: int) -> Iterator[list[Mapping[str, Any]]]:
+    """The pages of a list endpoint, following its `Link: rel="next"` headers (`most` pages at most)."""
+    next_url: str | None = url
+    for _ in range(most):
+        if next_url is None:
+            return
+        answer = http.get(next_url, headers=headers)
+        yield list(answer.json() or [])
+        next_url = next_link(answer.headers.get("link", ""))
 
 
 def split_marker(body: str) -> tuple[str, str]:

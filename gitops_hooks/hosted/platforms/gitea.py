@@ -49,7 +49,12 @@ class Gitea:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return headers.get(self.prefix + "delivery", "") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
+        """A push names one ref: Gitea and Forgejo send a delivery per ref a `git push` updates."""
+        event = self._event(headers, body)
+        return [event] if event else []
+
+    def _event(self, headers: Mapping[str, str], body: bytes) -> Event | None:
         kind = headers.get(self.prefix + "event", "")
         if kind not in ("push", "pull_request"):
             return None
@@ -141,22 +146,7 @@ class GiteaReporter:
     def _comments(self, number: int) -> Iterator[list[Mapping[str, Any]]]:
         """The request's comments, oldest first; the pages a `Link: rel="next"` header names are followed
         (the endpoint answers every comment at once on the releases that do not page it)."""
-        url: str | None = self._url(f"issues/{number}/comments")
-        for _ in range(100):
-            if url is None:
-                return
-            answer = self.http.get(url, headers=self._headers())
-            yield list(answer.json() or [])
-            url = next_link(answer.headers.get("link", ""))
-
-
-def next_link(link: str) -> str | None:
-    """The URL of `rel="next"` in an RFC 8288 Link header."""
-    for part in link.split(","):
-        target, _, params = part.partition(";")
-        if 'rel="next"' in params.replace(" ", ""):
-            return target.strip().strip("<>")
-    return None
+        return common.link_pages(self.http, self._url(f"issues/{number}/comments"), self._headers(), 100)
 
 
 def reporter(platform: str, repository: str, creds: Credentials, http: Http) -> GiteaReporter:

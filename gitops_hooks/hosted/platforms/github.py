@@ -16,42 +16,21 @@ service's own account and edited in place.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..http import Http, HttpError, join
-from ..model import Credentials, DeployState, Event, Limits, PayloadError, Report
+from ..model import Credentials, DeployState, Event, Limits, Report
+from . import common
+from .common import need
 
 LIMITS = Limits(status_description=140, comment_chars=65536, annotations_per_request=50,
                 extra={"check_title": 255, "check_summary": 65535, "check_text": 65535})
 PR_ACTIONS = frozenset({"opened", "synchronize", "reopened"})
-ZERO = "0" * 40
 CONCLUSION = {"success": "success", "failure": "failure", "error": "failure", "pending": "neutral"}
 NOT_GITHUB = ("x-gitea-event", "x-forgejo-event", "x-gogs-event")
 LEVEL = {"failure": "failure", "warning": "warning", "notice": "notice"}
-
-
-def _payload(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("the body is not a JSON object")
-    return data
-
-
-def _get(data: Mapping[str, Any], *path: str) -> Any:
-    cur: Any = data
-    for key in path:
-        if not isinstance(cur, Mapping) or key not in cur:
-            raise PayloadError(f"the payload has no {'.'.join(path)}")
-        cur = cur[key]
-    return cur
 
 
 class GitHub:
@@ -65,54 +44,49 @@ class GitHub:
         given = headers.get("x-hub-signature-256", "")
         if not given.startswith("sha256="):
             return False  # sha1 alone (X-Hub-Signature) is not enough
-        want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(want.encode("ascii"), given.strip().encode("ascii", "replace"))
+        return common.same(given, "sha256=" + common.hmac_hex(secret, body))
 
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
-        return headers.get("x-github-delivery", "") or "sha256:" + hashlib.sha256(body).hexdigest()
+        return headers.get("x-github-delivery", "") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
+        """A push names one ref: GitHub sends a delivery per ref a `git push` updates."""
         kind = headers.get("x-github-event", "")
         if kind not in ("push", "pull_request"):
-            return None
-        data = _payload(body)
-        repo = str(_get(data, "repository", "full_name"))
-        common = {"platform": self.name, "repository": repo, "delivery_id": self.delivery_id(headers, body),
-                  "clone_url": str(data.get("repository", {}).get("clone_url", "")),
-                  "sender": str((data.get("sender") or {}).get("login", ""))}
-        if kind == "push":
-            return self._push(data, common)
-        return self._pull(data, common)
+            return []
+        data = common.payload(body)
+        repo = str(need(data, "repository", "full_name"))
+        base: dict[str, Any] = {"platform": self.name, "repository": repo, "delivery_id": self.delivery_id(headers, body),
+                                "clone_url": str(data.get("repository", {}).get("clone_url", "")),
+                                "sender": str((data.get("sender") or {}).get("login", ""))}
+        event = self._push(data, base) if kind == "push" else self._pull(data, base)
+        return [event] if event else []
 
-    def _push(self, data: dict[str, Any], common: dict[str, Any]) -> Event | None:
-        ref, before, after = str(_get(data, "ref")), str(_get(data, "before")), str(_get(data, "after"))
-        if after == ZERO or data.get("deleted"):
+    def _push(self, data: dict[str, Any], base: dict[str, Any]) -> Event | None:
+        ref, before, after = str(need(data, "ref")), str(need(data, "before")), str(need(data, "after"))
+        if after == common.ZERO or data.get("deleted"):
             return None  # a deleted ref deploys nothing
-        return Event(kind="push", action="push", ref=ref, before=before, after=after, **common)
+        return Event(kind="push", action="push", ref=ref, before=before, after=after, **base)
 
-    def _pull(self, data: dict[str, Any], common: dict[str, Any]) -> Event | None:
-        action = str(_get(data, "action"))
+    def _pull(self, data: dict[str, Any], base: dict[str, Any]) -> Event | None:
+        action = str(need(data, "action"))
         if action not in PR_ACTIONS:
             return None
-        pr = _get(data, "pull_request")
-        number = int(_get(data, "number") if "number" in data else _get(pr, "number"))
+        pr = need(data, "pull_request")
+        number = int(need(data, "number") if "number" in data else need(pr, "number"))
         head_repo = (pr.get("head") or {}).get("repo")  # null when the fork was deleted
-        base_repo = _get(pr, "base", "repo")
-        fork = head_repo is None or head_repo.get("id") != base_repo.get("id")
-        return Event(kind="request", action=action, number=number, head_sha=str(_get(pr, "head", "sha")),
-                     head_ref=f"refs/pull/{number}/head", base_ref="refs/heads/" + str(_get(pr, "base", "ref")),
-                     base_sha=str(_get(pr, "base", "sha")), from_fork=fork, title=str(pr.get("title", "")),
-                     **common)
+        to_repo = need(pr, "base", "repo")
+        fork = head_repo is None or head_repo.get("id") != to_repo.get("id")
+        return Event(kind="request", action=action, number=number, head_sha=str(need(pr, "head", "sha")),
+                     head_ref=f"refs/pull/{number}/head", base_ref="refs/heads/" + str(need(pr, "base", "ref")),
+                     base_sha=str(need(pr, "base", "sha")), from_fork=fork, title=str(pr.get("title", "")),
+                     **base)
 
 
 PLATFORMS = [GitHub()]
 
 
 # ---------------------------------------------------------------------------- reporting
-
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
-
 
 def app_jwt(app_id: str, private_key: str, now: float) -> str:
     """The App's JSON Web Token (RS256, issued 60 s in the past for clock drift, valid 9 minutes)."""
@@ -170,16 +144,16 @@ class GitHubReporter:
         else:
             self.http.post(self._url(f"statuses/{report.sha}"), {
                 "state": report.state, "context": report.context,
-                "description": cut(report.title, LIMITS.status_description),
+                "description": common.cut(report.title, LIMITS.status_description),
                 **({"target_url": report.target_url} if report.target_url else {})}, headers=self._headers())
 
     def _check_run(self, report: Report) -> None:
         per = LIMITS.annotations_per_request
         notes = [self._annotation(a) for a in report.annotations]
-        output: dict[str, Any] = {"title": cut(report.title, LIMITS.extra["check_title"]),
-                                  "summary": cut(report.summary or report.title, LIMITS.extra["check_summary"])}
+        output: dict[str, Any] = {"title": common.cut(report.title, LIMITS.extra["check_title"]),
+                                  "summary": common.fit(report.summary or report.title, LIMITS.extra["check_summary"])}
         if report.text:
-            output["text"] = cut(report.text, LIMITS.extra["check_text"])
+            output["text"] = common.fit(report.text, LIMITS.extra["check_text"])
         body = {"name": report.context, "head_sha": report.sha, "status": "completed",
                 "conclusion": CONCLUSION[report.state], "output": {**output, "annotations": notes[:per]}}
         if report.target_url:
@@ -193,20 +167,21 @@ class GitHubReporter:
     def _annotation(a: Any) -> dict[str, Any]:
         line = max(1, int(a.line))
         out = {"path": a.path, "start_line": line, "end_line": line, "annotation_level": LEVEL[a.severity],
-               "title": cut(a.title, 255), "message": cut(a.message, 64000)}
+               "title": common.cut(a.title, 255), "message": common.fit(a.message, 64000)}
         if a.column:
             out.update(start_column=int(a.column), end_column=int(a.column))
         return out
 
     # -- the summary comment
     def comment(self, event: Event, body: str) -> None:
-        marker = body.splitlines()[0] if body.startswith("<!--") else ""
-        body = cut(body, LIMITS.comment_chars)
-        mine = self._own_comment(event.number, marker) if marker else None
+        marker, body = common.split_marker(body)
+        body = common.fit(body, LIMITS.comment_chars)
+        mine = common.find_own(self._comments(event.number), lambda c: str(c.get("body", "")), self._is_mine,
+                               marker)
         if mine is None:
             self.http.post(self._url(f"issues/{event.number}/comments"), {"body": body}, headers=self._headers())
         else:
-            self.http.patch(self._url(f"issues/comments/{mine}"), {"body": body}, headers=self._headers())
+            self.http.patch(self._url(f"issues/comments/{mine['id']}"), {"body": body}, headers=self._headers())
 
     def _is_mine(self, comment: Mapping[str, Any]) -> bool:
         if self.is_app:
@@ -215,19 +190,10 @@ class GitHubReporter:
             self._login = str(self.http.get(join(self.creds.api_url, "user"), headers=self._headers()).json()["login"])
         return str((comment.get("user") or {}).get("login", "")) == self._login
 
-    def _own_comment(self, number: int, marker: str) -> int | None:
-        page = 1
-        while page <= 50:  # 5,000 comments
-            answer = self.http.get(self._url(f"issues/{number}/comments", {"per_page": 100, "page": page}),
-                                   headers=self._headers())
-            items = answer.json() or []
-            for c in items:
-                if marker in str(c.get("body", "")) and self._is_mine(c):
-                    return int(c["id"])
-            if 'rel="next"' not in answer.headers.get("link", ""):
-                return None
-            page += 1
-        return None
+    def _comments(self, number: int) -> Iterator[list[Mapping[str, Any]]]:
+        """The request's comments, 100 a page, following the `Link: rel="next"` header (5,000 at most)."""
+        return common.link_pages(self.http, self._url(f"issues/{number}/comments", {"per_page": 100}),
+                                 self._headers(), 50)
 
     # -- deployments
     def deployment(self, event: Event, environment: str, state: DeployState, description: str) -> None:
@@ -235,10 +201,10 @@ class GitHubReporter:
         if key not in self._deployments:
             answer = self.http.post(self._url("deployments"), {
                 "ref": event.after, "environment": environment, "auto_merge": False, "required_contexts": [],
-                "description": cut(description, 140), "payload": {"ref": event.ref}}, headers=self._headers())
+                "description": common.cut(description, 140), "payload": {"ref": event.ref}}, headers=self._headers())
             self._deployments[key] = int(answer.json()["id"])
         self.http.post(self._url(f"deployments/{self._deployments[key]}/statuses"), {
-            "state": state, "description": cut(description, LIMITS.status_description),
+            "state": state, "description": common.cut(description, LIMITS.status_description),
             "environment": environment}, headers=self._headers())
 
 

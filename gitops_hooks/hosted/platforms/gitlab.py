@@ -75,7 +75,13 @@ class GitLab:
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return headers.get("idempotency-key") or headers.get("webhook-id") or common.body_digest(body)
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Event | None:
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[Event]:
+        """A push names one ref: GitLab sends a delivery per branch a `git push` updates (and none at
+        all when it updates more than the instance's limit, 3 by default)."""
+        event = self._event(headers, body)
+        return [event] if event else []
+
+    def _event(self, headers: Mapping[str, str], body: bytes) -> Event | None:
         kind = headers.get("x-gitlab-event", "")
         if kind not in PUSH_HOOKS and kind != "Merge Request Hook":
             return None
