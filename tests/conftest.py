@@ -196,7 +196,7 @@ def realk8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real control plane (etcd, kube-apiserver, kube-controller-manager 1.25) on loopback ports, one
     per test session; yields its kubeconfig. Tests use namespaces of their own. Skips with the reason where
     etcd or ../shared/tools cannot be had. GITOPS_HOOKS_TEST_REALK8S=DIR keeps the cluster of state folder DIR
-    running between sessions (started if need be, never stopped here: `realk8s stop DIR` ends it)."""
+    running between test runs (started if need be, never stopped here: `realk8s stop DIR` ends it)."""
     script = TOOLS / "realk8s"
     if not script.is_file():
         pytest.skip(f"the real API server is not here: {script} is missing (a clone without ../shared)")
