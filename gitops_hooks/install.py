@@ -8,9 +8,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import config as configmod
-from . import kubeconform, runtime
+from . import gateclient, kubeconform, runtime
 
-MARKER = "gitops-hooks-managed"
 SERVER_HOOKS = ("pre-receive", "post-receive")
 
 DEFAULT_CONFIG = """\
@@ -70,7 +69,7 @@ def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:
     target = hooks_dir / name
     if target.exists() or target.is_symlink():
         current = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else ""
-        if MARKER not in current:
+        if gateclient.MANAGED not in current:
             chain = hooks_dir / f"{name}.d"
             chain.mkdir(exist_ok=True)
             kept = chain / f"00-previous-{name}"
@@ -83,6 +82,14 @@ def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:
     target.write_text(text, encoding="utf-8")
     target.chmod(0o755)
     log.append(f"installed {target}")
+
+
+def hooks_for(folder: Path) -> tuple[str, ...]:
+    """The server hooks to write into a folder: a folder named `<hook>.d` (GitLab's
+    `custom_hooks/pre-receive.d`, Gitea's `hooks/pre-receive.d`) is run as that one hook, so it gets that
+    hook only; any other folder gets them all."""
+    one = folder.name.removesuffix(".d")
+    return (one,) if folder.name.endswith(".d") and one in SERVER_HOOKS else SERVER_HOOKS
 
 
 def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
@@ -107,8 +114,12 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
     exe = suite_executable()
     target_dir = hooks_dir or repo / "hooks"
     target_dir.mkdir(parents=True, exist_ok=True)
-    for name in SERVER_HOOKS:
+    names = hooks_for(target_dir)
+    for name in names:
         _place_hook(target_dir, name, hook_text(name, exe), log)
+    for other in (n for n in SERVER_HOOKS if n not in names):
+        log.append(f"{target_dir} is run as the {names[0]} hook, so it holds only that one; install the "
+                   f"{other} hook with --hooks-dir {target_dir.with_name(other + '.d')}")
     cfg_dir = repo / configmod.CONFIG_DIR
     cfg_dir.mkdir(exist_ok=True)
     cfg = cfg_dir / configmod.CONFIG_FILE
@@ -121,8 +132,6 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
     if _git("--git-dir", str(repo), "config", "receive.advertisePushOptions", "true").returncode != 0:
         raise InstallError("could not set receive.advertisePushOptions")
     log.append("set receive.advertisePushOptions=true")
-    from . import gateclient
-
     log.append(gateclient.ensure_server())
     server = configmod.load_server_config(repo)
     if kubeconform.selected(server):
