@@ -65,18 +65,20 @@ def hook_text(name: str, exe: str) -> str:
     return text
 
 
-def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:
-    target = hooks_dir / name
+def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str], file: str = "") -> None:
+    """Write hook `name` into hooks_dir as `file` (default: the hook's name); a file of someone else's
+    there is kept in `<name>.d/`, which the hook runs after its own work (gateclient.run_chained)."""
+    target = hooks_dir / (file or name)
     if target.exists() or target.is_symlink():
         current = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else ""
         if gateclient.MANAGED not in current:
             chain = hooks_dir / f"{name}.d"
             chain.mkdir(exist_ok=True)
-            kept = chain / f"00-previous-{name}"
+            kept = chain / f"00-previous-{target.name}"
             n = 0
             while kept.exists():
                 n += 1
-                kept = chain / f"0{n}-previous-{name}"
+                kept = chain / f"0{n}-previous-{target.name}"
             target.rename(kept)
             log.append(f"kept the existing {name} hook: it now runs from {kept} after the checks")
     target.write_text(text, encoding="utf-8")
@@ -84,12 +86,30 @@ def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:
     log.append(f"installed {target}")
 
 
-def hooks_for(folder: Path) -> tuple[str, ...]:
-    """The server hooks to write into a folder: a folder named `<hook>.d` (GitLab's
-    `custom_hooks/pre-receive.d`, Gitea's `hooks/pre-receive.d`) is run as that one hook, so it gets that
-    hook only; any other folder gets them all."""
-    one = folder.name.removesuffix(".d")
-    return (one,) if folder.name.endswith(".d") and one in SERVER_HOOKS else SERVER_HOOKS
+IN_HOOK_FOLDER = "gitops-hooks"  # the file name in a folder run as one hook (not Gitea's `<hook>.d/<hook>`)
+
+
+def run_as(folder: Path) -> str | None:
+    """The one server hook a folder is run as: a folder named `<hook>.d` (GitLab's
+    `custom_hooks/pre-receive.d`, Gitea's `hooks/pre-receive.d`); None for any other folder, which gets
+    every server hook."""
+    hook = folder.name.removesuffix(".d")
+    return hook if folder.name.endswith(".d") and hook in SERVER_HOOKS else None
+
+
+def _into_hook_folder(folder: Path, hook: str, exe: str, log: list[str]) -> None:
+    """Write `hook` into a folder its platform runs as that hook, as `gitops-hooks`: Gitea's web editor
+    shows and rewrites `hooks/<hook>.d/<hook>` as the repository's own hook. The suite's own scripts
+    that an earlier install left there (the other hook, or this one under its hook name) are removed: a
+    post-receive hook in pre-receive.d would apply a push before the gate has judged it."""
+    for path in sorted(folder.iterdir()):
+        if path.name != IN_HOOK_FOLDER and path.is_file() and gateclient.is_managed(str(path)):
+            path.unlink()
+            log.append(f"removed {path}: a hook script of the suite that does not belong in {folder.name}")
+    _place_hook(folder, hook, hook_text(hook, exe), log, IN_HOOK_FOLDER)
+    other = next(n for n in SERVER_HOOKS if n != hook)
+    log.append(f"{folder} is run as the {hook} hook, so it holds only that one; install the {other} "
+               f"hook with --hooks-dir {folder.with_name(other + '.d')}")
 
 
 def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
@@ -114,12 +134,12 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
     exe = suite_executable()
     target_dir = hooks_dir or repo / "hooks"
     target_dir.mkdir(parents=True, exist_ok=True)
-    names = hooks_for(target_dir)
-    for name in names:
-        _place_hook(target_dir, name, hook_text(name, exe), log)
-    for other in (n for n in SERVER_HOOKS if n not in names):
-        log.append(f"{target_dir} is run as the {names[0]} hook, so it holds only that one; install the "
-                   f"{other} hook with --hooks-dir {target_dir.with_name(other + '.d')}")
+    only = run_as(target_dir)
+    if only:
+        _into_hook_folder(target_dir, only, exe, log)
+    else:
+        for name in SERVER_HOOKS:
+            _place_hook(target_dir, name, hook_text(name, exe), log)
     cfg_dir = repo / configmod.CONFIG_DIR
     cfg_dir.mkdir(exist_ok=True)
     cfg = cfg_dir / configmod.CONFIG_FILE

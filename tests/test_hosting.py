@@ -126,23 +126,39 @@ def good_then_bad(server: Hosted, tmp_path: Path) -> list[str]:
 
 def test_hooks_dir_for_pre_receive_holds_only_the_pre_receive_hook(tmp_path: Path) -> None:
     # GitLab runs every executable in custom_hooks/pre-receive.d/ before the refs move: a post-receive
-    # hook there would reconcile a push that the gate has not judged yet.
+    # hook there would reconcile a push that the gate has not judged yet. The gate's file is named
+    # gitops-hooks: Gitea's web editor shows and rewrites hooks/pre-receive.d/pre-receive.
     folder = tmp_path / "repo.git" / "custom_hooks" / "pre-receive.d"
     proc = run_suite("install", str(tmp_path / "repo.git"), "--hooks-dir", str(folder))
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in folder.iterdir()) == ["pre-receive"]
-    assert "exec \"$GITOPS_HOOKS\" pre-receive" in (folder / "pre-receive").read_text(encoding="utf-8")
+    assert sorted(p.name for p in folder.iterdir()) == ["gitops-hooks"]
+    assert "exec \"$GITOPS_HOOKS\" pre-receive" in (folder / "gitops-hooks").read_text(encoding="utf-8")
     assert (f"{folder} is run as the pre-receive hook, so it holds only that one; install the post-receive "
             f"hook with --hooks-dir {folder.with_name('post-receive.d')}") in proc.stdout
+
+
+def test_reinstalling_into_a_hook_folder_removes_what_an_earlier_install_put_there(tmp_path: Path) -> None:
+    repo = tmp_path / "repo.git"
+    folder = repo / "custom_hooks" / "pre-receive.d"
+    assert run_suite("install", str(repo), "--hooks-dir", str(tmp_path / "scripts")).returncode == 0
+    folder.mkdir(parents=True)
+    for name in ("pre-receive", "post-receive"):  # both scripts in one folder, as install wrote them before
+        (tmp_path / "scripts" / name).rename(folder / name)
+    executable(folder / "00-admin", "#!/bin/sh\nexit 0\n")
+    proc = run_suite("install", str(repo), "--hooks-dir", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["00-admin", "gitops-hooks"]
+    assert f"removed {folder / 'post-receive'}: a hook script of the suite that does not belong in pre-receive.d" \
+        in proc.stdout
 
 
 def test_gitlab_custom_hook_folders_gate_and_apply_each_push_once(tmp_path: Path, gate_runtime: Path) -> None:
     server = Hosted(tmp_path / "repo.git", GITALY_RUNNER,
                     ("custom_hooks/pre-receive.d", "custom_hooks/post-receive.d"))
     custom = server.path / "custom_hooks"
-    assert sorted(p.name for p in (custom / "pre-receive.d").iterdir()) == ["pre-receive"]
-    assert sorted(p.name for p in (custom / "post-receive.d").iterdir()) == ["post-receive"]
-    assert "exec \"$GITOPS_HOOKS\" post-receive" in (custom / "post-receive.d" / "post-receive").read_text()
+    assert sorted(p.name for p in (custom / "pre-receive.d").iterdir()) == ["gitops-hooks"]
+    assert sorted(p.name for p in (custom / "post-receive.d").iterdir()) == ["gitops-hooks"]
+    assert "exec \"$GITOPS_HOOKS\" post-receive" in (custom / "post-receive.d" / "gitops-hooks").read_text()
     server.platform_hook("custom_hooks/pre-receive.d/zz-admin")  # another hook GitLab runs, after the gate
     after_good = good_then_bad(server, tmp_path)
     assert after_good == ["custom_hooks/pre-receive.d/zz-admin refs/heads/main"]
@@ -170,7 +186,10 @@ def test_gitea_hook_folders_gate_each_push_once(tmp_path: Path, gate_runtime: Pa
     server = Hosted(tmp_path / "repo.git", GITEA_DISPATCHER, ("hooks/pre-receive.d", "hooks/post-receive.d"))
     server.platform_hook("hooks/pre-receive.d/gitea")
     server.platform_hook("hooks/post-receive.d/gitea")
-    assert sorted(p.name for p in (server.path / "hooks" / "pre-receive.d").iterdir()) == ["gitea", "pre-receive"]
+    server.platform_hook("hooks/pre-receive.d/pre-receive")  # what Gitea's web editor writes: "Git Hooks"
+    assert sorted(p.name for p in (server.path / "hooks" / "pre-receive.d").iterdir()) == [
+        "gitea", "gitops-hooks", "pre-receive"]
     after_good = good_then_bad(server, tmp_path)
-    assert after_good == ["hooks/pre-receive.d/gitea refs/heads/main", "hooks/post-receive.d/gitea refs/heads/main"]
-    assert server.hook_runs()[2:] == ["hooks/pre-receive.d/gitea refs/heads/main"]  # Gitea runs them all
+    pre_receive = ["hooks/pre-receive.d/gitea refs/heads/main", "hooks/pre-receive.d/pre-receive refs/heads/main"]
+    assert after_good == [*pre_receive, "hooks/post-receive.d/gitea refs/heads/main"]
+    assert server.hook_runs()[3:] == pre_receive  # Gitea runs them all, the push is refused

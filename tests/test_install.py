@@ -114,7 +114,7 @@ def test_gitlab_style_hooks_dir(tmp_path: Path) -> None:
     git("init", "-q", "--bare", str(repo))
     proc = run_suite("install", str(repo), "--hooks-dir", str(hooks_dir))
     assert proc.returncode == 0
-    assert (hooks_dir / "pre-receive").is_file()
+    assert sorted(p.name for p in hooks_dir.iterdir()) == ["gitops-hooks"]
 
 
 def test_hooks_path_elsewhere_runs_the_hooks_kept_there(tmp_path: Path, gate_runtime: Path) -> None:
