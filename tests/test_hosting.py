@@ -193,3 +193,19 @@ def test_gitea_hook_folders_gate_each_push_once(tmp_path: Path, gate_runtime: Pa
     pre_receive = ["hooks/pre-receive.d/gitea refs/heads/main", "hooks/pre-receive.d/pre-receive refs/heads/main"]
     assert after_good == [*pre_receive, "hooks/post-receive.d/gitea refs/heads/main"]
     assert server.hook_runs()[3:] == pre_receive  # Gitea runs them all, the push is refused
+
+
+def test_gitea_hook_folders_with_scripts_of_an_older_install(tmp_path: Path, gate_runtime: Path) -> None:
+    # Hook scripts written before they said where they are (GITOPS_HOOKS_HOOK): the gate finds its own
+    # script in hooks/pre-receive.d, so that folder is Gitea's to run.
+    server = Hosted(tmp_path / "repo.git", GITEA_DISPATCHER, ("hooks/pre-receive.d", "hooks/post-receive.d"))
+    for hook in ("pre-receive", "post-receive"):
+        script = server.path / "hooks" / f"{hook}.d" / "gitops-hooks"
+        text = script.read_text(encoding="utf-8")
+        assert "GITOPS_HOOKS_HOOK" in text
+        script.rename(script.with_name(hook))  # where and how an older install wrote it
+        script.with_name(hook).write_text("".join(line for line in text.splitlines(keepends=True)
+                                                  if "GITOPS_HOOKS_HOOK" not in line), encoding="utf-8")
+    server.platform_hook("hooks/pre-receive.d/gitea")
+    after_good = good_then_bad(server, tmp_path)
+    assert after_good == ["hooks/pre-receive.d/gitea refs/heads/main"]
