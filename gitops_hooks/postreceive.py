@@ -3,10 +3,10 @@
 post-receive cannot refuse anything: it reports, records and always exits 0. Each environment whose ref
 moved gets a pending record first, then a reconcile (one at a time per environment; a push that finds
 one running leaves its record for the running one, which ends on the newest commit). Records left by a
-crash or an outage are picked up here too. Then the hooks `install` kept (post-receive.d beside the hook
-script, gateclient.run_chained) run, whatever they answer. It notes whether the configuration names environments (the
-config stamp, gateclient.write_stamp): with none, the hook's thin client answers without this module.
-Internal errors print one line; the traceback goes to the log.
+crash or an outage are picked up here too. Then the hooks `install` kept (post-receive.d beside the
+hook script, gateclient.run_chained) run, whatever they answer. It notes whether the configuration
+names environments (the config stamp, gateclient.write_stamp): with none, the hook's thin client
+answers without this module. Internal errors print one line; the traceback goes to the log.
 """
 
 from __future__ import annotations
