@@ -58,7 +58,8 @@ def post_receive() -> None:
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option("--client", is_flag=True, help="Install the pre-commit hook into a working clone instead.")
 @click.option("--hooks-dir", type=click.Path(path_type=Path),
-              help="Write the hooks here (e.g. GitLab's custom_hooks/pre-receive.d is a folder per hook).")
+              help="Write the hooks here; a folder named pre-receive.d or post-receive.d (GitLab's "
+                   "custom_hooks/<hook>.d, Gitea's hooks/<hook>.d) gets only that hook.")
 def install(target: Path, client: bool, hooks_dir: Path | None) -> None:
     """Guard the bare repository TARGET (created if missing), or with --client a working clone."""
     from .config import ConfigError

@@ -43,6 +43,11 @@ import os
 import sys
 import zlib
 
+TYPE_CHECKING = False  # `typing` would cost more to import than the whole request
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
+
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_MESSAGE = 256 * 1024 * 1024
 PREFIX = "gitops-hooks"
@@ -100,6 +105,82 @@ def write_stamp(git_dir: str, key: str, followed: list[str] | None) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+MANAGED = "gitops-hooks-managed"  # the marker line of the suite's own hook scripts (hooks/)
+HOOK_PATH = "GITOPS_HOOKS_HOOK"  # the installed hook script's own path ($0), exported by the script
+GITLAB_HOOKS = "custom_hooks"  # GitLab runs custom_hooks/<hook> and then custom_hooks/<hook>.d/* itself
+
+
+def is_managed(path: str) -> bool:
+    """Whether a file is one of the suite's hook scripts (the marker is on their second line)."""
+    try:
+        with open(path, "rb") as fh:
+            return MANAGED.encode() in fh.read(4096)
+    except OSError:
+        return False
+
+
+def chain_folder(hook: str, git_dir: str, env: Mapping[str, str]) -> str | None:
+    """The folder of hooks this hook runs after its own work: `<hook>.d/` beside the hook script, where
+    `install` keeps the hooks it found (so never the folder the hook lives in: Gitea's and Forgejo's
+    `hooks/<hook>` runs every file of `hooks/<hook>.d/`, the gate among them). None when there is none or
+    the platform runs it already: GitLab runs `custom_hooks/<hook>.d/*` after `custom_hooks/<hook>`. For
+    a hook script that does not say where it is (one installed by an older version): `<git_dir>/hooks/
+    <hook>.d`, unless it holds one of the suite's hook scripts: only `install --hooks-dir` writes one
+    there, into a folder its platform runs."""
+    own = env.get(HOOK_PATH, "")
+    here = os.path.dirname(os.path.abspath(own)) if own else os.path.join(git_dir, "hooks")
+    folder = os.path.join(here, hook + ".d")
+    if not os.path.isdir(folder):
+        return None
+    if own and os.path.basename(here) == GITLAB_HOOKS:
+        return None
+    if not own and any(is_managed(p) for p in _executables(folder)):
+        return None
+    return folder
+
+
+def _executables(folder: str) -> list[str]:
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    paths = (os.path.join(folder, name) for name in names)
+    return [p for p in paths if os.path.isfile(p) and os.access(p, os.X_OK)]
+
+
+def chained_hooks(hook: str, git_dir: str, env: Mapping[str, str]) -> list[str]:
+    """The hooks to run after this one, in name order: never one of the suite's own hook scripts."""
+    folder = chain_folder(hook, git_dir, env)
+    return [p for p in _executables(folder) if not is_managed(p)] if folder else []
+
+
+def run_chained(hook: str, git_dir: str, stdin_text: str, env: Mapping[str, str], out: TextIO) -> int:
+    """Run the chained hooks with the push's input, their output to `out`. pre-receive stops at the first
+    that fails and returns its exit code (the push is refused); post-receive runs each, says which failed,
+    and returns 0 (the push stands)."""
+    paths = chained_hooks(hook, git_dir, env)
+    if not paths:
+        return 0
+    import subprocess
+
+    for path in paths:
+        name = f"{hook}.d/{os.path.basename(path)}"
+        try:
+            proc = subprocess.run([path], input=stdin_text, text=True, capture_output=True, check=False)
+        except OSError as exc:
+            code, text = 126, f"cannot run it: {exc.strerror or exc}"
+        else:
+            code, text = proc.returncode, ""
+            out.write(proc.stdout + proc.stderr)
+        if code == 0:
+            continue
+        if hook == "pre-receive":
+            out.write(f"{PREFIX}: {name} refused the push (exit {code}{'; ' + text if text else ''})\n")
+            return code
+        out.write(f"{PREFIX}: {name} failed (exit {code}{'; ' + text if text else ''}); the push stands\n")
+    return 0
 
 
 def _read_stamp(folder: str) -> str:
@@ -380,18 +461,19 @@ def main(argv: list[str]) -> int:
 
 
 def post_receive(exe: str) -> int:
-    """post-receive: the answer from the stamp when it can tell, else `gitops-hooks post-receive`."""
+    """post-receive: the answer from the stamp when it can tell, then the chained hooks; else
+    `gitops-hooks post-receive`."""
     stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     try:
         text = post_receive_without_environments(os.environ.get("GIT_DIR", "."), stdin_text)
     except Exception:  # noqa: BLE001 - whatever it was, the suite decides
         text = None
     if text is None:
-        return in_process(exe, "post-receive", stdin_text)
+        return in_process(exe, "post-receive", stdin_text)  # which runs the chained hooks itself
     if text:
         sys.stderr.buffer.write(text.encode("utf-8", "surrogateescape"))
         sys.stderr.flush()
-    return 0
+    return run_chained("post-receive", os.environ.get("GIT_DIR", "."), stdin_text, os.environ, sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import config as configmod
-from . import kubeconform, runtime
+from . import gateclient, kubeconform, runtime
 
-MARKER = "gitops-hooks-managed"
 SERVER_HOOKS = ("pre-receive", "post-receive")
 
 DEFAULT_CONFIG = """\
@@ -66,23 +65,51 @@ def hook_text(name: str, exe: str) -> str:
     return text
 
 
-def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str]) -> None:
-    target = hooks_dir / name
+def _place_hook(hooks_dir: Path, name: str, text: str, log: list[str], file: str = "") -> None:
+    """Write hook `name` into hooks_dir as `file` (default: the hook's name); a file of someone else's
+    there is kept in `<name>.d/`, which the hook runs after its own work (gateclient.run_chained)."""
+    target = hooks_dir / (file or name)
     if target.exists() or target.is_symlink():
         current = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else ""
-        if MARKER not in current:
+        if gateclient.MANAGED not in current:
             chain = hooks_dir / f"{name}.d"
             chain.mkdir(exist_ok=True)
-            kept = chain / f"00-previous-{name}"
+            kept = chain / f"00-previous-{target.name}"
             n = 0
             while kept.exists():
                 n += 1
-                kept = chain / f"0{n}-previous-{name}"
+                kept = chain / f"0{n}-previous-{target.name}"
             target.rename(kept)
             log.append(f"kept the existing {name} hook: it now runs from {kept} after the checks")
     target.write_text(text, encoding="utf-8")
     target.chmod(0o755)
     log.append(f"installed {target}")
+
+
+IN_HOOK_FOLDER = "gitops-hooks"  # the file name in a folder run as one hook (not Gitea's `<hook>.d/<hook>`)
+
+
+def run_as(folder: Path) -> str | None:
+    """The one server hook a folder is run as: a folder named `<hook>.d` (GitLab's
+    `custom_hooks/pre-receive.d`, Gitea's `hooks/pre-receive.d`); None for any other folder, which gets
+    every server hook."""
+    hook = folder.name.removesuffix(".d")
+    return hook if folder.name.endswith(".d") and hook in SERVER_HOOKS else None
+
+
+def _into_hook_folder(folder: Path, hook: str, exe: str, log: list[str]) -> None:
+    """Write `hook` into a folder its platform runs as that hook, as `gitops-hooks`: Gitea's web editor
+    shows and rewrites `hooks/<hook>.d/<hook>` as the repository's own hook. The suite's own scripts
+    that an earlier install left there (the other hook, or this one under its hook name) are removed: a
+    post-receive hook in pre-receive.d would apply a push before the gate has judged it."""
+    for path in sorted(folder.iterdir()):
+        if path.name != IN_HOOK_FOLDER and path.is_file() and gateclient.is_managed(str(path)):
+            path.unlink()
+            log.append(f"removed {path}: a hook script of the suite that does not belong in {folder.name}")
+    _place_hook(folder, hook, hook_text(hook, exe), log, IN_HOOK_FOLDER)
+    other = next(n for n in SERVER_HOOKS if n != hook)
+    log.append(f"{folder} is run as the {hook} hook, so it holds only that one; install the {other} "
+               f"hook with --hooks-dir {folder.with_name(other + '.d')}")
 
 
 def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
@@ -107,8 +134,12 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
     exe = suite_executable()
     target_dir = hooks_dir or repo / "hooks"
     target_dir.mkdir(parents=True, exist_ok=True)
-    for name in SERVER_HOOKS:
-        _place_hook(target_dir, name, hook_text(name, exe), log)
+    only = run_as(target_dir)
+    if only:
+        _into_hook_folder(target_dir, only, exe, log)
+    else:
+        for name in SERVER_HOOKS:
+            _place_hook(target_dir, name, hook_text(name, exe), log)
     cfg_dir = repo / configmod.CONFIG_DIR
     cfg_dir.mkdir(exist_ok=True)
     cfg = cfg_dir / configmod.CONFIG_FILE
@@ -121,8 +152,6 @@ def install_server(repo: Path, hooks_dir: Path | None = None) -> list[str]:
     if _git("--git-dir", str(repo), "config", "receive.advertisePushOptions", "true").returncode != 0:
         raise InstallError("could not set receive.advertisePushOptions")
     log.append("set receive.advertisePushOptions=true")
-    from . import gateclient
-
     log.append(gateclient.ensure_server())
     server = configmod.load_server_config(repo)
     if kubeconform.selected(server):

@@ -3,9 +3,10 @@
 post-receive cannot refuse anything: it reports, records and always exits 0. Each environment whose ref
 moved gets a pending record first, then a reconcile (one at a time per environment; a push that finds
 one running leaves its record for the running one, which ends on the newest commit). Records left by a
-crash or an outage are picked up here too. It notes whether the configuration names environments (the
-config stamp, gateclient.write_stamp): with none, the hook's thin client answers without this module.
-Internal errors print one line; the traceback goes to the log.
+crash or an outage are picked up here too. Then the hooks `install` kept (post-receive.d beside the
+hook script, gateclient.run_chained) run, whatever they answer. It notes whether the configuration
+names environments (the config stamp, gateclient.write_stamp): with none, the hook's thin client
+answers without this module. Internal errors print one line; the traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -32,20 +33,26 @@ def push_options(env: Mapping[str, str]) -> list[str]:
 
 
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
-    """post-receive cannot refuse anything: report, record, and always exit 0."""
+    """post-receive cannot refuse anything: report, record, run the hooks `install` kept, exit 0."""
+    _after_push(stdin_text, git_dir, env, out)
+    out.flush()
+    return gateclient.run_chained("post-receive", str(git_dir), stdin_text, env, out)
+
+
+def _after_push(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO) -> None:
     key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
     try:
         server = configmod.load_server_config(git_dir)
         updates = parse_ref_updates(stdin_text)
     except (configmod.ConfigError, ValueError) as exc:
         out.write(f"{PREFIX}: accepted, not applied: {str(exc).splitlines()[0]}\n")
-        return 0
+        return
     if not server.get("environments"):
         gateclient.write_stamp(str(git_dir), key, None)
         for u in updates:
             if not u.is_delete and not u.ref.startswith("refs/notes/"):  # notes are not desired state
                 out.write(gateclient.no_target(u.ref, u.new))
-        return 0
+        return
     try:
         from .reconcile.environments import all_environments
 
@@ -58,7 +65,6 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
         one_line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         out.write(f"{PREFIX}: accepted, not applied: internal error ({one_line}); it stays pending"
                   + (f"; details in {path}" if path else "") + "\n")
-    return 0
 
 
 def _reconcile(git_dir: Path, server: dict, updates: list[RefUpdate], env: Mapping[str, str], out: TextIO) -> None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -121,22 +119,6 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     return result
 
 
-def run_chained(git_dir: Path, hook: str, stdin_text: str, out: TextIO) -> int:
-    """Run executables in hooks/<hook>.d/ (hooks that were there before us) with the same input."""
-    d = git_dir / "hooks" / f"{hook}.d"
-    if not d.is_dir():
-        return 0
-    for script in sorted(d.iterdir()):
-        if not script.is_file() or not os.access(script, os.X_OK):
-            continue
-        proc = subprocess.run([str(script)], input=stdin_text, text=True, capture_output=True, check=False)
-        out.write(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            out.write(f"{PREFIX}: {hook}.d/{script.name} refused the push (exit {proc.returncode})\n")
-            return proc.returncode
-    return 0
-
-
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
     register_all()  # every rule known before the configuration and the repository's policy name them
     key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
@@ -183,7 +165,7 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     out.flush()
     if code != 0:
         return code
-    return run_chained(git_dir, "pre-receive", stdin_text, out)
+    return gateclient.run_chained("pre-receive", str(git_dir), stdin_text, env, out)  # the hooks kept by install
 
 
 def _gate(stdin_text: str, git_dir: Path, env: Mapping[str, str], server: dict[str, Any], out: TextIO) -> int:

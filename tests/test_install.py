@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, Clone, Server, git, run_suite
@@ -60,13 +63,78 @@ def test_existing_hook_is_kept_and_still_runs(tmp_path: Path) -> None:
     assert "gitops-hooks: pre-receive.d/00-previous-pre-receive refused the push (exit 1)" in push.remote_lines()
 
 
+LEGACY_POST_RECEIVE = """#!/bin/sh
+while read -r old new ref; do
+  echo "legacy post-receive: $ref"
+  echo "$ref" >> "$GIT_DIR/legacy-post-receive.log"
+  [ "$ref" = refs/heads/fail ] && exit 3
+done
+exit 0
+"""
+
+
+def test_existing_post_receive_is_kept_and_runs_after_the_suite(tmp_path: Path, gate_runtime: Path) -> None:
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", "--initial-branch=main", str(repo))
+    (repo / "hooks" / "post-receive").write_text(LEGACY_POST_RECEIVE)
+    (repo / "hooks" / "post-receive").chmod(0o755)
+    proc = run_suite("install", str(repo))
+    assert proc.returncode == 0, proc.stderr
+    kept = repo / "hooks" / "post-receive.d" / "00-previous-post-receive"
+    assert f"kept the existing post-receive hook: it now runs from {kept} after the checks" in proc.stdout
+    server = Server(repo)
+    clone = Clone(server, tmp_path / "w")
+
+    def after_the_suite(rev: str, ref: str = "refs/heads/main") -> list[str]:
+        """What the pusher sees after the suite's post-receive answer."""
+        push = clone.push(ref=f"HEAD:{ref}")
+        assert push.accepted, push.output
+        lines = push.remote_lines()
+        said = f"gitops-hooks: {ref} {rev[:12]}: accepted, not applied: no target configured"
+        assert said in lines, push.output
+        return lines[lines.index(said) + 1:]
+
+    clone.write("web.yaml", DEPLOYMENT)
+    legacy = ["legacy post-receive: refs/heads/main"]
+    assert after_the_suite(clone.commit("the suite answers")) == legacy  # a configuration seconds old
+    old = time.time_ns() - 60 * 10**9
+    os.utime(server.config_path, ns=(old, old))
+    assert after_the_suite(clone.commit("the stamp is written")) == legacy
+    hook = repo / "hooks" / "post-receive"  # from now on the thin client answers, without the suite
+    hook.write_text(re.sub(r"(?m)^GITOPS_HOOKS=.*$", "GITOPS_HOOKS=/nonexistent/gitops-hooks", hook.read_text()))
+    assert after_the_suite(clone.commit("the thin client answers")) == legacy
+    assert after_the_suite(clone.commit("the old hook fails on this branch"), "refs/heads/fail") == [
+        "legacy post-receive: refs/heads/fail",
+        "gitops-hooks: post-receive.d/00-previous-post-receive failed (exit 3); the push stands"]
+    assert (repo / "legacy-post-receive.log").read_text().split() == ["refs/heads/main"] * 3 + ["refs/heads/fail"]
+
 def test_gitlab_style_hooks_dir(tmp_path: Path) -> None:
     repo = tmp_path / "r.git"
     hooks_dir = repo / "custom_hooks" / "pre-receive.d"
     git("init", "-q", "--bare", str(repo))
     proc = run_suite("install", str(repo), "--hooks-dir", str(hooks_dir))
     assert proc.returncode == 0
-    assert (hooks_dir / "pre-receive").is_file()
+    assert sorted(p.name for p in hooks_dir.iterdir()) == ["gitops-hooks"]
+
+
+def test_hooks_path_elsewhere_runs_the_hooks_kept_there(tmp_path: Path, gate_runtime: Path) -> None:
+    # core.hooksPath: git runs the hooks of another folder; install keeps the old one beside the new.
+    repo, hooks = tmp_path / "r.git", tmp_path / "shared-hooks"
+    git("init", "-q", "--bare", "--initial-branch=main", str(repo))
+    git("--git-dir", str(repo), "config", "core.hooksPath", str(hooks))
+    hooks.mkdir()
+    (hooks / "pre-receive").write_text("#!/bin/sh\necho 'shared hook ran'\n"
+                                       "while read o n r; do git log -1 --format=%s $n | grep -q FORBIDDEN && exit 4; done\n")
+    (hooks / "pre-receive").chmod(0o755)
+    assert run_suite("install", str(repo), "--hooks-dir", str(hooks)).returncode == 0
+    assert (hooks / "pre-receive.d" / "00-previous-pre-receive").is_file()
+    clone = Clone(SimpleNamespace(path=repo), tmp_path / "w")  # type: ignore[arg-type]  # (no second install)
+    clone.write("web.yaml", DEPLOYMENT)
+    clone.commit("FORBIDDEN by the shared hook")
+    push = clone.push()
+    assert not push.accepted
+    assert push.remote_lines()[-2:] == ["shared hook ran",
+                                        "gitops-hooks: pre-receive.d/00-previous-pre-receive refused the push (exit 4)"]
 
 
 def test_sha256_repository_is_refused_clearly(tmp_path: Path) -> None:
