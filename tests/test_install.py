@@ -178,3 +178,17 @@ def test_install_sh_from_the_checkout(tmp_path: Path) -> None:
     again = subprocess.run(["bash", str(ROOT / "install.sh"), str(tmp_path / "platform.git")],
                            capture_output=True, text=True, env=env, check=False, timeout=900)
     assert again.returncode == 0 and "kept the configuration" in again.stdout
+
+
+def test_every_package_of_the_suite_is_listed_for_installation() -> None:
+    """setup.cfg lists the packages by name: one left out installs everywhere but an editable checkout
+    (install.sh and pre-commit would fail to import it)."""
+    import configparser
+
+    from conftest import ROOT
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "gitops_hooks").rglob("__init__.py")}
+    assert on_disk - listed == set()
