@@ -43,7 +43,8 @@ MAX_RSS_MB = 400  # after a push leaves the server bigger than this, it exits (t
 MAX_REQUESTS = 5000
 IDLE_SECONDS = 600.0
 REQUEST_SECONDS = 10.0  # to receive a request, and to hand over an answer
-COLLECT_AFTER = 1.0  # idle seconds after a push before the full garbage collection (see _collect)
+COLLECT_AFTER = 1.0  # idle seconds after a push before its garbage is collected (see _collect)
+FULL_COLLECT_AFTER = 30.0  # idle seconds after a push before a full collection (see _collect)
 
 
 def _log(log: TextIO, text: str) -> None:
@@ -85,13 +86,15 @@ def warm_up() -> None:
     engine.prepare(cel_crd.VARIABLES, cel_crd.OPTIONAL_VARIABLES, admission.VARIABLES, admin_rules.VARIABLES)
 
 
-def _collect() -> None:
-    """A full garbage collection, then every object that survives it (modules, validators, the result
-    cache's rows in memory: tens of megabytes of lists) left out of later ones (gc.freeze). A push's own
-    objects are all that the collections during the next push look at: a full one over the server's
-    heap takes about 0.1 s. Done when the server is idle, everything unfrozen first: nothing that became
-    garbage meanwhile is kept."""
-    gc.unfreeze()
+def _collect(full: bool) -> None:
+    """A garbage collection, then every object that survives it (modules, validators, the result cache's
+    rows in memory: tens of megabytes of lists) left out of later ones (gc.freeze): the collections
+    during the next push, and this one after it, look at that push's objects only (a full one over the
+    server's heap takes about 0.1 s). Done when the server is idle. `full`: everything unfrozen first,
+    so that nothing kept is garbage that became so while it was frozen (the cycles of a row or a
+    listing the server has let go of since)."""
+    if full:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -300,9 +303,10 @@ def serve(path: str) -> int:
     warmer = Warmer()
     warming, compiled = True, False
     collect_at: float | None = 0.0  # when to run _collect (None: nothing new since the last)
+    full = True  # whether the next _collect is a full one
     try:
         while True:
-            wait = 0.0 if warming else 2.0 if collect_at is None else max(0.0, collect_at - time.monotonic())
+            wait = 0.0 if warming else 2.0 if collect_at is None else min(2.0, max(0.0, collect_at - time.monotonic()))
             ready, _, _ = select.select([listener], [], [], wait)
             if not ready and warming:
                 warming = warmer.step()
@@ -315,8 +319,9 @@ def serve(path: str) -> int:
                     _log(log, f"warm: validators of Kubernetes {versions} compiled; {_rss_mb():.0f} MB")
                     compiled = False
             if not ready and collect_at is not None and time.monotonic() >= collect_at:
-                _collect()
-                collect_at = None
+                _collect(full)
+                collect_at = None if full else collect_at - COLLECT_AFTER + FULL_COLLECT_AFTER
+                full = not full
                 continue
             if not ready:
                 if time.monotonic() - last > idle:
@@ -359,6 +364,7 @@ def serve(path: str) -> int:
             workers.reap()  # after the answer: the push's workers finish exiting meanwhile
             last = time.monotonic()
             collect_at = last + COLLECT_AFTER  # a push's reference cycles go once no other push follows
+            full = False
             if stop.requested:
                 _log(log, "stopped (SIGTERM) after finishing a push")
                 return 0
