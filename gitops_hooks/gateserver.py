@@ -10,7 +10,9 @@ listings, keyed by tree id), and runs each push with the same function `gitops-h
 request and restored after. Its stdout and stderr are captured and sent back; the exit code goes with
 them. What the push does not need before its verdict waits until the answer is sent: writing the result
 cache (cache.defer_writes; in the request's environment, holding `gate-<stamp>.sock.writing` locked,
-so that whoever must see those rows can wait for them), reaping workers, collecting garbage.
+so that whoever must see those rows can wait for them; the rows written stay in memory, cache.MEMO),
+reaping workers. Garbage is collected when the server is idle, and what survives is frozen, so that the
+collections during a push do not go over the whole heap (see _collect).
 
 It serves one push at a time (the client takes a lock first and runs the gate itself when the server is
 busy). It exits when idle for `GITOPS_HOOKS_SERVER_IDLE` seconds (600 by default), when the suite's files
