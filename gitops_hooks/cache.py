@@ -329,13 +329,17 @@ class ResultCache(NullCache):
             if self not in _DEFERRED:
                 _DEFERRED.append(self)
             return
+        day = self.today
+        where = str(self.path)
         for name, value in self.later.items():
             try:
-                self.pending[name] = self._row(name, value)
+                self.pending[name] = row = self._row(name, value)
             except (TypeError, ValueError):  # pragma: no cover - values are built of JSON types
                 continue
+            # Handed over (put_later): the value is the row's, decoded. The next push of the resident
+            # server finds it in memory instead of reading back from SQLite what this one computed.
+            MEMO.put(where, self.secret, name, value, len(row), day)
         self.later.clear()
-        day = self.today
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO kv (k, t, v) VALUES (?, ?, ?)",

@@ -10,7 +10,9 @@ listings, keyed by tree id), and runs each push with the same function `gitops-h
 request and restored after. Its stdout and stderr are captured and sent back; the exit code goes with
 them. What the push does not need before its verdict waits until the answer is sent: writing the result
 cache (cache.defer_writes; in the request's environment, holding `gate-<stamp>.sock.writing` locked,
-so that whoever must see those rows can wait for them), reaping workers, collecting garbage.
+so that whoever must see those rows can wait for them; the rows written stay in memory, cache.MEMO),
+reaping workers. Garbage is collected when the server is idle, and what survives is frozen, so that the
+collections during a push do not go over the whole heap (see _collect).
 
 It serves one push at a time (the client takes a lock first and runs the gate itself when the server is
 busy). It exits when idle for `GITOPS_HOOKS_SERVER_IDLE` seconds (600 by default), when the suite's files
@@ -43,6 +45,8 @@ MAX_RSS_MB = 400  # after a push leaves the server bigger than this, it exits (t
 MAX_REQUESTS = 5000
 IDLE_SECONDS = 600.0
 REQUEST_SECONDS = 10.0  # to receive a request, and to hand over an answer
+COLLECT_AFTER = 1.0  # idle seconds after a push before its garbage is collected (see _collect)
+FULL_COLLECT_AFTER = 30.0  # idle seconds after a push before a full collection (see _collect)
 
 
 def _log(log: TextIO, text: str) -> None:
@@ -82,6 +86,19 @@ def warm_up() -> None:
     from .checks import admin_rules, admission, cel_crd
 
     engine.prepare(cel_crd.VARIABLES, cel_crd.OPTIONAL_VARIABLES, admission.VARIABLES, admin_rules.VARIABLES)
+
+
+def _collect(full: bool) -> None:
+    """A garbage collection, then every object that survives it (modules, validators, the result cache's
+    rows in memory: tens of megabytes of lists) left out of later ones (gc.freeze): the collections
+    during the next push, and this one after it, look at that push's objects only (a full one over the
+    server's heap takes about 0.1 s). Done when the server is idle. `full`: everything unfrozen first,
+    so that nothing kept is garbage that became so while it was frozen (the cycles of a row or a
+    listing the server has let go of since)."""
+    if full:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Warmer:
@@ -287,9 +304,12 @@ def serve(path: str) -> int:
     _log(log, f"serving {path}")
     warmer = Warmer()
     warming, compiled = True, False
+    collect_at: float | None = 0.0  # when to run _collect (None: nothing new since the last)
+    full = True  # whether the next _collect is a full one
     try:
         while True:
-            ready, _, _ = select.select([listener], [], [], 0.0 if warming else 2.0)
+            wait = 0.0 if warming else 2.0 if collect_at is None else min(2.0, max(0.0, collect_at - time.monotonic()))
+            ready, _, _ = select.select([listener], [], [], wait)
             if not ready and warming:
                 warming = warmer.step()
                 if warming:
@@ -300,6 +320,11 @@ def serve(path: str) -> int:
                     versions = ", ".join(version or "newest" for version, _ in sorted(warmer.done))
                     _log(log, f"warm: validators of Kubernetes {versions} compiled; {_rss_mb():.0f} MB")
                     compiled = False
+            if not ready and collect_at is not None and time.monotonic() >= collect_at:
+                _collect(full)
+                collect_at = None if full else collect_at - COLLECT_AFTER + FULL_COLLECT_AFTER
+                full = not full
+                continue
             if not ready:
                 if time.monotonic() - last > idle:
                     _log(log, "idle: exiting")
@@ -339,8 +364,9 @@ def serve(path: str) -> int:
                 stop.busy = False
             served += 1
             workers.reap()  # after the answer: the push's workers finish exiting meanwhile
-            gc.collect()  # after the answer: a push's reference cycles go now, not at some later push
             last = time.monotonic()
+            collect_at = last + COLLECT_AFTER  # a push's reference cycles go once no other push follows
+            full = False
             if stop.requested:
                 _log(log, "stopped (SIGTERM) after finishing a push")
                 return 0

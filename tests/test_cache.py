@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Clone, Server
+from conftest import Clone, Server, stop_gate_servers
 from test_gate_e2e import DEPLOYMENT
 
 from gitops_hooks.cache import ResultCache, evict, today
@@ -190,12 +190,13 @@ def test_rows_read_are_stamped_again(tmp_path: Path) -> None:
     assert stamps == {"v1:a": day, "v1:b": day - 3}  # a week old or more: stamped again; younger: no write
 
 
-def test_cache_of_an_earlier_version_is_upgraded_and_served(server: Server, clone: Clone) -> None:
+def test_cache_of_an_earlier_version_is_upgraded_and_served(server: Server, clone: Clone, gate_runtime: Path) -> None:
     # (an object no other test pushes: the gate server finds nothing to reuse, this repository's cache fills)
     clone.write("apps/web.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: two").replace("name: web", "name: up"))
     clone.commit()
     first = clone.push()
     assert not first.accepted
+    _stop_servers(gate_runtime)  # new code, new gate server: nothing of the old one's memory is left
     db = cache_db(server)
     con = sqlite3.connect(db)
     kept = list(con.execute("SELECT k, v FROM kv"))
@@ -214,6 +215,14 @@ def test_cache_of_an_earlier_version_is_upgraded_and_served(server: Server, clon
     rows = _rows(db)
     assert {k for k, _ in kept} <= set(rows)
     assert {rows[k][0] for k, _ in kept} == {today()}  # each row read (verified), then stamped
+
+
+def _stop_servers(runtime: Path) -> None:
+    pids = [int(p.read_text(encoding="ascii")) for p in (runtime / "gitops-hooks").glob("gate-*.pid")]
+    stop_gate_servers(runtime)
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_eviction_takes_whole_days_oldest_first_then_part_of_one(tmp_path: Path) -> None:
