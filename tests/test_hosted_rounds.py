@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import git
 from doubles.github import GitHubDouble
-from hostedkit import Remote, Service, encode, push, write_config
+from hostedkit import REPO, Remote, Service, encode, push, write_config
 from kubeapi import KubeAPI
 from test_hosted_push import TOKEN, ZERO, deploy_states, double, environment, kube, remote  # noqa: F401
 
@@ -90,3 +90,22 @@ def test_reconcile_every_is_read_per_repository_and_bad_values_are_named(tmp_pat
     assert load(with_rounds(config, "1h")).repositories[0].reconcile_every == 3600.0
     with pytest.raises(ServeConfigError, match=r"serve.yaml: reconcile_every: 'soon' is not a duration"):
         load(with_rounds(config, "soon"))
+
+
+def test_a_round_is_queued_once_per_repository_while_one_is_queued_or_running(tmp_path: Path) -> None:
+    from gitops_hooks.hosted.config import Repository
+    from gitops_hooks.hosted.model import Credentials
+    from gitops_hooks.hosted.queue import Queue
+    from gitops_hooks.hosted.service import round_event
+
+    repo = Repository("github", REPO, "file:///nowhere.git", b"s", Credentials("https://api.github.com"))
+    queue = Queue(tmp_path / "queue.sqlite3")
+    assert queue.put_round(repo.key, round_event(repo)) is True
+    assert queue.put_round(repo.key, round_event(repo)) is False  # one queued: not doubled
+    assert queue.put_round("github:other/repo", round_event(repo)) is True  # another repository's own
+    job = queue.claim(1)
+    assert job is not None and job.purpose == "round" and job.event.kind == "round"
+    assert queue.put_round(repo.key, round_event(repo)) is False  # one running: none added
+    queue.done(job, "done")
+    assert queue.put_round(repo.key, round_event(repo)) is True
+    assert [(p, s) for _, r, p, _, s, _ in queue.jobs() if r == repo.key] == [("round", "done"), ("round", "queued")]

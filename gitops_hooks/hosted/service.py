@@ -4,7 +4,7 @@ Stays in the foreground (systemd and containers run it so). SIGTERM or SIGINT: s
 deliveries, let each worker finish its running job, exit 0. Jobs a killed service left running are
 queued again at the next start. A worker that dies is started again (its running job queued again).
 Every `reconcile_every` the service queues a reconciliation round of each repository that has
-environments (`Rounds`); the first ones right after the start.
+environments (`Rounds`), the first one interval after the start.
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ class Rounds:
     """When each repository's next round is due; `tick` queues the due ones (a queued or running round of
     a repository is not doubled: the queue refuses it)."""
 
-    def __init__(self, config: ServeConfig, queue: Queue) -> None:
+    def __init__(self, config: ServeConfig, queue: Queue, now: float) -> None:
         self.queue = queue
         self.repos = [r for r in config.repositories if r.reconcile_every > 0 and r.policy.get("environments")]
-        self.due = {r.key: 0.0 for r in self.repos}
+        self.due = {r.key: now + r.reconcile_every for r in self.repos}
 
     def tick(self, now: float) -> bool:
         """Queue the due rounds; whether any was queued."""
@@ -117,7 +117,7 @@ async def _serve(config: ServeConfig, queue: Queue, workers: Workers) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    rounds = Rounds(config, queue)
+    rounds = Rounds(config, queue, time.monotonic())
     while not stop.is_set():
         try:
             if rounds.tick(time.monotonic()):
