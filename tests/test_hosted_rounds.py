@@ -109,3 +109,16 @@ def test_a_round_is_queued_once_per_repository_while_one_is_queued_or_running(tm
     queue.done(job, "done")
     assert queue.put_round(repo.key, round_event(repo)) is True
     assert [(p, s) for _, r, p, _, s, _ in queue.jobs() if r == repo.key] == [("round", "done"), ("round", "queued")]
+
+
+def test_serve_check_says_how_often_rounds_run(tmp_path: Path) -> None:
+    from conftest import run_suite
+
+    policy = {**environment(tmp_path / "kubeconfig", "prod"), "reconcile_every": "2m"}
+    config = write_config(tmp_path, "file:///nowhere.git", "https://api.github.com", policy=policy)
+    out = run_suite("serve", "--config", str(config), "--check")
+    assert out.returncode == 0 and "environments: prod; rounds every 120 s)" in out.stdout, out.stdout + out.stderr
+    config = write_config(tmp_path, "file:///nowhere.git", "https://api.github.com",
+                          policy=environment(tmp_path / "kubeconfig", "prod"))
+    out = run_suite("serve", "--config", str(with_rounds(config, "off")), "--check")
+    assert out.returncode == 0 and "environments: prod)" in out.stdout, out.stdout + out.stderr  # no rounds

@@ -177,6 +177,7 @@ def describe(config: ServeConfig) -> list[str]:
     for r in config.repositories:
         how = "GitHub App" if r.credentials.app_id else ("token" if r.credentials.token else "no credentials")
         envs = sorted(r.policy.get("environments") or {})
+        rounds = f"; rounds every {r.reconcile_every:g} s" if envs and r.reconcile_every else ""
         out.append(f"{r.platform} {r.name}: {r.clone_url} ({how}; API {r.credentials.api_url}; "
-                   f"environments: {', '.join(envs) or 'none'})")
+                   f"environments: {', '.join(envs) or 'none'}{rounds})")
     return out
