@@ -25,9 +25,11 @@ DEFAULT_API = {  # the public services; self-managed instances must say where th
     "bitbucket-cloud": "https://api.bitbucket.org/2.0",
 }
 SERVICE_KEYS = frozenset({"platform", "repository", "clone_url", "api_url", "webhook_secret_file", "token_file",
-                          "app_id", "private_key_file", "installation_id", "policy_file", "plans"})
+                          "app_id", "private_key_file", "installation_id", "policy_file", "plans",
+                          "reconcile_every"})
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_STATE = "/var/lib/gitops-hooks"
+DEFAULT_EVERY = "5m"  # reconcile_every: a round per repository with environments every five minutes
 
 
 # Forgejo is a fork of Gitea with the same payloads and API, and many Forgejo releases send Gitea's
@@ -54,6 +56,7 @@ class Repository:
     policy: Mapping[str, Any] = field(default_factory=dict)  # the suite's server configuration, checked
     plan_forks: bool = False
     plans: bool = True
+    reconcile_every: float = 300.0  # seconds between rounds; 0: no rounds
 
     @property
     def key(self) -> str:
@@ -133,6 +136,19 @@ def split_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def every_seconds(value: Any, where: str) -> float:
+    """`reconcile_every` in seconds: 30s, 5m, 1h, a number of seconds; 0 or off for no rounds."""
+    from ..reconcile.commands import duration
+
+    text = str(value).strip().lower()
+    if text in ("0", "off", "false"):
+        return 0.0
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise ServeConfigError(f"{where}: reconcile_every: {exc} (or 0/off for no rounds)") from None
+
+
 def _policy(entry: Mapping[str, Any], base: Path, where: str) -> dict[str, Any]:
     inline = {k: v for k, v in entry.items() if k not in SERVICE_KEYS}
     if "policy_file" in entry:
@@ -155,7 +171,7 @@ def _policy(entry: Mapping[str, Any], base: Path, where: str) -> dict[str, Any]:
     return dict(inline)
 
 
-def _repository(entry: Mapping[str, Any], base: Path, index: int, where: Path) -> Repository:
+def _repository(entry: Mapping[str, Any], base: Path, index: int, where: Path, every: Any) -> Repository:
     platform = str(entry["platform"])
     label = f"{where}: repositories/{index} ({entry['repository']})"
     api_url = str(entry.get("api_url") or DEFAULT_API.get(platform, ""))
@@ -171,7 +187,8 @@ def _repository(entry: Mapping[str, Any], base: Path, index: int, where: Path) -
                         str(entry.get("installation_id", "")))
     plans = entry.get("plans") or {}
     return Repository(platform, str(entry["repository"]), str(entry["clone_url"]), secret.encode("utf-8"), creds,
-                      _policy(entry, base, label), bool(plans.get("forks", False)), bool(plans.get("enabled", True)))
+                      _policy(entry, base, label), bool(plans.get("forks", False)), bool(plans.get("enabled", True)),
+                      every_seconds(entry.get("reconcile_every", every), label))
 
 
 def load(path: Path) -> ServeConfig:
@@ -188,7 +205,9 @@ def load(path: Path) -> ServeConfig:
     if problems:
         raise ServeConfigError("\n".join(problems))
     base = path.resolve().parent
-    repos = tuple(_repository(e, base, i, path) for i, e in enumerate(data["repositories"]))
+    every = data.get("reconcile_every", DEFAULT_EVERY)
+    every_seconds(every, str(path))  # a bad top-level value is named even when every repository overrides it
+    repos = tuple(_repository(e, base, i, path, every) for i, e in enumerate(data["repositories"]))
     seen: set[str] = set()
     for r in repos:
         same = f"{family(r.platform)}:{r.name.lower()}"

@@ -13,6 +13,10 @@ A passing commit moves the mirror's branch and is reconciled exactly as post-rec
 (`reconcile.run.request` and `drive`: locks, pending records, ordered apply, prune, health, audit note),
 reported as deployment statuses; the audit notes are pushed to the remote's `refs/notes/gitops` when the
 credentials allow.
+
+A round (queued by the service every `reconcile_every`): `reconcile.rounds.run_round` on the mirror, for
+the environments whose branch the mirror has. It applies the mirror's branches, the last commits judged
+good; a commit pushed since is the push job's to judge. A round posts nothing on the platform.
 """
 
 from __future__ import annotations
@@ -239,6 +243,25 @@ def _reconcile(mirror: Mirror, server: dict[str, Any], envs: list[Any], event: E
     if failed:
         raise ReconcileFailed("; ".join(failed)[:500])
     return Outcome("applied", head, f"{', '.join(e.name for e in envs)}; {notes}")
+
+
+def round_job(state_dir: Path, config: Repository, emit: Callable[[str], None]) -> Outcome:
+    """One reconciliation round of the repository's environments; one line each to `emit`."""
+    from ..reconcile import environments
+    from ..reconcile.rounds import run_round
+
+    mirror = Mirror(state_dir, config)
+    mirror.ensure()
+    server = configmod.load_server_config(mirror.path)
+    envs = environments.all_environments(server)
+    ready = [e.name for e in envs if mirror.resolve(e.ref) is not None]
+    if not ready:
+        return Outcome("skipped", detail="no environment's branch has a judged commit yet" if envs
+                       else "no environments")
+    results = run_round(mirror.path, server, ready, emit)
+    worst = next((r.result for r in results if r.result == "failed"), "")
+    return Outcome("round-failed" if worst else "round",
+                   detail=", ".join(f"{r.environment} {r.result}" for r in results))
 
 
 def run(state_dir: Path, config: Repository, event: Event, reporter: Reporter) -> Outcome:

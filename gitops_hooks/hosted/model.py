@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-EventKind = Literal["push", "request"]
+EventKind = Literal["push", "request", "round"]  # round: queued by the service itself
 State = Literal["pending", "success", "failure", "error"]
 DeployState = Literal["in_progress", "success", "failure"]
 Severity = Literal["failure", "warning", "notice"]

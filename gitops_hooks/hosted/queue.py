@@ -11,6 +11,9 @@ branch, stored together. Duplicates: the same delivery id twice (a redelivery), 
 every event has the same repository, commit and purpose (`request:<number>`, `push:<ref>`) as a job
 already known, is answered 200 and queues nothing. A newer
 commit on the same request or ref supersedes an older job that has not started.
+
+The service queues its own reconciliation rounds (purpose `round`, `put_round`): no delivery, at most
+one per repository queued or running at a time.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Job:
 
 
 def purpose_of(event: Event) -> str:
+    if event.kind == "round":
+        return "round"
     return f"request:{event.number}" if event.kind == "request" else f"push:{event.ref}"
 
 
@@ -126,6 +131,25 @@ class Queue:
         cur.execute("UPDATE jobs SET state = 'superseded', updated = ? WHERE repository = ? AND purpose = ? "
                     "AND sha != ? AND state = 'queued'", (now, repository, purpose, sha))
         return True
+
+    @locked
+    def put_round(self, repository: str, event: Event) -> bool:
+        """Queue a round of `repository` unless one is queued or running; whether it was queued."""
+        now = time.time()
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            busy = cur.execute("SELECT 1 FROM jobs WHERE repository = ? AND purpose = 'round' AND state IN "
+                               "('queued', 'running') LIMIT 1", (repository,)).fetchone()
+            if busy is None:
+                cur.execute("INSERT INTO jobs (repository, purpose, sha, event, received, updated) "
+                            "VALUES (?, 'round', ?, ?, ?, ?)", (repository, sha_of(event), json.dumps(asdict(event)),
+                                                                now, now))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return busy is None
 
     @locked
     def claim(self, owner: int) -> Job | None:

@@ -3,6 +3,8 @@
 Stays in the foreground (systemd and containers run it so). SIGTERM or SIGINT: stop accepting
 deliveries, let each worker finish its running job, exit 0. Jobs a killed service left running are
 queued again at the next start. A worker that dies is started again (its running job queued again).
+Every `reconcile_every` the service queues a reconciliation round of each repository that has
+environments (`Rounds`), the first one interval after the start.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 import time
 from typing import IO
 
-from .config import ServeConfig
+from .config import Repository, ServeConfig
+from .model import Event
 from .queue import Queue
 from .receiver import Receiver, make_app
 
@@ -76,6 +79,30 @@ class Workers:
             p.wait()
 
 
+class Rounds:
+    """When each repository's next round is due; `tick` queues the due ones (a queued or running round of
+    a repository is not doubled: the queue refuses it)."""
+
+    def __init__(self, config: ServeConfig, queue: Queue, now: float) -> None:
+        self.queue = queue
+        self.repos = [r for r in config.repositories if r.reconcile_every > 0 and r.policy.get("environments")]
+        self.due = {r.key: now + r.reconcile_every for r in self.repos}
+
+    def tick(self, now: float) -> bool:
+        """Queue the due rounds; whether any was queued."""
+        queued = False
+        for r in self.repos:
+            if now >= self.due[r.key]:
+                self.due[r.key] = now + r.reconcile_every
+                queued = self.queue.put_round(r.key, round_event(r)) or queued
+        return queued
+
+
+def round_event(repo: Repository) -> Event:
+    return Event(repo.platform, repo.name, "round", f"round-{time.time_ns()}", "round",
+                 sender="gitops-hooks serve", after=f"round-{time.time_ns()}")
+
+
 async def _serve(config: ServeConfig, queue: Queue, workers: Workers) -> None:
     from aiohttp import web
 
@@ -90,7 +117,13 @@ async def _serve(config: ServeConfig, queue: Queue, workers: Workers) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    rounds = Rounds(config, queue, time.monotonic())
     while not stop.is_set():
+        try:
+            if rounds.tick(time.monotonic()):
+                workers.notify()
+        except sqlite3.Error as exc:  # the next tick tries again
+            log.warning("round not queued: %s", exc)
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
         except TimeoutError:
@@ -144,6 +177,7 @@ def describe(config: ServeConfig) -> list[str]:
     for r in config.repositories:
         how = "GitHub App" if r.credentials.app_id else ("token" if r.credentials.token else "no credentials")
         envs = sorted(r.policy.get("environments") or {})
+        rounds = f"; rounds every {r.reconcile_every:g} s" if envs and r.reconcile_every else ""
         out.append(f"{r.platform} {r.name}: {r.clone_url} ({how}; API {r.credentials.api_url}; "
-                   f"environments: {', '.join(envs) or 'none'})")
+                   f"environments: {', '.join(envs) or 'none'}{rounds})")
     return out

@@ -69,12 +69,14 @@ class Worker:
         repo = next((r for r in self.config.repositories if r.key == job.repository), None)
         fields = (f"platform={event.platform} repository={event.repository} "
                   f"event={purpose_of(event)} "
-                  f"commit={job.sha[:12]} attempt={job.attempts}")
+                  + (f"commit={job.sha[:12]} " if event.kind != "round" else "") + f"attempt={job.attempts}")
         started = time.monotonic()
         if repo is None:
             self.queue.done(job, "dropped", "the repository is no longer configured")
             log.info("job %s outcome=dropped (no longer configured)", fields)
             return "dropped"
+        if event.kind == "round":
+            return self._round(job, repo, fields, started)
         if self.queue.superseded(job):
             self.queue.done(job, "superseded")
             log.info("job %s outcome=superseded", fields)
@@ -91,6 +93,22 @@ class Worker:
         self.queue.done(job, "done", f"{outcome.result}: {outcome.detail}")
         log.info("job %s outcome=%s seconds=%.3f%s%s", fields, outcome.result, time.monotonic() - started,
                  f" {outcome.phases}" if outcome.phases else "", f" ({outcome.detail})" if outcome.detail else "")
+        return outcome.result
+
+    def _round(self, job: Job, repo: Repository, fields: str, started: float) -> str:
+        """A round is never retried and posts nothing: a failure is logged, the next round comes anyway."""
+        try:
+            outcome = jobs.round_job(self.config.state_dir, repo,
+                                     lambda line: log.info("round repository=%s %s", repo.name, line))
+        except Exception as exc:  # noqa: BLE001 - one line; the traceback to the log
+            self._write_log(fields, traceback.format_exc())
+            one = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.queue.done(job, "done", f"round-failed: {one}")
+            log.warning("job %s outcome=round-failed seconds=%.3f: %s", fields, time.monotonic() - started, one)
+            return "round-failed"
+        self.queue.done(job, "done", f"{outcome.result}: {outcome.detail}")
+        log.info("job %s outcome=%s seconds=%.3f (%s)", fields, outcome.result, time.monotonic() - started,
+                 outcome.detail)
         return outcome.result
 
     def _retry(self, job: Job, fields: str, error: str, started: float) -> str:
