@@ -15,28 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BROKEN_DEPLOYMENT, DEPLOYMENT
 from doubles.github import Account, GitHubDouble
 from hostedkit import REPO, Remote, Service, app_key, encode, github_headers, pull_request, write_config
 
-GOOD = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: apps
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-"""
-BROKEN = GOOD.replace("replicas: 2", "replicas: two")  # line 7
+GOOD, BROKEN = DEPLOYMENT, BROKEN_DEPLOYMENT  # the Deployment most tests push; BROKEN fails at line 7
 BROKEN_LINE = 7
 APP_ID, INSTALLATION = 8123, 4567
 
