@@ -66,6 +66,18 @@ def service(tmp_path: Path) -> Iterator[list[Service]]:
         s.stop()
 
 
+def token_service(tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service],
+                  api_path: str = "") -> tuple[Service, str, Path]:
+    """The service with token credentials (account gitops-bot), started; its config and the base tip."""
+    double.tokens["ghp_test"] = Account("gitops-bot", 7)
+    base = remote.rev("refs/heads/master")
+    assert base
+    config = write_config(tmp_path, remote.url, double.url + api_path, token="ghp_test")
+    svc = Service(config).start()
+    service.append(svc)
+    return svc, base, config
+
+
 def test_a_broken_request_fails_with_annotations_and_the_fix_passes_with_the_comment_edited(
         tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service]) -> None:
     base = remote.rev("refs/heads/master")
@@ -100,11 +112,7 @@ def test_a_broken_request_fails_with_annotations_and_the_fix_passes_with_the_com
 
 def test_with_a_token_a_commit_status_and_a_comment(tmp_path: Path, double: GitHubDouble, remote: Remote,
                                                      service: list[Service]) -> None:
-    double.tokens["ghp_test"] = Account("gitops-bot", 7)
-    base = remote.rev("refs/heads/master")
-    assert base
-    svc = Service(write_config(tmp_path, remote.url, double.url + "/api/v3", token="ghp_test")).start()
-    service.append(svc)
+    svc, base, _ = token_service(tmp_path, double, remote, service, "/api/v3")
     broken = open_request(remote, BROKEN, "scale web")
     body = encode(pull_request(broken, base))
     headers = github_headers("pull_request", body)
@@ -121,12 +129,7 @@ def test_with_a_token_a_commit_status_and_a_comment(tmp_path: Path, double: GitH
 
 def test_kill_9_during_a_job_then_the_job_completes_once_after_a_restart(
         tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service]) -> None:
-    double.tokens["ghp_test"] = Account("gitops-bot", 7)
-    base = remote.rev("refs/heads/master")
-    assert base
-    config = write_config(tmp_path, remote.url, double.url, token="ghp_test")
-    svc = Service(config).start()
-    service.append(svc)
+    svc, base, config = token_service(tmp_path, double, remote, service)
     broken = open_request(remote, BROKEN, "scale web")
     double.hold(r"^POST /repos/.*/statuses/")  # the job is inside its report when the service dies
     assert svc.deliver("pull_request", encode(pull_request(broken, base)))[0] == 202
@@ -150,11 +153,7 @@ def test_kill_9_during_a_job_then_the_job_completes_once_after_a_restart(
 
 def test_bad_input_over_http_gets_the_right_answers_and_sigterm_finishes_the_running_job(
         tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service]) -> None:
-    double.tokens["ghp_test"] = Account("gitops-bot", 7)
-    base = remote.rev("refs/heads/master")
-    assert base
-    svc = Service(write_config(tmp_path, remote.url, double.url, token="ghp_test")).start()
-    service.append(svc)
+    svc, base, _ = token_service(tmp_path, double, remote, service)
     good = encode(pull_request(open_request(remote, BROKEN, "scale web"), base))
 
     host, port = svc.url.removeprefix("http://").split(":")
@@ -197,11 +196,7 @@ def test_bad_input_over_http_gets_the_right_answers_and_sigterm_finishes_the_run
 
 def test_a_worker_that_dies_is_started_again_and_its_job_completes(
         tmp_path: Path, double: GitHubDouble, remote: Remote, service: list[Service]) -> None:
-    double.tokens["ghp_test"] = Account("gitops-bot", 7)
-    base = remote.rev("refs/heads/master")
-    assert base
-    svc = Service(write_config(tmp_path, remote.url, double.url, token="ghp_test")).start()
-    service.append(svc)
+    svc, base, _ = token_service(tmp_path, double, remote, service)
     assert svc.proc is not None
     children = Path(f"/proc/{svc.proc.pid}/task/{svc.proc.pid}/children").read_text().split()
     assert len(children) == 1  # one worker process

@@ -73,7 +73,7 @@ def kube() -> Iterator[KubeAPI]:
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    """The fake (the `kube` of the test), or with BOTH's `real` the session's real API server."""
+    """The fake (the `kube` of the test), or with BOTH's `real` the real API server of this test run (the realk8s fixture)."""
     if getattr(request, "param", "fake") == "real":
         return RealCluster(request.getfixturevalue("realk8s"))
     return request.getfixturevalue("kube")
