@@ -3,17 +3,11 @@ only (charts, submodules, links, files over the size limit)."""
 
 from __future__ import annotations
 
-import posixpath
-
 from ..config import matcher
 from ..findings import Finding, finding
 from ..gitrepo import Entry
+from ..render.helm_gate import chart_dirs  # noqa: F401  (re-exported: the pipeline's charts step)
 from .state import RunState
-
-
-def chart_dirs(entries: list[Entry]) -> list[str]:
-    return sorted(posixpath.dirname(e.path) for e in entries
-                  if e.path.endswith("Chart.yaml") and posixpath.basename(e.path) == "Chart.yaml")
 
 
 def _in_dirs(path: str, dirs: list[str]) -> bool:
