@@ -84,18 +84,26 @@ class Memo:
 
     def __init__(self) -> None:
         self.enabled = False
-        self.rows: dict[tuple[str, bytes, str], list[Any]] = {}  # [value, the row's stamp as last known]
+        # (database, secret) -> row name -> [value, the row's stamp as last known]
+        self.tables: dict[tuple[str, bytes], dict[str, list[Any]]] = {}
         self.size = 0
 
+    def table(self, where: str, secret: bytes) -> dict[str, list[Any]]:
+        """The rows kept of one database (a push looks up thousands: one dictionary, no tuple per row)."""
+        if not self.enabled:
+            return {}
+        return self.tables.setdefault((where, secret), {})
+
     def get(self, where: str, secret: bytes, key: str) -> list[Any] | None:
-        return self.rows.get((where, secret, key)) if self.enabled else None
+        return self.table(where, secret).get(key)
 
     def put(self, where: str, secret: bytes, key: str, value: Any, size: int, stamp: int) -> None:
         if self.enabled and size <= self.LARGEST:
             if self.size + size > self.LIMIT_BYTES:
-                self.rows.clear()
+                for rows in self.tables.values():
+                    rows.clear()  # (callers may hold a table: emptied, not replaced)
                 self.size = 0
-            self.rows[(where, secret, key)] = [value, stamp]
+            self.table(where, secret)[key] = [value, stamp]
             self.size += size
 
 
@@ -250,18 +258,24 @@ class ResultCache(NullCache):
         """Several lookups in a few queries (a push asks for thousands of blobs)."""
         if self.db is None or not keys:
             return {}
-        wanted = {f"{FORMAT}:{k}": k for k in keys}
         found: dict[str, Any] = {}
         where = str(self.path)
+        prefix = f"{FORMAT}:"
         if MEMO.enabled:
             old = self.today - RESTAMP_DAYS
-            for name, k in list(wanted.items()):
-                memo = MEMO.get(where, self.secret, name)
-                if memo is not None:
-                    if memo[1] <= old:  # (a memo's stamp is an int: _used made it)
-                        memo[1] = self._used(name, memo[1])
-                    found[k] = memo[0]
-                    del wanted[name]
+            table = MEMO.table(where, self.secret)
+            wanted = {}
+            for k in keys:
+                name = prefix + k
+                memo = table.get(name)
+                if memo is None:
+                    wanted[name] = k
+                    continue
+                if memo[1] <= old:  # (a memo's stamp is an int: _used made it)
+                    memo[1] = self._used(name, memo[1])
+                found[k] = memo[0]
+        else:
+            wanted = {prefix + k: k for k in keys}
         names = list(wanted)
         try:
             for i in range(0, len(names), 500):

@@ -82,18 +82,28 @@ def _seconds(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
+def settled(key: str) -> bool:
+    """Whether a configuration file with this key (config_key) is old enough that an edit of it would
+    change its key (a file written within the same clock tick as an edit keeps its time on some file
+    systems): only then may what was read from it be kept by its key."""
+    import time
+
+    if key == "absent":
+        return True
+    try:
+        return bool(key) and time.time_ns() - int(key.split(":")[3].replace(".", "")) >= STAMP_MIN_AGE_NS
+    except (IndexError, ValueError):
+        return False
+
+
 def write_stamp(git_dir: str, key: str, followed: list[str] | None) -> None:
     """Note whether the configuration whose key was taken (before it was read) names environments (None:
     it does not) and which refs they follow; nothing when the note is already there, the key is unknown
     or the file too young. Never raises."""
-    import time
-
     folder = os.path.join(git_dir, CONFIG_DIR)
     what = "none\n" if followed is None else "environments\n" + "".join(f"{ref}\n" for ref in sorted(set(followed)))
     text = f"{STAMP_HEADER}\n{key}\n{what}"
-    if not key or _read_stamp(folder) == text:
-        return
-    if key != "absent" and time.time_ns() - int(key.split(":")[3].replace(".", "")) < STAMP_MIN_AGE_NS:
+    if not key or _read_stamp(folder) == text or not settled(key):
         return
     tmp = os.path.join(folder, f".{STAMP_FILE}.{os.getpid()}")
     try:

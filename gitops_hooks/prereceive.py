@@ -6,6 +6,7 @@ traceback goes to a log file inside the bare repository.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import signal
@@ -119,11 +120,30 @@ def judge(repo: Any, update: RefUpdate, server: dict[str, Any], options: list[st
     return result
 
 
+# The server configurations read, by repository and the file's key (gateclient.config_key, taken before
+# the read), in a long-lived process (the gate server): a push does not parse and validate the same file again.
+_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _server_config(git_dir: Path, key: str) -> dict[str, Any]:
+    """load_server_config, from what was read under the same key when the file is settled (an edit would
+    change its key); a copy, so that nothing a push does to it reaches the next."""
+    keep = gateclient.settled(key)
+    known = _CONFIGS.get((str(git_dir), key)) if keep else None
+    if known is None:
+        known = configmod.load_server_config(git_dir)
+        if keep:
+            if len(_CONFIGS) >= 64:
+                _CONFIGS.clear()
+            _CONFIGS[(str(git_dir), key)] = known
+    return copy.deepcopy(known)
+
+
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
     register_all()  # every rule known before the configuration and the repository's policy name them
     key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
     try:
-        server = configmod.load_server_config(git_dir)
+        server = _server_config(git_dir, key)
         gateclient.write_stamp(str(git_dir), key, sorted(deployed_refs(server)) if server.get("environments")
                                else None)  # for post-receive
     except configmod.ConfigError as exc:

@@ -119,3 +119,38 @@ def test_an_edit_in_the_admission_folder_is_seen_by_a_push_that_changes_no_manif
     refused_until_limits_are_set(clone)
     assert git("--git-dir", str(server.path), "log", "--format=%s", "-1").stdout.strip() == "limits"
     assert served_pushes(server) == before + 5
+
+
+def test_a_run_that_changes_one_file_looks_up_that_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the gate server, the files a run has seen at the same path with the same blob take their parse
+    summary and findings from what that run left (pipeline.memo): the cache is asked about the changed
+    file alone, and the findings are those of a run on a cache of its own."""
+    root = tmp_path / "tree"
+    (root / "apps").mkdir(parents=True)
+    (root / "apps" / "flags.yaml").write_text(BROKEN)
+    (root / "apps" / "same.yaml").write_text(BROKEN.replace("flags", "other") + "---\n" + BROKEN)  # a duplicate
+    for n in range(5):
+        (root / "apps" / f"ok-{n}.yaml").write_text(BROKEN.replace("flags", f"ok-{n}").replace(": 1", ': "1"'))
+    (root / "README.md").write_text("first\n")
+    monkeypatch.setattr(cache.MEMO, "enabled", True)  # as in the gate server
+    for name in ("_SUMMARIES", "_ROWS", "_DOCREFS", "TREE_MEMO"):
+        monkeypatch.setattr(pipeline.memo, name, {})
+    asked: list[str] = []
+    get_many = ResultCache.get_many
+
+    def counted(self: ResultCache, keys: list[str]) -> dict[str, object]:
+        asked.extend(keys)
+        return get_many(self, keys)
+
+    monkeypatch.setattr(ResultCache, "get_many", counted)
+    first = _run(root, tmp_path / "cache")
+    (root / "apps" / "ok-3.yaml").write_text(BROKEN.replace("flags", "ok-3"))  # now broken
+    asked.clear()
+    second = _run(root, tmp_path / "cache")
+    assert 1 <= len(asked) <= 2 and len({key.split(":")[1] for key in asked}) == 1, asked  # ok-3's blob
+    assert len(second) == len(first) + 1 and any("apps/ok-3.yaml" in line for line in second)
+    assert second == _run(root, tmp_path / "other-cache")  # what a run on a cache of its own finds
+    monkeypatch.setattr(cache.MEMO, "enabled", False)  # a process of its own: every file is looked up
+    asked.clear()
+    assert _run(root, tmp_path / "cache") == second
+    assert len(asked) >= 2 * 7, asked

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..cache import MEMO
 from ..checks import FILE_CHECKS, PARSED_CHECKS, document_checks
 from ..documents import Document
 from ..findings import Finding
 from ..gitrepo import Entry
-from . import pool
+from . import memo, pool
 from .crds import CrdDiscovery
 from .keys import blob_key
 from .summaries import _findings_from, _findings_json
@@ -25,9 +26,11 @@ class BlobChecks(CrdDiscovery):
         only once its file is parsed. So the work is speculative: every blob is checked with the CRDs
         known beforehand (from cached summaries); when the parse finds new ones, the keys are computed
         again, and only the blobs whose key changed (objects of the new kinds) are checked again."""
+        self.known_summaries(manifests)
         unknown = self.cached_summaries(manifests)
         base = self.ctx.custom.copy()  # without the tree's CRDs: to start over when phase 1 finds more
         self.register_all_crds(manifests, rendered)
+        reused = self.known_rows(direct_paths)
         # path -> key with the CRDs known so far (a blob not parsed yet has none: its objects' kinds
         # are part of its key)
         unparsed = {e.path for e in unknown}
@@ -45,7 +48,9 @@ class BlobChecks(CrdDiscovery):
             self.parse_unknown(unknown)
             if any(self.summaries[e.path]["defines"] for e in unknown):  # new kinds: start over with them
                 self.register_all_crds(manifests, rendered, base)
-                final = self._keys(direct_paths, pending)
+                for path in reused:  # (rows kept for the CRDs known before: looked up again)
+                    del self.precomputed[path]
+                final = self._keys(direct_paths, [e for e in self.entries if e.path not in self.precomputed])
             else:
                 final = guessed | self._keys(direct_paths, unknown)
             rejected = self.keep_confirmed(found, final)
@@ -57,6 +62,43 @@ class BlobChecks(CrdDiscovery):
         finally:
             if workers is not None:
                 workers.close()
+
+    def known_summaries(self, manifests: list[Entry]) -> None:
+        """In the gate server: the summaries of the manifests whose blob a run has seen at the same path."""
+        if not MEMO.enabled:
+            return
+        known = memo.known_summaries(self.parse_fp)
+        if known:
+            for e in manifests:
+                kept = known.get(e.path)
+                if kept is not None and kept[0] == e.oid:
+                    self.summaries[e.path] = kept[1]
+
+    def known_rows(self, direct_paths: set[str]) -> list[str]:
+        """In the gate server: the findings rows of the files whose blob, mode and role a run has seen at
+        the same path with the same CRDs; the paths taken."""
+        if not MEMO.enabled or getattr(self.cache, "db", None) is None:
+            return []
+        known = memo.known_rows(memo.rows_key(str(getattr(self.cache, "path", "")), self.base, self.crd_source))
+        taken = []
+        if known:
+            for e in self.entries:
+                kept = known.get(e.path)
+                if kept is not None and kept[0] == e.oid and kept[1] == e.mode \
+                        and kept[2] == (e.path in direct_paths) and kept[3] == (e.path in self.by_manifest):
+                    self.precomputed[e.path] = kept[4]
+                    taken.append(e.path)
+        return taken
+
+    def keep_rows(self, direct_paths: set[str]) -> None:
+        """In the gate server, once every file's findings are known: what later runs may take (known_*)."""
+        if not MEMO.enabled or getattr(self.cache, "db", None) is None:
+            return
+        rows = {e.path: (e.oid, e.mode, e.path in direct_paths, e.path in self.by_manifest, self.precomputed[e.path])
+                for e in self.entries if e.path in self.precomputed}
+        summaries = {path: s for path, s in self.summaries.items() if path in self.by_manifest}
+        memo.keep(self.parse_fp, memo.rows_key(str(getattr(self.cache, "path", "")), self.base, self.crd_source),
+                  summaries, rows, {path: self.by_path[path].oid for path in summaries})
 
     def cached_summaries(self, manifests: list[Entry]) -> list[Entry]:
         """The cache lookup of the manifests' parse summaries; the manifests it does not answer."""
@@ -119,7 +161,7 @@ class BlobChecks(CrdDiscovery):
         if cached is not None:
             return _findings_from(cached)
         key = self._blob_key(e, direct)
-        rows = self.compute_blob(e, direct)
+        rows = self.precomputed[e.path] = self.compute_blob(e, direct)
         self.cache.put_later(key, rows)
         return _findings_from(rows)
 

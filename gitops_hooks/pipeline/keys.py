@@ -33,9 +33,27 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+# Keys already made, in a long-lived process (the gate server makes the same 2,000 for every push of a
+# 2,000-file tree): by everything a key is made of, the CRD part only where the run's CRDs define kinds.
+_KEYS: dict[tuple[Any, ...], str] = {}
+_KEYS_LIMIT = 100_000
+
+
 def blob_key(base: str, e: Entry, direct: bool, rows: list[Any] | None, crd_source: dict[GVK, str]) -> str:
     """The key of a blob's findings: the run's base, where the blob is and whether its objects stand for
     themselves, and the CRD blob defining each of its objects' kinds (`rows`: its summary's objects)."""
+    if rows is None or not crd_source:
+        known = (base, e.path, e.oid, e.mode, direct)
+        key = _KEYS.get(known)
+        if key is None:
+            if len(_KEYS) >= _KEYS_LIMIT:
+                _KEYS.clear()
+            key = _KEYS[known] = _blob_key(base, e, direct, None, crd_source)
+        return key
+    return _blob_key(base, e, direct, rows, crd_source)
+
+
+def _blob_key(base: str, e: Entry, direct: bool, rows: list[Any] | None, crd_source: dict[GVK, str]) -> str:
     parts = [base, e.path, str(e.mode), "direct" if direct else "consumed"]
     if rows is not None and crd_source:  # the CRD blob defining each object's kind
         # Only objects whose kind a CRD of the tree defines: a key does not change when a CRD of

@@ -1,5 +1,7 @@
-"""The gate server's memo of the manifests' findings: a push that changes no manifest finds again what
-the last one found."""
+"""The gate server's memos: the manifests' findings (a push that changes no manifest finds again what the
+last one found), the objects of each blob, and each path's summary and findings rows as the last run that
+checked it left them (a push that changes one file builds the objects of that file only and looks up
+only its rows)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from ..checks import TREE_CHECKS
+from ..documents import Document, Pointer
 from ..findings import Finding
 from ..gitrepo import Entry
 from .keys import _plugins
+from .summaries import DocRef
 
 if TYPE_CHECKING:
     from .state import RunState
@@ -64,3 +68,90 @@ def tree_key(run: RunState, manifests: list[Entry], direct_paths: set[str], cons
         digest.update(b"\1old tree\0" + "".join(f"{e.path}\0{e.oid}\n" for e in old_entries).encode(
             "utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+class CurrentRun:
+    """How the DocRefs kept between runs (`docrefs`) parse their document: with the run now going on,
+    whose tree holds their blob at their path (it is part of their key)."""
+
+    __slots__ = ("document",)
+
+    def __init__(self) -> None:
+        self.document: Any = None
+
+    def __call__(self, path: str, index: int, prefix: Pointer) -> Document:
+        if self.document is None:
+            raise RuntimeError(f"{path}: an object kept between runs was read outside a run")
+        return self.document(path, index, prefix)
+
+
+CURRENT = CurrentRun()
+# The DocRefs of each blob at its path (by path, blob id and the parse fingerprint, which fix its summary's
+# rows), in the resident gate server only (cache.MEMO.enabled: one run at a time).
+_DOCREFS: dict[tuple[str, str, str], list[DocRef]] = {}
+_DOCREFS_LIMIT = 200_000  # objects kept, all blobs together
+_kept = 0
+
+
+def docrefs(path: str, oid: str, parse_fp: str, rows: list[Any]) -> list[DocRef]:
+    """The objects of a blob's summary rows as DocRefs that read through CURRENT; the same list (never
+    to be changed) for every run that finds that blob at that path."""
+    global _kept
+    key = (path, oid, parse_fp)
+    known = _DOCREFS.get(key)
+    if known is None:
+        if _kept + len(rows) > _DOCREFS_LIMIT:
+            _DOCREFS.clear()
+            _kept = 0
+        known = _DOCREFS[key] = [DocRef(path, row, CURRENT) for row in rows]
+        _kept += len(rows)
+    return known
+
+
+# What the runs left of each path, in the resident gate server: its blob's parse summary (by the parse
+# fingerprint, which with the blob id fixes it) and its findings rows (by the cache, the run's base and
+# the CRDs of the tree that define kinds, which with the blob id, mode, whether it is a manifest and
+# whether its objects stand for themselves fix them: everything a cache key names). A path whose blob
+# or role changed is looked up in the cache as before.
+_SUMMARIES: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+_ROWS: dict[tuple[Any, ...], dict[str, tuple[str, int, bool, bool, list[Any]]]] = {}
+_PATHS_LIMIT = 100_000  # paths kept, all tables together
+_paths = 0
+
+
+def _table(tables: dict[Any, dict[str, Any]], key: Any) -> dict[str, Any]:
+    global _paths
+    if _paths > _PATHS_LIMIT:
+        _SUMMARIES.clear()
+        _ROWS.clear()
+        _paths = 0
+    return tables.setdefault(key, {})
+
+
+def rows_key(where: str, base: str, crd_source: dict[Any, str]) -> tuple[Any, ...]:
+    return (where, base, frozenset(crd_source.items()))
+
+
+def known_summaries(parse_fp: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """path -> (blob id, summary) as runs left them (read-only)."""
+    return _SUMMARIES.get(parse_fp, {})
+
+
+def known_rows(key: tuple[Any, ...]) -> dict[str, tuple[str, int, bool, bool, list[Any]]]:
+    """path -> (blob id, mode, direct, manifest, findings rows) as runs left them (read-only)."""
+    return _ROWS.get(key, {})
+
+
+def keep(parse_fp: str, key: tuple[Any, ...], summaries: dict[str, dict[str, Any]],
+         rows: dict[str, tuple[str, int, bool, bool, list[Any]]], oids: dict[str, str]) -> None:
+    """Add a run's summaries (path -> summary, with `oids`: path -> blob id) and rows to the memo."""
+    global _paths
+    table = _table(_SUMMARIES, parse_fp)
+    before = len(table)
+    for path, summary in summaries.items():
+        table[path] = (oids[path], summary)
+    _paths += len(table) - before
+    table_rows = _table(_ROWS, key)
+    before = len(table_rows)
+    table_rows.update(rows)
+    _paths += len(table_rows) - before

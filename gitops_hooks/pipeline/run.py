@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..cache import NullCache
+from ..cache import MEMO, NullCache
 from ..checks import TREE_CHECKS, CheckContext, TreeView, document_checks
 from ..config import Policy
 from ..documents import Document
@@ -37,7 +37,10 @@ def check_snapshot(
     started = time.perf_counter()
     ctx = context or make_context(policy, ref)
     run = Run(snapshot, policy, ctx, cache or NullCache(), progress)
-    findings = run.findings()
+    try:
+        findings = run.findings()
+    finally:
+        memo.CURRENT.document = None  # (the run is over: objects kept between runs do not keep it alive)
     run.cache.flush()
     run.stats.seconds = time.perf_counter() - started
     return Result(snapshot.label, findings, run.stats)
@@ -74,7 +77,9 @@ class Run(BlobChecks):
         wanted = self.suppression_requests(manifests, summaries, direct_paths, rendered)
         if key is not None:
             memo.remember(key, (tuple(out[manifest_part:]), dict(wanted), self.stats.objects))
-        return self._applied([*out, *self._other_files(direct_paths)], wanted)
+        others = self._other_files(direct_paths)
+        self.keep_rows(direct_paths)  # (every file's rows known now)
+        return self._applied([*out, *others], wanted)
 
     def charts(self, out: list[Finding]) -> list[str]:
         """Folders with a Chart.yaml: their templates are not read as manifests (the Helm step renders them)."""
@@ -108,9 +113,13 @@ class Run(BlobChecks):
             units[unit] = [DocRef(p, row, self.document) for p in paths for row in self._rows(p)]
         refs: list[DocRef] = []
         load = self.document
+        kept = MEMO.enabled  # the resident gate server: each blob's DocRefs built once (see memo.docrefs)
+        if kept:
+            memo.CURRENT.document = load
         for e, s in zip(manifests, summaries, strict=True):
             if e.path in direct_paths:
-                docs = [DocRef(e.path, row, load) for row in s["docs"]]
+                docs = memo.docrefs(e.path, e.oid, self.parse_fp, s["docs"]) if kept \
+                    else [DocRef(e.path, row, load) for row in s["docs"]]
                 refs.extend(docs)
                 if e.path not in consumed:  # (a tree's paths have no leading, trailing or double slash)
                     units.setdefault(f"folder {e.path.rpartition('/')[0] or '.'}", []).extend(docs)
