@@ -226,8 +226,30 @@ def matches(path: str, patterns: Iterable[str]) -> bool:
 
 
 def matcher(patterns: Iterable[str]) -> Callable[[str], re.Match[str] | None]:
-    """`match` of the one regex for a list of globs: for loops over every path of a tree."""
-    return _any_of(tuple(patterns)).match
+    """`match` of the one regex for a list of globs: for loops over every path of a tree. Each path's
+    answer is kept (a long-lived process matches the same paths push after push)."""
+    return _answers(tuple(patterns)).__getitem__
+
+
+class _Answers(dict[str, "re.Match[str] | None"]):
+    """path -> the match of one list of globs, computed on the first lookup."""
+
+    LIMIT = 50_000
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.match = pattern.match
+
+    def __missing__(self, path: str) -> re.Match[str] | None:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        found = self[path] = self.match(path)
+        return found
+
+
+@functools.lru_cache(maxsize=64)
+def _answers(patterns: tuple[str, ...]) -> _Answers:
+    return _Answers(_any_of(patterns))
 
 
 @functools.lru_cache(maxsize=256)

@@ -186,21 +186,20 @@ _LISTINGS_LIMIT = 200_000  # entries kept, all trees together (about 30 MB)
 _listed = 0
 
 
-def _walk_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[Entry]:
+def _walk_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> list[Entry]:
     global _listed
     key = (str(tree.id), prefix)
     known = _LISTINGS.get(key)
     if known is not None:
-        yield from known
-        return
+        return known
     out: list[Entry] = []
     odb = repo.odb
     for item in tree:
         path = prefix + (item.name or "")
         mode = int(item.filemode)
         if mode == MODE_TREE:
-            subtree: Any = repo[item.id]
-            out.extend(_walk_tree(repo, subtree, path + "/"))
+            listed = _LISTINGS.get((str(item.id), path + "/"))  # (known: the subtree is not even looked up)
+            out.extend(listed if listed is not None else _walk_tree(repo, repo[item.id], path + "/"))  # type: ignore[arg-type]
         elif mode == MODE_GITLINK:
             out.append(Entry(path, mode, str(item.id), 0))
         else:
@@ -211,7 +210,7 @@ def _walk_tree(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Itera
         _listed = 0
     _LISTINGS[key] = out
     _listed += len(out)
-    yield from out
+    return out
 
 
 class IndexTree(Snapshot):

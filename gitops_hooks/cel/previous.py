@@ -6,6 +6,7 @@ only a kustomize build produces are not known here, so they count as new).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..config import matcher
@@ -23,19 +24,28 @@ def identity(obj: Any) -> Identity:
 
 def old_snapshot_manifests(ctx: Any) -> list[Any]:
     """The entries of the old tree (ctx.old_tree) whose objects count as its objects, once per check
-    context (the gate server's memo of tree findings keys on their ids, old_objects reads them)."""
+    context (old_objects reads them; the gate server's memo of tree findings keys on them where the old
+    tree is not a commit's)."""
     cached: list[Any] | None = ctx.extra.get("old_manifests")
     if cached is not None:
         return cached
+    chosen = old_manifest_filter(ctx)
+    out = ctx.extra["old_manifests"] = [e for e in ctx.old_tree.entries() if chosen(e)]
+    return out
+
+
+def old_manifest_filter(ctx: Any) -> Callable[[Any], bool]:
+    """Whether an entry of the old tree is one whose objects count as its objects: a manifest by the
+    policy, neither link nor submodule, within the size limit."""
     policy = ctx.policy
     limit = int(policy.limits["max_file_bytes"])
     excluded, included, manifest_excluded = (matcher(policy.path_exclude), matcher(policy.include),
                                              matcher(policy.manifest_exclude))
-    out = ctx.extra["old_manifests"] = [
-        e for e in ctx.old_tree.entries()
-        if not (e.is_link or e.is_submodule or e.size > limit or excluded(e.path) is not None)
-        and included(e.path) is not None and manifest_excluded(e.path) is None]
-    return out
+
+    def chosen(e: Any) -> bool:
+        return not (e.is_link or e.is_submodule or e.size > limit or excluded(e.path) is not None) \
+            and included(e.path) is not None and manifest_excluded(e.path) is None
+    return chosen
 
 
 def old_objects(ctx: Any) -> dict[Identity, Document]:

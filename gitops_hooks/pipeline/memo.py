@@ -6,12 +6,13 @@ only its rows)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..checks import TREE_CHECKS
 from ..documents import Document, Pointer
 from ..findings import Finding
-from ..gitrepo import Entry
+from ..gitrepo import MODE_TREE, Entry, GitTree, Snapshot
 from .keys import _plugins
 from .summaries import DocRef
 
@@ -37,13 +38,14 @@ def remember(key: str, value: tuple[tuple[Finding, ...], dict[Any, Any], int]) -
     TREE_MEMO[key] = value
 
 
-def tree_key(run: RunState, manifests: list[Entry], direct_paths: set[str], consumed: set[str]) -> str | None:
+def tree_key(run: RunState, manifests: list[Entry], direct_paths: set[str], consumed: set[str],
+             charts: list[str]) -> str | None:
     """What the findings of the manifests depend on, beyond the manifests' own blobs: a run with
     the same key finds the same (see TREE_MEMO). None where that cannot be vouched for or is not
     wanted: outside the resident gate server, without a result cache (GITOPS_HOOKS_NO_CACHE=1), with
     kubectl renders, kubeconform or plugins (their checks see the whole tree)."""
     from ..cache import MEMO
-    from ..cel.previous import old_snapshot_manifests
+    from ..cel.previous import old_manifest_filter, old_snapshot_manifests
     from ..checks.admission import folders_stamp
 
     where = getattr(run.cache, "path", None)  # per repository: a run that computes it fills its cache
@@ -56,18 +58,36 @@ def tree_key(run: RunState, manifests: list[Entry], direct_paths: set[str], cons
     # no check reads it)
     for part in (str(where), run.base, folders_stamp(run.ctx), repr(sorted(run._simple_units.items()))):
         digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
-    digest.update("".join(f"{e.path}\0{e.oid}\0{e.mode}\0{e.path in direct_paths:d}{e.path in consumed:d}\n"
-                          for e in manifests).encode("utf-8", "surrogateescape"))
+    tree = _by_folders(run.snapshot, lambda e: e.path in run.by_manifest)
+    if tree is None:
+        tree = "".join(f"{e.path}\0{e.oid}\0{e.mode}\n" for e in manifests)
+    # (which manifests a kustomization consumes, or reads without standing for themselves)
+    roles = sorted(consumed) + ["\1"] + sorted(e.path for e in manifests if e.path not in direct_paths)
+    digest.update(f"{tree}\1{repr(sorted(charts))}\1{roles}".encode("utf-8", "surrogateescape"))
     if run.ctx.old_tree is None:  # (transition rules and admission UPDATE compare with its objects)
         digest.update(b"\1no old tree")
     else:
         try:
-            old_entries = old_snapshot_manifests(run.ctx)
+            old = _by_folders(run.ctx.old_tree, old_manifest_filter(run.ctx))
+            if old is None:
+                old = "".join(f"{e.path}\0{e.oid}\n" for e in old_snapshot_manifests(run.ctx))
         except Exception:  # noqa: BLE001 - an old tree that cannot be listed: no memo
             return None
-        digest.update(b"\1old tree\0" + "".join(f"{e.path}\0{e.oid}\n" for e in old_entries).encode(
-            "utf-8", "surrogateescape"))
+        digest.update(b"\1old tree\0" + old.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def _by_folders(snapshot: Snapshot, chosen: Callable[[Entry], bool]) -> str | None:
+    """What a commit's manifests are made of, cheaply: the id of each folder at the top of its tree (which
+    names everything in it) and the chosen files beside them; None for a snapshot that is not a commit's
+    tree. A change beside the folders that is not a manifest (a README) leaves it as it was; one inside a
+    folder changes it, manifest or not (a miss, never a wrong hit)."""
+    tree = getattr(snapshot, "tree", None)
+    if not isinstance(snapshot, GitTree) or tree is None:
+        return None
+    folders = [f"{item.name}/\0{item.id}\n" for item in tree if item.filemode == MODE_TREE]
+    files = [f"{e.path}\0{e.oid}\0{e.mode}\n" for e in snapshot.entries() if "/" not in e.path and chosen(e)]
+    return "".join(folders) + "\1" + "".join(files)
 
 
 class CurrentRun:

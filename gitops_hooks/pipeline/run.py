@@ -60,7 +60,7 @@ class Run(BlobChecks):
         units, rendered, consumed = self.kustomize_units(charts, out)
         self.helm(manifests, units, rendered, out)
         direct_paths = {e.path for e in manifests if e.path not in consumed} | self._simple_members
-        key = memo.tree_key(self, manifests, direct_paths, consumed) if not rendered else None
+        key = memo.tree_key(self, manifests, direct_paths, consumed, charts) if not rendered else None
         remembered = memo.TREE_MEMO.get(key) if key is not None else None
         if remembered is not None:  # the manifests' part as a run on the same manifests found it
             found, wanted, self.stats.objects = remembered
