@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from gitops_hooks.gateclient import settle as settle_gate_servers  # what a test looks at after a push is written
+from gitops_hooks.rulebook import register_all
+
+register_all()  # as every entry point does: tests that call the library directly find every rule
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GITOPS_HOOKS_SHARED") or ROOT.parent / "shared")  # a worktree elsewhere: set it
