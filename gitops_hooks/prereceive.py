@@ -7,6 +7,7 @@ traceback goes to a log file inside the bare repository.
 from __future__ import annotations
 
 import copy
+import gc
 import io
 import logging
 import signal
@@ -161,6 +162,8 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     report = io.StringIO()
+    collecting = gc.isenabled()
+    gc.disable()  # a push makes next to no reference cycles: collecting would only scan (~10% of a cold push)
     try:
         code = _gate(stdin_text, git_dir, env, server, report)
     except GateTimeout:
@@ -176,6 +179,8 @@ def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = s
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if collecting:
+            gc.enable()  # (the gate server collects when idle)
     if time.monotonic() >= deadline:
         # The timer's exception can be lost (Python ignores exceptions raised in at-fork callbacks, for
         # one): past the deadline the push is refused whatever the run concluded. Fail closed.
