@@ -112,7 +112,7 @@ def is_kustomization(path: str) -> bool:
 
 
 def find(entries: list[Entry], parsed: dict[str, ParsedFile], read: Callable[[Entry], bytes]) -> Plan:
-    candidates = [e for e in entries if is_kustomization(e.path) and not e.is_submodule]
+    candidates = [e for e in entries if e.path.endswith(NAMES) and is_kustomization(e.path) and not e.is_submodule]
     if not candidates:  # most trees: nothing to plan (the sets below cost a pass over every path)
         return Plan({}, [], set(), [])
     files = {e.path for e in entries if not e.is_link and not e.is_submodule}

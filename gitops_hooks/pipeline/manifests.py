@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..config import matcher
 from ..findings import Finding, finding
-from ..gitrepo import Entry
+from ..gitrepo import MODE_GITLINK, MODE_LINK, Entry
 from ..render.helm_gate import chart_dirs  # noqa: F401  (re-exported: the pipeline's charts step)
 from .state import RunState
 
@@ -19,18 +19,20 @@ class ChoosingManifests(RunState):
     def manifests(self, charts: list[str], out: list[Finding]) -> list[Entry]:
         included, excluded = matcher(self.policy.include), matcher(self.policy.manifest_exclude)
         chosen = []
-        for e in self.entries:
-            if e.is_submodule:
-                out.append(finding("tree-submodule", e.path, 1, 1, f"submodule {e.path} ({e.oid[:12]}): not checked"))
+        largest = self.limits.max_file_bytes
+        for e in self.entries:  # (a pass over every path of the tree, push after push: kept tight)
+            path, mode = e.path, e.mode
+            if mode == MODE_GITLINK:
+                out.append(finding("tree-submodule", path, 1, 1, f"submodule {path} ({e.oid[:12]}): not checked"))
                 continue
-            if included(e.path) is None or excluded(e.path) is not None:
+            if included(path) is None or excluded(path) is not None:
                 continue
-            if _in_dirs(e.path, charts) or e.path == ".gitops-hooks.yaml":
+            if charts and _in_dirs(path, charts) or path == ".gitops-hooks.yaml":
                 continue
-            if e.is_link:
-                out.append(finding("tree-symlink", e.path, 1, 1, f"{e.path} is a symbolic link: not followed, not checked"))
+            if mode == MODE_LINK:
+                out.append(finding("tree-symlink", path, 1, 1, f"{path} is a symbolic link: not followed, not checked"))
                 continue
-            if e.size > self.limits.max_file_bytes:
+            if e.size > largest:
                 out.append(finding("file-too-large", e.path, 1, 1,
                                    f"{e.size} bytes is over the limit of {self.limits.max_file_bytes} bytes"))
                 continue

@@ -24,8 +24,9 @@ class KustomizePlan(ChoosingManifests):
         rendered: list[Document] = []
         if not self.policy.config["kustomize"]["enabled"]:
             return units, rendered, set()
-        kfiles = {e.path: self.parse(e.path) for e in self.entries
-                  if kustomize.is_kustomization(e.path) and not e.is_link and not e.is_submodule}
+        kfiles = {e.path: self.parse(e.path) for e in self.entries  # (endswith first: a call less per path)
+                  if e.path.endswith(kustomize.NAMES) and kustomize.is_kustomization(e.path)
+                  and not e.is_link and not e.is_submodule}
         kplan = kustomize.find(self.entries, kfiles, self.read)
         out.extend(kplan.findings)
         files = {e.path for e in self.entries if not e.is_link and not e.is_submodule} if kplan.roots else set()
