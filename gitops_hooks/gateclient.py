@@ -24,9 +24,12 @@ reading it; not written while the file is younger than two seconds, whose times 
 the same clock tick could repeat). When the key still matches, the installed hook script (with no
 environment at all) or this client (with none for the pushed refs and no reconcile pending) prints what
 `gitops-hooks post-receive` would print, without any server or suite process. Otherwise (an
-environment to reconcile or a pending record, or a missing or stale stamp) it runs
+environment to reconcile or a pending record, or a missing or stale stamp) it hands the push to the
+repository's `gitops-hooks reconcile --every` process when one serves it (served_post_receive: the
+socket `gitops-hooks/state/reconcile.sock`, reconcileserver.py), which reconciles with everything
+loaded and streams the lines back; else, or when that process fails in the middle, it runs
 `gitops-hooks post-receive` in a process of its own, which reconciles as before and streams its
-progress to the pusher; the resident server is never held by a reconcile, so the next push's
+progress to the pusher. The resident gate server is never held by a reconcile, so the next push's
 pre-receive finds it free.
 
 One server serves one installation (one Python environment, one user): its socket name carries a stamp

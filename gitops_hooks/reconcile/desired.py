@@ -7,14 +7,14 @@ pre-receive gate can refuse a push that reconciliation would choke on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .. import kustomize
 from ..cache import NullCache
 from ..config import Policy, matches
-from ..documents import Document, ParsedFile, parse
+from ..documents import Document, Limits, ParsedFile, parse
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry, Snapshot
 from ..pipeline import limits_of
@@ -109,6 +109,22 @@ def _in(path: str, prefix: str) -> bool:
     return not prefix or path.startswith(prefix)
 
 
+# Per process, by path, blob id and limits: the rounds process (and the pushes it serves) parses a file once,
+# not again for each commit that leaves it as it was. Parsed files are never changed by their readers.
+_PARSED: dict[tuple[str, str, Limits], ParsedFile] = {}
+MAX_PARSED = 50_000
+
+
+def _parsed(e: Entry, read: Callable[[Entry], bytes], limits: Limits) -> ParsedFile:
+    key = (e.path, e.oid, limits)
+    hit = _PARSED.get(key)
+    if hit is None:
+        if len(_PARSED) >= MAX_PARSED:
+            _PARSED.clear()
+        hit = _PARSED[key] = parse(e.path, read(e), limits)
+    return hit
+
+
 def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> tuple[list[Document], list[Finding]]:
     """Objects of the environment's folder: kustomize roots inside it rendered, plain files read."""
     policy = Policy(dict(config))
@@ -127,7 +143,7 @@ def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -
         if e.is_link or e.is_submodule or e.size > limits.max_file_bytes or e.path == ".gitops-hooks.yaml":
             continue
         if matches(e.path, policy.include) and not matches(e.path, policy.manifest_exclude):
-            parsed[e.path] = parse(e.path, read(e), limits)
+            parsed[e.path] = _parsed(e, read, limits)
     findings: list[Finding] = [f for pf in parsed.values() for f in pf.findings if _in(f.path, prefix)]
     docs: list[Document] = []
     consumed: set[str] = set()
