@@ -441,10 +441,8 @@ def main(argv: list[str]) -> int:
         return in_process(exe, hook, None)
     stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     env = [x for kv in os.environ.items() for x in kv]
-    umask = os.umask(0o077)
-    os.umask(umask)  # (read by setting it; put back at once)
     try:
-        sock.sendall(encode([hook, os.getcwd(), stdin_text, str(umask), *env]))
+        sock.sendall(encode([hook, os.getcwd(), stdin_text, str(_umask()), *env]))
         answer = receive(sock)
     except OSError:
         answer = None
@@ -528,7 +526,7 @@ def served_post_receive(git_dir: str, stdin_text: str, out: BinaryIO) -> bool:
         unix_address(sock, path)
         if peer_uid(sock) != os.getuid():
             return False  # not this user's process: it gets neither the push nor the environment
-        sock.sendall(encode(["post-receive", stdin_text, *(x for kv in os.environ.items() for x in kv)]))
+        sock.sendall(encode(["post-receive", stdin_text, str(_umask()), *(x for kv in os.environ.items() for x in kv)]))
         accepted = receive(sock) == ["accepted"]
         if not accepted:
             return False
@@ -549,6 +547,12 @@ def served_post_receive(git_dir: str, stdin_text: str, out: BinaryIO) -> bool:
         out.write(SERVED_GONE.encode())
         out.flush()
     return False
+
+
+def _umask() -> int:
+    umask = os.umask(0o077)
+    os.umask(umask)  # (read by setting it; put back at once)
+    return umask
 
 
 def _client_timeout() -> float:

@@ -112,10 +112,14 @@ def serve_for(listener: socket.socket, repo: Path, seconds: float, stop: threadi
         if left <= 0:
             return
         ready, _, _ = select.select([listener], [], [], min(left, SLICE_SECONDS))
-        if ready:
+        if not ready:
+            continue
+        try:
             conn, _ = listener.accept()
-            with conn:
-                serve_one(conn, repo, emit)
+        except OSError:  # (out of descriptors, or the peer already gone): the hook reconciles by itself
+            continue
+        with conn:
+            serve_one(conn, repo, emit)
 
 
 def serve_one(conn: socket.socket, repo: Path, emit: Emit) -> None:
@@ -128,9 +132,10 @@ def serve_one(conn: socket.socket, repo: Path, emit: Emit) -> None:
         fields = gateclient.receive(conn)
     except OSError:
         return
-    if fields is None or len(fields) < 2 or fields[0] != "post-receive" or len(fields) % 2:
+    if fields is None or len(fields) < 3 or fields[0] != "post-receive" or len(fields) % 2 == 0 \
+            or not fields[2].isdigit():
         return
-    pairs = fields[2:]
+    pairs = fields[3:]
     env = dict(zip(pairs[::2], pairs[1::2], strict=True))
     try:
         conn.sendall(gateclient.encode(["accepted"]))  # fails when the hook gave up waiting: it reconciles itself
@@ -139,11 +144,14 @@ def serve_one(conn: socket.socket, repo: Path, emit: Emit) -> None:
     conn.settimeout(None)
     started = time.monotonic()
     out = _Stream(conn)
+    umask = os.umask(int(fields[2]) & 0o777)  # what the push writes (records, logs) is made as the hook would
     try:
         postreceive.after_push(fields[1], repo, env, cast(TextIO, out))
     except Exception as exc:  # noqa: BLE001 - the hook sees no "done" and reconciles by itself
         emit(f"{audit.now()} push not served: {type(exc).__name__}: {exc}".splitlines()[0][:300])
         return
+    finally:
+        os.umask(umask)
     with contextlib.suppress(OSError):
         conn.sendall(gateclient.encode(["done"]))
     refs = " ".join(line.split()[2] for line in fields[1].splitlines() if len(line.split()) == 3)

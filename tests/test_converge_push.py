@@ -220,7 +220,7 @@ s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 s.settimeout(10)
 try:
-    s.sendall(gateclient.encode(["post-receive", "", "GIT_DIR", "."]))
+    s.sendall(gateclient.encode(["post-receive", "", "18", "GIT_DIR", "."]))
     print(gateclient.receive(s))
 except OSError as exc:
     print(type(exc).__name__)

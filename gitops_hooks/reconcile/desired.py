@@ -17,7 +17,6 @@ from ..config import Policy, matches
 from ..documents import Document, Limits, ParsedFile, parse
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry, Snapshot
-from ..pipeline import limits_of
 from .environments import Environment
 from .substitute import substitute_object
 
@@ -128,7 +127,7 @@ def _parsed(e: Entry, read: Callable[[Entry], bytes], limits: Limits) -> ParsedF
 def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> tuple[list[Document], list[Finding]]:
     """Objects of the environment's folder: kustomize roots inside it rendered, plain files read."""
     policy = Policy(dict(config))
-    limits = limits_of(policy)
+    limits = Limits.of(policy.limits)  # (not pipeline.limits_of: the gate's modules stay unloaded)
     prefix = env.folder_prefix()
     entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
     data: dict[str, bytes] = {}
@@ -165,7 +164,7 @@ def _helm_releases(docs: list[Document], entries: list[Entry], parsed: dict[str,
 
     charts = chart_dirs(entries)
     manifests = [e for e in entries if e.path in parsed and not any(c == "" or e.path.startswith(c + "/") for c in charts)]
-    step = HelmStep(entries, manifests, read, parsed.__getitem__, config["helm"], limits_of(Policy(dict(config))),
+    step = HelmStep(entries, manifests, read, parsed.__getitem__, config["helm"], Limits.of(config["limits"]),
                     float(config["limits"]["timeout_seconds"]), NullCache(), asks=lambda p: _in(p, prefix),
                     alone=False).run()
     findings.extend(f for f in step.findings if f.rule != "helm-chart" or f.severity is not Severity.INFO
