@@ -114,6 +114,8 @@ def test_a_push_served_by_the_rounds_process_says_the_same_and_writes_only_what_
     expected = reconcile_lines(alone, sha)
     assert "gitops-hooks: prod: applying <sha> (refs/heads/main, clusters/prod)" in expected, alone.output
     assert "gitops-hooks: prod: applied: 0 created, 0 configured, 12 unchanged, 0 pruned" in expected, alone.output
+    assert "gitops-hooks: prod: nothing changed, so no health check (push with -o gitops.wait to check)" \
+        in expected, alone.output
 
     rounds.append(Rounds(server))
     clone.write("README.md", "still outside\n")
