@@ -317,7 +317,8 @@ def measure(kubeconfig: str, code: Path, runs: int, kubectl_runs: int, work: Pat
         times.append(timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder)))
     if times:
         line("kubectl one-change apply", times, "kubectl")
-    print(f"# last reconcile said: {suite.reconcile().strip().splitlines()[-1]}", flush=True)
+    said = [ln for ln in suite.reconcile().splitlines() if ": applied: " in ln or ": failed: " in ln]
+    print(f"# last reconcile said: {said[-1] if said else '(no summary line)'}", flush=True)
     if code == ROOT and (code / "gitops_hooks" / "reconcileserver.py").is_file():
         measure_pushes(kubeconfig, runs, work, commit)
 
