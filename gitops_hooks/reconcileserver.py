@@ -37,6 +37,7 @@ from .reconcile import audit, state
 from .reconcile.commands import Emit
 
 REQUEST_SECONDS = 10.0  # to receive a request
+SEND_SECONDS = 60.0  # for the hook to take a line; after that the pusher counts as gone (the reconcile goes on)
 SLICE_SECONDS = 0.5  # how soon a stop (SIGTERM) is seen while waiting
 
 
@@ -141,7 +142,7 @@ def serve_one(conn: socket.socket, repo: Path, emit: Emit) -> None:
         conn.sendall(gateclient.encode(["accepted"]))  # fails when the hook gave up waiting: it reconciles itself
     except OSError:
         return
-    conn.settimeout(None)
+    conn.settimeout(SEND_SECONDS)
     started = time.monotonic()
     out = _Stream(conn)
     umask = os.umask(int(fields[2]) & 0o777)  # what the push writes (records, logs) is made as the hook would
