@@ -15,14 +15,25 @@ the wall time of `kubectl apply --server-side -f DIR` into a namespace of its ow
 median wall time of its runs, the median CPU time (user + system, kubectl's or the suite's process; the
 API server's is not counted), the minimum and maximum wall time, and the commit of the code measured.
 On a shared machine the wall time waits for a CPU; the CPU time does not.
+
+The push figures (`push ...`) are what a pusher waits for over plain git: the wall time of `git push` of a
+commit into a bare repository guarded by the installed hooks (`gitops-hooks install`, the same environment
+and 1,001 objects), minus the same push into a bare repository without hooks, interleaved (medians of
+each). A no-op push changes a file outside the environment's folder; a one-change push one ConfigMap.
+"own process": post-receive runs `gitops-hooks post-receive` in a process of its own (no rounds process);
+"served": `gitops-hooks reconcile --every 1h` of that repository is running and serves the push
+(reconcileserver.py); its CPU time per push is given (the hook's is next to nothing). They measure the
+suite installed beside the running Python (this checkout), so they are left out with --code elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -175,6 +186,99 @@ def in_process_round(code: Path, suite: Suite) -> Callable[[], str] | None:
     return once
 
 
+class Pushes:
+    """The same commits pushed into a bare repository guarded by the installed hooks and into a plain one."""
+
+    def __init__(self, work: Path, kubeconfig: str, namespace: str) -> None:
+        self.exe = str(Path(sys.executable).parent / "gitops-hooks")
+        self.guarded, self.plain, self.clone = work / "guarded.git", work / "plain.git", work / "push-clone"
+        self.rounds: subprocess.Popen[str] | None = None
+        git("init", "--quiet", "--bare", "--initial-branch=main", str(self.plain))
+        subprocess.run([self.exe, "install", str(self.guarded)], check=True, capture_output=True)
+        subprocess.run([self.exe, "env", "add", str(self.guarded), "bench", "--ref", "main", "--path",
+                        "clusters/bench", "--kubeconfig", kubeconfig, "--namespace", namespace,
+                        "--health-timeout", "1"], check=True, capture_output=True)
+        git("init", "--quiet", "--initial-branch=main", str(self.clone))
+        write_tree(self.clone / "clusters" / "bench", namespace)
+        git("add", "-A", cwd=self.clone)
+        git("commit", "--quiet", "-m", "1,001 objects", cwd=self.clone)
+        for repo in (self.plain, self.guarded):  # the first apply; then two pushes for the gate server to warm up
+            self.push(repo)
+        for r in range(2):
+            self.no_op(1000 + r)
+
+    def push(self, repo: Path) -> float:
+        started = time.perf_counter()
+        proc = subprocess.run(["git", "push", "--quiet", str(repo), "HEAD:refs/heads/main"], cwd=self.clone,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or "accepted, not applied" in proc.stderr or "failed" in proc.stderr:
+            raise SystemExit(f"git push into {repo} went wrong:\n{proc.stderr[-2000:]}")
+        return time.perf_counter() - started
+
+    def both(self, run: int) -> tuple[float, float, float]:
+        """(guarded, plain, CPU seconds of the rounds process) of the commit just made, in turns."""
+        cpu = self.rounds_cpu()
+        if run % 2:
+            plain = self.push(self.plain)
+            guarded = self.push(self.guarded)
+        else:
+            guarded = self.push(self.guarded)
+            plain = self.push(self.plain)
+        return guarded, plain, self.rounds_cpu() - cpu
+
+    def no_op(self, run: int) -> tuple[float, float, float]:
+        (self.clone / "README.md").write_text(f"outside the environment's folder: {run}\n", encoding="utf-8")
+        git("add", "-A", cwd=self.clone)
+        git("commit", "--quiet", "-m", f"readme {run}", cwd=self.clone)
+        return self.both(run)
+
+    def one_change(self, run: int) -> tuple[float, float, float]:
+        change_one(self.clone / "clusters" / "bench", 200 + run)
+        git("add", "-A", cwd=self.clone)
+        git("commit", "--quiet", "-m", f"change {200 + run}", cwd=self.clone)
+        return self.both(run)
+
+    def start_rounds(self) -> None:
+        self.rounds = subprocess.Popen([self.exe, "reconcile", "--every", "1h", "--repo", str(self.guarded)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.rounds.stdout is not None
+        first, second = self.rounds.stdout.readline(), self.rounds.stdout.readline()  # started; the first round
+        if "serving its pushes" not in first or " bench: " not in second:
+            raise SystemExit(f"reconcile --every did not start serving:\n{first}{second}")
+
+    def rounds_cpu(self) -> float:
+        if self.rounds is None:
+            return 0.0
+        fields = Path(f"/proc/{self.rounds.pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.rounds is not None and self.rounds.poll() is None:
+            self.rounds.terminate()
+            self.rounds.wait(timeout=60)
+
+
+def push_line(label: str, got: list[tuple[float, float, float]], commit: str) -> None:
+    guarded, plain = [g for g, _, _ in got], [p for _, p, _ in got]
+    over = statistics.median(guarded) - statistics.median(plain)
+    served = f", rounds process cpu {statistics.median(c for _, _, c in got):.3f} s" if any(c for _, _, c in got) else ""
+    print(f"{label:32} median {over:7.3f} s over plain git{served}  (runs {len(got)}, push median "
+          f"{statistics.median(guarded):.3f} s, min {min(guarded):.3f}, max {max(guarded):.3f}; plain git "
+          f"{statistics.median(plain):.3f} s)  code {commit}", flush=True)
+
+
+def measure_pushes(kubeconfig: str, runs: int, work: Path, commit: str) -> None:
+    pushes = Pushes(work / "pushes", kubeconfig, f"bench-p-{os.getpid()}")
+    try:
+        push_line("push no-op, own process", [pushes.no_op(r) for r in range(runs)], commit)
+        push_line("push one change, own process", [pushes.one_change(r) for r in range(runs)], commit)
+        pushes.start_rounds()
+        push_line("push no-op, served", [pushes.no_op(100 + r) for r in range(runs)], commit)
+        push_line("push one change, served", [pushes.one_change(100 + r) for r in range(runs)], commit)
+    finally:
+        pushes.stop()
+
+
 def measure(kubeconfig: str, code: Path, runs: int, kubectl_runs: int, work: Path) -> None:
     commit = git("-C", str(code), "rev-parse", "--short=12", "HEAD").strip() if (code / ".git").exists() else str(code)
     tag = f"{os.getpid()}"
@@ -213,7 +317,10 @@ def measure(kubeconfig: str, code: Path, runs: int, kubectl_runs: int, work: Pat
         times.append(timed(lambda: kubectl(kubeconfig, f"bench-k-{tag}", kfolder)))
     if times:
         line("kubectl one-change apply", times, "kubectl")
-    print(f"# last reconcile said: {suite.reconcile().strip().splitlines()[-1]}", flush=True)
+    said = [ln for ln in suite.reconcile().splitlines() if ": applied: " in ln or ": failed: " in ln]
+    print(f"# last reconcile said: {said[-1] if said else '(no summary line)'}", flush=True)
+    if code == ROOT and (code / "gitops_hooks" / "reconcileserver.py").is_file():
+        measure_pushes(kubeconfig, runs, work, commit)
 
 
 def kubectl_version() -> str:
@@ -233,6 +340,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-converge-"))
     state = work / "realk8s"
+    runtime = work / "run"  # the gate server the pushes start lives here, and is stopped at the end
+    runtime.mkdir(mode=0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     try:
         kubeconfig = args.kubeconfig
         if not kubeconfig:
@@ -242,6 +352,9 @@ def main() -> None:
             kubeconfig = proc.stdout.strip().splitlines()[-1].split("=", 1)[1]
         measure(kubeconfig, args.code.resolve(), args.runs, args.kubectl_runs, work)
     finally:
+        for pid_file in (runtime / "gitops-hooks").glob("gate-*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text(encoding="ascii")), signal.SIGTERM)
         if not args.kubeconfig:
             subprocess.run([str(REALK8S), "stop", str(state)], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)

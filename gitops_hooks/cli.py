@@ -322,7 +322,9 @@ def reconcile(names: tuple[str, ...], repo: Path | None, wait: bool, every: str 
     from .reconcile.commands import reconcile_every
 
     if every:
-        sys.exit(reconcile_every(_repo(repo), list(names), every, rounds, sys.stdout))
+        from .reconcileserver import pushes_served
+
+        sys.exit(reconcile_every(_repo(repo), list(names), every, rounds, sys.stdout, pushes_served))
     if len(names) != 1:
         click.echo("gitops-hooks reconcile: name one environment (or give --every to reconcile several)", err=True)
         sys.exit(2)

@@ -24,9 +24,12 @@ reading it; not written while the file is younger than two seconds, whose times 
 the same clock tick could repeat). When the key still matches, the installed hook script (with no
 environment at all) or this client (with none for the pushed refs and no reconcile pending) prints what
 `gitops-hooks post-receive` would print, without any server or suite process. Otherwise (an
-environment to reconcile or a pending record, or a missing or stale stamp) it runs
+environment to reconcile or a pending record, or a missing or stale stamp) it hands the push to the
+repository's `gitops-hooks reconcile --every` process when one serves it (served_post_receive: the
+socket `gitops-hooks/state/reconcile.sock`, reconcileserver.py), which reconciles with everything
+loaded and streams the lines back; else, or when that process fails in the middle, it runs
 `gitops-hooks post-receive` in a process of its own, which reconciles as before and streams its
-progress to the pusher; the resident server is never held by a reconcile, so the next push's
+progress to the pusher. The resident gate server is never held by a reconcile, so the next push's
 pre-receive finds it free.
 
 One server serves one installation (one Python environment, one user): its socket name carries a stamp
@@ -46,7 +49,7 @@ import zlib
 TYPE_CHECKING = False  # `typing` would cost more to import than the whole request
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import TextIO
+    from typing import BinaryIO, TextIO
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_MESSAGE = 256 * 1024 * 1024
@@ -438,11 +441,7 @@ def main(argv: list[str]) -> int:
         os.close(busy)
         return in_process(exe, hook, None)  # another push has the server: do not wait for it
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        timeout = float(os.environ.get("GITOPS_HOOKS_CLIENT_TIMEOUT", "900"))
-    except ValueError:
-        timeout = 900.0
-    sock.settimeout(timeout)  # the server enforces the gate's own timeout; this only guards against a hang
+    sock.settimeout(_client_timeout())  # the server enforces the gate's own timeout; this only guards against a hang
     try:
         sock.connect(path)
     except OSError:
@@ -452,10 +451,8 @@ def main(argv: list[str]) -> int:
         return in_process(exe, hook, None)
     stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     env = [x for kv in os.environ.items() for x in kv]
-    umask = os.umask(0o077)
-    os.umask(umask)  # (read by setting it; put back at once)
     try:
-        sock.sendall(encode([hook, os.getcwd(), stdin_text, str(umask), *env]))
+        sock.sendall(encode([hook, os.getcwd(), stdin_text, str(_umask()), *env]))
         answer = receive(sock)
     except OSError:
         answer = None
@@ -471,19 +468,109 @@ def main(argv: list[str]) -> int:
 
 
 def post_receive(exe: str) -> int:
-    """post-receive: the answer from the stamp when it can tell, then the chained hooks; else
-    `gitops-hooks post-receive`."""
+    """post-receive: the answer from the stamp when it can tell, then the chained hooks; else the
+    reconcile by the repository's `reconcile --every` process (served_post_receive), then the chained
+    hooks; else `gitops-hooks post-receive`."""
     stdin_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+    git_dir = os.environ.get("GIT_DIR", ".")
     try:
-        text = post_receive_without_environments(os.environ.get("GIT_DIR", "."), stdin_text)
+        text = post_receive_without_environments(git_dir, stdin_text)
     except Exception:  # noqa: BLE001 - whatever it was, the suite decides
         text = None
     if text is None:
-        return in_process(exe, "post-receive", stdin_text)  # which runs the chained hooks itself
-    if text:
+        if not served_post_receive(git_dir, stdin_text, sys.stderr.buffer):
+            return in_process(exe, "post-receive", stdin_text)  # which runs the chained hooks itself
+    elif text:
         sys.stderr.buffer.write(text.encode("utf-8", "surrogateescape"))
         sys.stderr.flush()
-    return run_chained("post-receive", os.environ.get("GIT_DIR", "."), stdin_text, os.environ, sys.stderr)
+    return run_chained("post-receive", git_dir, stdin_text, os.environ, sys.stderr)
+
+
+# ---------------------------------------------------------------------------- post-receive served by rounds
+
+ROUNDS_SOCKET = "reconcile.sock"  # in <git_dir>/gitops-hooks/state/ (reconcile/state.py: state_dir)
+ROUNDS_ACCEPT_SECONDS = 10.0  # how long a push waits for a round in progress to end before reconciling itself
+SERVED_GONE = f"{PREFIX}: the reconcile process stopped answering; reconciling in this hook instead\n"
+
+
+def rounds_socket(git_dir: str) -> str:
+    """Where `gitops-hooks reconcile --every` of this repository takes post-receive requests."""
+    return os.path.join(git_dir, CONFIG_DIR, "state", ROUNDS_SOCKET)
+
+
+def peer_uid(sock: _socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED), None if unknown."""
+    try:
+        creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
+    except (OSError, AttributeError):
+        return None
+    return int.from_bytes(creds[4:8], sys.byteorder)
+
+
+def unix_address(sock: _socket.socket, path: str, bind: bool = False) -> None:
+    """Connect (or bind) `sock` to `path`, however long: a Unix socket's address holds 107 bytes, so a
+    longer path is reached through a descriptor of its folder (/proc/self/fd/N/name)."""
+    if len(path.encode("utf-8", "surrogateescape")) < 100:
+        (sock.bind if bind else sock.connect)(path)
+        return
+    folder, name = os.path.split(path)
+    fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        (sock.bind if bind else sock.connect)(f"/proc/self/fd/{fd}/{name}")
+    finally:
+        os.close(fd)
+
+
+def served_post_receive(git_dir: str, stdin_text: str, out: BinaryIO) -> bool:
+    """Have the repository's `reconcile --every` process run what `gitops-hooks post-receive` runs before
+    the chained hooks (it streams the lines for the pusher to `out`). False when it did not finish: no
+    such process, another user's socket, busy with a round for longer than ROUNDS_ACCEPT_SECONDS, gone
+    or garbled in the middle; then the suite must run (it picks up the pending record left)."""
+    path = rounds_socket(git_dir)
+    if os.environ.get("GITOPS_HOOKS_NO_SERVER") == "1" or not os.path.exists(path):
+        return False
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    accepted = False
+    try:
+        sock.settimeout(ROUNDS_ACCEPT_SECONDS)
+        unix_address(sock, path)
+        if peer_uid(sock) != os.getuid():
+            return False  # not this user's process: it gets neither the push nor the environment
+        sock.sendall(encode(["post-receive", stdin_text, str(_umask()), *(x for kv in os.environ.items() for x in kv)]))
+        accepted = receive(sock) == ["accepted"]
+        if not accepted:
+            return False
+        sock.settimeout(_client_timeout())
+        while True:
+            message = receive(sock)
+            if message == ["done"]:
+                return True
+            if message is None or len(message) != 2 or message[0] != "out":
+                break
+            out.write(message[1].encode("utf-8", "surrogateescape"))
+            out.flush()
+    except OSError:  # (timeouts included)
+        pass
+    finally:
+        sock.close()
+    if accepted:
+        out.write(SERVED_GONE.encode())
+        out.flush()
+    return False
+
+
+def _umask() -> int:
+    umask = os.umask(0o077)
+    os.umask(umask)  # (read by setting it; put back at once)
+    return umask
+
+
+def _client_timeout() -> float:
+    """How long a hook waits for the server's next word (GITOPS_HOOKS_CLIENT_TIMEOUT, 900 s by default)."""
+    try:
+        return float(os.environ.get("GITOPS_HOOKS_CLIENT_TIMEOUT", "900"))
+    except ValueError:
+        return 900.0
 
 
 if __name__ == "__main__":

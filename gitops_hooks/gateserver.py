@@ -31,7 +31,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -131,14 +130,6 @@ class Warmer:
                 self.failed.add((key, missing))
             return True
         return False
-
-
-def _peer_uid(conn: socket.socket) -> int | None:
-    try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", creds)[1])
-    except OSError:
-        return None
 
 
 @contextlib.contextmanager
@@ -335,7 +326,7 @@ def serve(path: str) -> int:
                 continue
             conn, _ = listener.accept()
             with conn:
-                if _peer_uid(conn) != os.getuid():
+                if gateclient.peer_uid(conn) != os.getuid():
                     continue
                 conn.settimeout(REQUEST_SECONDS)  # a peer that connects and says nothing blocks no push
                 try:

@@ -34,12 +34,12 @@ def push_options(env: Mapping[str, str]) -> list[str]:
 
 def main(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO = sys.stderr) -> int:
     """post-receive cannot refuse anything: report, record, run the hooks `install` kept, exit 0."""
-    _after_push(stdin_text, git_dir, env, out)
+    after_push(stdin_text, git_dir, env, out)
     out.flush()
     return gateclient.run_chained("post-receive", str(git_dir), stdin_text, env, out)
 
 
-def _after_push(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO) -> None:
+def after_push(stdin_text: str, git_dir: Path, env: Mapping[str, str], out: TextIO) -> None:
     key = gateclient.config_key(str(git_dir))  # before reading the file: see gateclient.write_stamp
     try:
         server = configmod.load_server_config(git_dir)

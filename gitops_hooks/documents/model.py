@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,12 @@ class Limits:
     max_documents: int = 10_000
     max_nodes: int = 2_000_000  # values after alias expansion, per file
     max_key_bytes: int = 64 * 1024
+
+    @classmethod
+    def of(cls, limits: Mapping[str, Any]) -> Limits:
+        """From the configuration's `limits` section (config.Policy.limits)."""
+        return cls(max_file_bytes=limits["max_file_bytes"], max_documents=limits["max_documents_per_file"],
+                   max_nodes=limits["max_alias_expansion"])
 
 
 DEFAULT_LIMITS = Limits()

@@ -21,12 +21,7 @@ def kubernetes_schemas(version: str, strict: bool) -> KubernetesSchemas:
 
 
 def limits_of(policy: Policy) -> Limits:
-    lim = policy.limits
-    return Limits(
-        max_file_bytes=lim["max_file_bytes"],
-        max_documents=lim["max_documents_per_file"],
-        max_nodes=lim["max_alias_expansion"],
-    )
+    return Limits.of(policy.limits)
 
 
 def make_context(policy: Policy, ref: str = "") -> CheckContext:

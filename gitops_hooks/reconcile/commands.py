@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -290,11 +291,19 @@ def duration(text: str) -> float:
     return value
 
 
+# Between rounds: given the repository, the stop event and the log, a context that yields what to do while
+# waiting (a function of the seconds to wait) and a note for the first log line (reconcileserver.py).
+Between = Callable[[Path, Any, Emit], AbstractContextManager[tuple[Callable[[float], object], str]]]
+
+
 @one_line_errors("reconcile")
-def reconcile_every(repo: Path, names: list[str], interval: str, rounds: int, out: TextIO) -> int:
-    """Rounds until stopped (SIGTERM or SIGINT end it after the round in progress)."""
+def reconcile_every(repo: Path, names: list[str], interval: str, rounds: int, out: TextIO,
+                    between: Between | None = None) -> int:
+    """Rounds until stopped (SIGTERM or SIGINT end it after the round in progress, or between rounds
+    after the push being served)."""
     import signal
     import threading
+    from contextlib import nullcontext
 
     from .rounds import every
 
@@ -311,8 +320,9 @@ def reconcile_every(repo: Path, names: list[str], interval: str, rounds: int, ou
         signal.signal(sig, lambda *_: stop.set())
     which = ", ".join(names) if names else "every environment"
     emit = emitter(out)
-    emit(f"{audit.now()} gitops-hooks: reconciling {which} of {repo} every {seconds:g} s")
-    every(repo, lambda: _load(repo), names, seconds, emit, stop, rounds)
+    with between(repo, stop, emit) if between else nullcontext((stop.wait, "")) as (wait, note):
+        emit(f"{audit.now()} gitops-hooks: reconciling {which} of {repo} every {seconds:g} s{note}")
+        every(repo, lambda: _load(repo), names, seconds, emit, stop, rounds, wait)
     emit(f"{audit.now()} gitops-hooks: stopped")
     return 0
 

@@ -7,17 +7,16 @@ pre-receive gate can refuse a push that reconciliation would choke on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .. import kustomize
 from ..cache import NullCache
 from ..config import Policy, matches
-from ..documents import Document, ParsedFile, parse
+from ..documents import Document, Limits, ParsedFile, parse
 from ..findings import Finding, Rule, Severity, finding, register
 from ..gitrepo import Entry, Snapshot
-from ..pipeline import limits_of
 from .environments import Environment
 from .substitute import substitute_object
 
@@ -109,10 +108,26 @@ def _in(path: str, prefix: str) -> bool:
     return not prefix or path.startswith(prefix)
 
 
+# Per process, by path, blob id and limits: the rounds process (and the pushes it serves) parses a file once,
+# not again for each commit that leaves it as it was. Parsed files are never changed by their readers.
+_PARSED: dict[tuple[str, str, Limits], ParsedFile] = {}
+MAX_PARSED = 50_000
+
+
+def _parsed(e: Entry, read: Callable[[Entry], bytes], limits: Limits) -> ParsedFile:
+    key = (e.path, e.oid, limits)
+    hit = _PARSED.get(key)
+    if hit is None:
+        if len(_PARSED) >= MAX_PARSED:
+            _PARSED.clear()
+        hit = _PARSED[key] = parse(e.path, read(e), limits)
+    return hit
+
+
 def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> tuple[list[Document], list[Finding]]:
     """Objects of the environment's folder: kustomize roots inside it rendered, plain files read."""
     policy = Policy(dict(config))
-    limits = limits_of(policy)
+    limits = Limits.of(policy.limits)  # (not pipeline.limits_of: the gate's modules stay unloaded)
     prefix = env.folder_prefix()
     entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
     data: dict[str, bytes] = {}
@@ -127,7 +142,7 @@ def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -
         if e.is_link or e.is_submodule or e.size > limits.max_file_bytes or e.path == ".gitops-hooks.yaml":
             continue
         if matches(e.path, policy.include) and not matches(e.path, policy.manifest_exclude):
-            parsed[e.path] = parse(e.path, read(e), limits)
+            parsed[e.path] = _parsed(e, read, limits)
     findings: list[Finding] = [f for pf in parsed.values() for f in pf.findings if _in(f.path, prefix)]
     docs: list[Document] = []
     consumed: set[str] = set()
@@ -149,7 +164,7 @@ def _helm_releases(docs: list[Document], entries: list[Entry], parsed: dict[str,
 
     charts = chart_dirs(entries)
     manifests = [e for e in entries if e.path in parsed and not any(c == "" or e.path.startswith(c + "/") for c in charts)]
-    step = HelmStep(entries, manifests, read, parsed.__getitem__, config["helm"], limits_of(Policy(dict(config))),
+    step = HelmStep(entries, manifests, read, parsed.__getitem__, config["helm"], Limits.of(config["limits"]),
                     float(config["limits"]["timeout_seconds"]), NullCache(), asks=lambda p: _in(p, prefix),
                     alone=False).run()
     findings.extend(f for f in step.findings if f.rule != "helm-chart" or f.severity is not Severity.INFO

@@ -10,7 +10,7 @@ Neither function prints: `emit` gets one line per environment and round.
 
     from gitops_hooks.reconcile.rounds import every, run_round
     results = run_round(git_dir, server_config, [], print)   # [RoundResult(environment='prod', result='unchanged', ...)]
-    every(git_dir, load_config, [], 300.0, print, stop_event)
+    every(git_dir, load_config, [], 300.0, print, stop_event)   # wait=...: what to do between rounds
 """
 
 from __future__ import annotations
@@ -126,9 +126,12 @@ def last_round(git_dir: Path, env: str) -> RoundResult | None:
 
 
 def every(git_dir: Path, load_config: Callable[[], Mapping[str, Any]], env_names: Sequence[str], interval: float,
-          emit: Emit, stop: threading.Event, rounds: int = 0) -> None:
+          emit: Emit, stop: threading.Event, rounds: int = 0, wait: Callable[[float], object] | None = None) -> None:
     """Run a round every `interval` seconds until `stop` is set (or `rounds` rounds, when not 0). The
-    configuration is read again each round; a round that cannot even start is logged and the next one runs."""
+    configuration is read again each round; a round that cannot even start is logged and the next one runs.
+    Between rounds, `wait(seconds)` (default: `stop.wait`) returns when the time is up or `stop` is set: the
+    command's version serves pushes meanwhile (reconcileserver.py)."""
+    wait = wait or stop.wait
     count = 0
     while not stop.is_set():
         started = time.monotonic()
@@ -139,4 +142,4 @@ def every(git_dir: Path, load_config: Callable[[], Mapping[str, Any]], env_names
         count += 1
         if rounds and count >= rounds:
             return
-        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        wait(max(0.0, interval - (time.monotonic() - started)))

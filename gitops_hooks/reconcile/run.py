@@ -126,6 +126,9 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
                 if kube is not None:
                     kube.close()
     result = ("triggered" if env.backend != "direct" else "applied") if cs.ok else "failed"
+    settled = bool(watch) and not cs.changed and not opts.wait  # nothing applied, so nothing rolls out
+    if settled:
+        watch = []
     record = audit.Record(env.name, commit, env.ref, opts.pusher, audit.now(), result, audit.changes_of(cs),
                           cs.error, "waiting" if watch else "", (), attempt)
     quiet = opts.periodic and audit.quiet(record) and last.commit == commit
@@ -133,6 +136,8 @@ def reconcile_commit(git_dir: Path, server: Mapping[str, Any], env: Environment,
         audit.write(git_dir, record)
     summary = _summary(cs, result)
     emit(f"gitops-hooks: {env.name}: {summary}")
+    if settled and not quiet:
+        emit(f"gitops-hooks: {env.name}: nothing changed, so no health check (push with -o gitops.wait to check)")
     if watch and not quiet:
         _health(git_dir, env, commit, watch, emit, opts)
     return Outcome(env.name, commit, result, summary, cs, last.commit)
