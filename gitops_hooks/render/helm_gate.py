@@ -26,6 +26,7 @@ from .helm_sources import CHART_KINDS, Sources
 
 FORMAT = "helm-v1"  # of cached renders
 _KINDS_RE = re.compile(rb"^\s*kind:\s*[\"']?(" + b"|".join(k.encode() for k in CHART_KINDS) + rb")\b", re.M)
+_KIND_NAMES = tuple(k.encode() for k in CHART_KINDS)
 _ERROR_AT = re.compile(r"(?:template: |error at \()([^:\s()]+):(\d+)")  # where Helm's message says it failed
 # blob id -> whether it may hold a HelmRelease, Application or ApplicationSet: in the resident gate server,
 # a later push reads no blob again to find them (blob ids name their content)
@@ -120,7 +121,8 @@ class HelmStep:
         if found is None:
             if len(_MAY_HOLD) >= _MAY_HOLD_SIZE:
                 _MAY_HOLD.clear()
-            found = _MAY_HOLD[e.oid] = _KINDS_RE.search(self._bytes(e)) is not None
+            data = self._bytes(e)  # (the kinds' names looked for first: a regex over every line costs more)
+            found = _MAY_HOLD[e.oid] = any(k in data for k in _KIND_NAMES) and _KINDS_RE.search(data) is not None
         return found
 
     def text(self, path: str) -> str | None:
