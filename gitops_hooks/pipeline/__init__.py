@@ -14,7 +14,7 @@ are keyed by), `summaries` (what a parsed blob leaves for later runs) and `resul
 
 from __future__ import annotations
 
-from .context import _KUBE_CACHE, kubernetes_schemas, limits_of, make_context
+from .context import _KUBE_CACHE, kubernetes_schemas, make_context
 from .keys import code_fingerprint
 from .manifests import chart_dirs
 from .memo import TREE_MEMO, TREE_MEMO_FINDINGS, TREE_MEMO_SIZE, remember
@@ -29,5 +29,5 @@ _Run = Run  # (the name tests and tools knew)
 __all__ = [
     "MAX_WORKERS", "PARALLEL_MIN", "TREE_MEMO", "TREE_MEMO_FINDINGS", "TREE_MEMO_SIZE", "_KUBE_CACHE", "DocRef",
     "Result", "Run", "Stats", "_LazyParsed", "_Run", "chart_dirs", "check_snapshot", "code_fingerprint",
-    "kubernetes_schemas", "limits_of", "make_context", "remember",
+    "kubernetes_schemas", "make_context", "remember",
 ]

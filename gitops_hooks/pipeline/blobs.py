@@ -74,12 +74,17 @@ class BlobChecks(CrdDiscovery):
                 if kept is not None and kept[0] == e.oid:
                     self.summaries[e.path] = kept[1]
 
+    def _rows_key(self) -> tuple[Any, ...] | None:
+        """Where the gate server keeps this run's findings rows (memo.known_rows); None elsewhere."""
+        if not MEMO.enabled or getattr(self.cache, "db", None) is None:
+            return None
+        return memo.rows_key(str(getattr(self.cache, "path", "")), self.base, self.crd_source)
+
     def known_rows(self, direct_paths: set[str]) -> list[str]:
         """In the gate server: the findings rows of the files whose blob, mode and role a run has seen at
         the same path with the same CRDs; the paths taken."""
-        if not MEMO.enabled or getattr(self.cache, "db", None) is None:
-            return []
-        known = memo.known_rows(memo.rows_key(str(getattr(self.cache, "path", "")), self.base, self.crd_source))
+        key = self._rows_key()
+        known = memo.known_rows(key) if key is not None else None
         taken = []
         if known:
             for e in self.entries:
@@ -92,13 +97,13 @@ class BlobChecks(CrdDiscovery):
 
     def keep_rows(self, direct_paths: set[str]) -> None:
         """In the gate server, once every file's findings are known: what later runs may take (known_*)."""
-        if not MEMO.enabled or getattr(self.cache, "db", None) is None:
+        key = self._rows_key()
+        if key is None:
             return
         rows = {e.path: (e.oid, e.mode, e.path in direct_paths, e.path in self.by_manifest, self.precomputed[e.path])
                 for e in self.entries if e.path in self.precomputed}
-        summaries = {path: s for path, s in self.summaries.items() if path in self.by_manifest}
-        memo.keep(self.parse_fp, memo.rows_key(str(getattr(self.cache, "path", "")), self.base, self.crd_source),
-                  summaries, rows, {path: self.by_path[path].oid for path in summaries})
+        summaries = {path: (self.by_path[path].oid, s) for path, s in self.summaries.items() if path in self.by_manifest}
+        memo.keep(self.parse_fp, key, summaries, rows)
 
     def cached_summaries(self, manifests: list[Entry]) -> list[Entry]:
         """The cache lookup of the manifests' parse summaries; the manifests it does not answer."""

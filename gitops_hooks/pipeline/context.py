@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..checks import CheckContext
 from ..config import Policy
-from ..documents import Limits, parse
+from ..documents import parse
 from ..schemas import CustomSchemas, KubernetesSchemas, definition_closure, load_bundled
 
 _KUBE_CACHE: dict[tuple[str, bool], KubernetesSchemas] = {}
@@ -18,10 +18,6 @@ def kubernetes_schemas(version: str, strict: bool) -> KubernetesSchemas:
     if key not in _KUBE_CACHE:
         _KUBE_CACHE[key] = KubernetesSchemas(version, strict)
     return _KUBE_CACHE[key]
-
-
-def limits_of(policy: Policy) -> Limits:
-    return Limits.of(policy.limits)
 
 
 def make_context(policy: Policy, ref: str = "") -> CheckContext:

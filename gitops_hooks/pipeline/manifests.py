@@ -33,8 +33,7 @@ class ChoosingManifests(RunState):
                 out.append(finding("tree-symlink", path, 1, 1, f"{path} is a symbolic link: not followed, not checked"))
                 continue
             if e.size > largest:
-                out.append(finding("file-too-large", e.path, 1, 1,
-                                   f"{e.size} bytes is over the limit of {self.limits.max_file_bytes} bytes"))
+                out.append(finding("file-too-large", path, 1, 1, f"{e.size} bytes is over the limit of {largest} bytes"))
                 continue
             chosen.append(e)
         self.by_manifest = {e.path for e in chosen}

@@ -162,14 +162,13 @@ def known_rows(key: tuple[Any, ...]) -> dict[str, tuple[str, int, bool, bool, li
     return _ROWS.get(key, {})
 
 
-def keep(parse_fp: str, key: tuple[Any, ...], summaries: dict[str, dict[str, Any]],
-         rows: dict[str, tuple[str, int, bool, bool, list[Any]]], oids: dict[str, str]) -> None:
-    """Add a run's summaries (path -> summary, with `oids`: path -> blob id) and rows to the memo."""
+def keep(parse_fp: str, key: tuple[Any, ...], summaries: dict[str, tuple[str, dict[str, Any]]],
+         rows: dict[str, tuple[str, int, bool, bool, list[Any]]]) -> None:
+    """Add a run's summaries (path -> (blob id, summary)) and rows to the memo."""
     global _paths
     table = _table(_SUMMARIES, parse_fp)
     before = len(table)
-    for path, summary in summaries.items():
-        table[path] = (oids[path], summary)
+    table.update(summaries)
     _paths += len(table) - before
     table_rows = _table(_ROWS, key)
     before = len(table_rows)

@@ -10,11 +10,10 @@ from .. import __version__
 from ..cache import NullCache, fingerprint
 from ..checks import DOCUMENT_CHECKS, FILE_CHECKS, PARSED_CHECKS, CheckContext
 from ..config import Policy, folder_stamp, matcher
-from ..documents import Document, ParsedFile, Pointer, parse
+from ..documents import Document, Limits, ParsedFile, Pointer, parse
 from ..findings import finding
 from ..gitrepo import Entry, Snapshot
 from ..schemas import GVK
-from .context import limits_of
 from .keys import _plugins, code_fingerprint
 from .result import Stats
 from .summaries import _summary
@@ -30,7 +29,7 @@ class RunState:
         self.ctx = ctx
         self.cache = cache
         self.progress = progress
-        self.limits = limits_of(policy)
+        self.limits = Limits.of(policy.limits)
         excluded = matcher(policy.path_exclude)
         self.entries = [e for e in snapshot.entries() if excluded(e.path) is None]
         self.by_path = {e.path: e for e in self.entries}

@@ -127,7 +127,7 @@ def _parsed(e: Entry, read: Callable[[Entry], bytes], limits: Limits) -> ParsedF
 def documents(snapshot: Snapshot, env: Environment, config: Mapping[str, Any]) -> tuple[list[Document], list[Finding]]:
     """Objects of the environment's folder: kustomize roots inside it rendered, plain files read."""
     policy = Policy(dict(config))
-    limits = Limits.of(policy.limits)  # (not pipeline.limits_of: the gate's modules stay unloaded)
+    limits = Limits.of(policy.limits)  # (nothing of pipeline/: the gate's modules stay unloaded)
     prefix = env.folder_prefix()
     entries = [e for e in snapshot.entries() if not matches(e.path, policy.path_exclude)]
     data: dict[str, bytes] = {}
